@@ -1,0 +1,29 @@
+"""Cohort data model, validation, reading and loading of PET/CT data."""
+
+from .cohort import (
+    clinical_fields,
+    clinical_frame,
+    from_dataframe,
+    image_fields,
+    load_cohort,
+    mask_fields,
+    save_cohort,
+    volume_shape,
+    volumes,
+)
+from .validation import check_cohort, check_masks, check_survival
+
+__all__ = [
+    "check_cohort",
+    "check_masks",
+    "check_survival",
+    "clinical_fields",
+    "clinical_frame",
+    "from_dataframe",
+    "image_fields",
+    "load_cohort",
+    "mask_fields",
+    "save_cohort",
+    "volume_shape",
+    "volumes",
+]

@@ -1,0 +1,127 @@
+r"""Survival and segmentation metrics.
+
+Concordance, time-dependent AUC and the integrated Brier score are scikit-survival's
+implementations; this module only adapts their inputs (risk arrays, ``StepFunction`` lists).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from ..data.validation import survival_arrays
+
+__all__ = [
+    "concordance_index",
+    "dice_score",
+    "time_dependent_auc",
+    "integrated_brier_score",
+    "survival_matrix",
+    "evaluation_times",
+]
+
+
+def concordance_index(y, risk) -> float:
+    r"""Harrell's concordance index (``sksurv.metrics.concordance_index_censored``).
+
+    .. math:: C = \frac{\sum_{i,j} 1[T_i < T_j]\,1[\eta_i > \eta_j]\,\delta_i}
+                       {\sum_{i,j} 1[T_i < T_j]\,\delta_i}
+
+    with ties in risk counted as 1/2.
+
+    Parameters
+    ----------
+    y : structured ndarray
+        Survival outcomes.
+    risk : array-like of shape (n_patients,)
+        Predicted risk (higher = earlier event).
+    """
+    from sksurv.metrics import concordance_index_censored
+
+    event, time = survival_arrays(y)
+    risk = np.asarray(risk, dtype=np.float64).ravel()
+    if risk.shape != time.shape:
+        raise ValueError(f"risk has {risk.shape[0]} values but y has {time.shape[0]} patients.")
+    if not np.isfinite(risk).all():
+        raise ValueError("predicted risk contains NaN or inf.")
+    if not event.any():
+        raise ValueError("the concordance index needs at least one event in y.")
+    return float(concordance_index_censored(event, time, risk)[0])
+
+
+def dice_score(mask_true, mask_pred, *, empty_value: float = 1.0) -> np.ndarray:
+    r"""Dice similarity coefficient per patient, :math:`2|A \cap B| / (|A| + |B|)`.
+
+    Parameters
+    ----------
+    mask_true, mask_pred : array-like of shape (n_patients, D, H, W) or (D, H, W)
+        Binary masks (non-zero = tumour).
+    empty_value : float
+        Dice returned when both masks are empty (perfect agreement by convention).
+
+    Returns
+    -------
+    dice : ndarray of shape (n_patients,) (a float for a single volume)
+    """
+    a = np.asarray(mask_true) != 0
+    b = np.asarray(mask_pred) != 0
+    if a.shape != b.shape:
+        raise ValueError(f"mask shapes differ: {a.shape} vs {b.shape}.")
+    single = a.ndim == 3
+    if single:
+        a, b = a[None], b[None]
+    a, b = a.reshape(len(a), -1), b.reshape(len(b), -1)
+    inter = (a & b).sum(axis=1).astype(np.float64)
+    total = (a.sum(axis=1) + b.sum(axis=1)).astype(np.float64)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        dice = np.where(total > 0, 2.0 * inter / total, empty_value)
+    return float(dice[0]) if single else dice
+
+
+def survival_matrix(survival_functions, times) -> np.ndarray:
+    """Evaluate a list of ``StepFunction``\\ s (or pass an array) at ``times``."""
+    if isinstance(survival_functions, np.ndarray) and survival_functions.dtype != object:
+        return survival_functions
+    return np.vstack([fn(times) for fn in survival_functions])
+
+
+def evaluation_times(y_train, y_test, n_times: int = 20) -> np.ndarray:
+    """Times inside the follow-up of both sets, where IPCW metrics are defined.
+
+    scikit-survival's AUC and Brier scores need test times strictly inside the training
+    follow-up; this picks percentiles 10-80 of the test event times, clipped to that range.
+    """
+    _, t_train = survival_arrays(y_train)
+    e_test, t_test = survival_arrays(y_test)
+    lo = max(t_test.min(), t_train.min())
+    hi = min(t_test.max(), t_train.max())
+    ref = t_test[e_test] if e_test.any() else t_test
+    times = np.unique(np.percentile(ref, np.linspace(10, 80, n_times)))
+    times = times[(times > lo) & (times < hi)]
+    if times.size == 0:
+        raise ValueError("no evaluation time lies inside both follow-up ranges.")
+    return times
+
+
+def time_dependent_auc(y_train, y_test, risk, times=None):
+    """Cumulative/dynamic AUC (``sksurv.metrics.cumulative_dynamic_auc``).
+
+    Returns ``(auc_at_times, mean_auc, times)``.
+    """
+    from sksurv.metrics import cumulative_dynamic_auc
+
+    if times is None:
+        times = evaluation_times(y_train, y_test)
+    auc, mean_auc = cumulative_dynamic_auc(y_train, y_test, np.asarray(risk, float), times)
+    return auc, float(mean_auc), times
+
+
+def integrated_brier_score(y_train, y_test, survival_functions, times=None):
+    """Integrated Brier score (``sksurv.metrics.integrated_brier_score``) over ``times``."""
+    from sksurv.metrics import integrated_brier_score as _ibs
+
+    if times is None:
+        times = evaluation_times(y_train, y_test)
+    if len(times) < 2:
+        raise ValueError("the integrated Brier score needs at least two evaluation times.")
+    surv = survival_matrix(survival_functions, times)
+    return float(_ibs(y_train, y_test, surv, times))
