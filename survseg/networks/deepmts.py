@@ -1,0 +1,354 @@
+r"""DeepMTS: joint tumour segmentation and survival prediction from PET/CT.
+
+Meng et al., "DeepMTS: Deep multi-task learning for survival prediction in patients with
+advanced nasopharyngeal carcinoma using pretreatment PET/CT", IEEE JBHI 26(9), 2022.
+
+The network, top to bottom (paper Fig. 2)::
+
+    images (PET, CT) ──► segmentation backbone ──► tumour logit ──► sigmoid = probability map
+                          │ encoder blocks E1..E5                          │
+                          │   1x1 conv-BN-ReLU-GAP  (124 features)         │
+                          ▼                                                ▼
+                       dropout-FC-1(64)-ReLU      cat(images, probability) ──► 3D DenseNet
+                          │                                  (112 features) dropout-FC-2(64)-ReLU
+                          └──────────── cat(FC-1, FC-2, clinical) ──► dropout-FC-3(1) = log-risk
+
+Every box can be switched off to build the paper's ablations (Tables III-V); see
+:class:`DeepMTS`.
+"""
+
+from __future__ import annotations
+
+from typing import NamedTuple
+
+import torch
+from torch import nn
+
+from .blocks import ConvBNReLU, PlainBlock, ResidualBlock
+from .densenet import DenseNet3d, _check_positive, _check_rate
+
+__all__ = ["DeepMTSOutput", "SegmentationBackbone", "DeepMTS"]
+
+_BLOCKS = {"residual": ResidualBlock, "plain": PlainBlock}
+
+
+class DeepMTSOutput(NamedTuple):
+    """What :class:`DeepMTS` returns.
+
+    Attributes
+    ----------
+    seg_logits : Tensor (N, 1, D, H, W) or None
+        Tumour logit per voxel (``sigmoid`` gives the probability map); ``None`` without the
+        segmentation branch.
+    log_risk : Tensor (N,) or None
+        Predicted log-risk (higher = earlier event); ``None`` without a survival head.
+    features : Tensor (N, F)
+        Deep features before the FC layers: hard-sharing features then cascade features
+        (``F = 0`` without a survival head).
+    """
+
+    seg_logits: torch.Tensor | None
+    log_risk: torch.Tensor | None
+    features: torch.Tensor
+
+
+class SegmentationBackbone(nn.Module):
+    r"""The DeepMTS segmentation backbone: a residual (or plain) 3D U-Net whose encoder is the
+    hard-sharing branch.
+
+    Encoder block :math:`E_k` is a "n x m" block (:class:`~survseg.networks.blocks.ResidualBlock`
+    or :class:`~survseg.networks.blocks.PlainBlock`) with ``channels[k]`` channels and
+    ``encoder_convs[k]`` 3x3x3 convolutions, followed by a 2x max-pool. Decoder block
+    :math:`D_k` takes ``cat(upsample_nearest(x), E_k)`` and has ``channels[k]`` channels. A
+    1x1x1 convolution gives one tumour logit per voxel (a two-class softmax is the sigmoid of
+    the logit difference, so one channel is equivalent).
+
+    Hard-sharing features: ``GAP(ReLU(BN(conv1x1(E_k))))`` with ``feature_channels[k]``
+    channels, concatenated over the levels (124 at the defaults); with
+    ``feature_channels=None`` the blocks are pooled directly (the "baseline MT-HS" of
+    Sec. 5.4, 248 features at the defaults).
+
+    Parameters
+    ----------
+    in_channels : int, default=2
+    channels : sequence of int, default=(8, 16, 32, 64, 128)
+        Width of each level, finest first.
+    encoder_convs : sequence of int, default=(2, 2, 3, 3, 4)
+        3x3x3 convolutions per encoder block.
+    decoder_convs : sequence of int, default=(3, 3, 2, 2)
+        3x3x3 convolutions per decoder block, coarsest first (D4, D3, D2, D1).
+    feature_channels : sequence of int or None, default=(4, 8, 16, 32, 64)
+        Width of the 1x1x1 feature convolution per encoder level; ``None`` = no convolution.
+    block : {"residual", "plain"}, default="residual"
+        Residual blocks (DeepMTS) or plain conv-BN-ReLU stacks (the 3D U-Net baseline).
+    decoder : bool, default=True
+        Build the upsampling segmentation branch (``False``: encoder only, as in Sur-HS).
+    hard_sharing : bool, default=True
+        Compute the hard-sharing survival features.
+
+    Notes
+    -----
+    With the decoder, each spatial size must be divisible by ``2 ** (len(channels) - 1)``
+    (16 at the defaults; the paper's 128x128x112 is); crop or pad the volumes first.
+    """
+
+    def __init__(
+        self,
+        in_channels: int = 2,
+        channels=(8, 16, 32, 64, 128),
+        encoder_convs=(2, 2, 3, 3, 4),
+        decoder_convs=(3, 3, 2, 2),
+        feature_channels=(4, 8, 16, 32, 64),
+        block: str = "residual",
+        decoder: bool = True,
+        hard_sharing: bool = True,
+    ):
+        super().__init__()
+        channels = _check_positive("channels", channels)
+        encoder_convs = _check_positive("encoder_convs", encoder_convs)
+        _check_positive("in_channels", (in_channels,))
+        if len(encoder_convs) != len(channels):
+            raise ValueError(
+                f"encoder_convs {encoder_convs} needs one entry per level of channels {channels}."
+            )
+        if block not in _BLOCKS:
+            raise ValueError(f"block must be 'residual' or 'plain'; got {block!r}.")
+        if not decoder and not hard_sharing:
+            raise ValueError("a backbone with neither decoder nor hard-sharing features computes nothing.")
+        make = _BLOCKS[block]
+        self.divisor = 2 ** (len(channels) - 1)
+        self.encoder = nn.ModuleList()
+        prev = in_channels
+        for c, n in zip(channels, encoder_convs, strict=True):
+            self.encoder.append(make(prev, c, n))
+            prev = c
+        self.pool = nn.MaxPool3d(2)
+
+        self.decoder = None
+        if decoder:
+            decoder_convs = _check_positive("decoder_convs", decoder_convs)
+            if len(decoder_convs) != len(channels) - 1:
+                raise ValueError(
+                    f"decoder_convs {decoder_convs} needs {len(channels) - 1} entries "
+                    f"(one per level below the deepest of channels {channels})."
+                )
+            self.up = nn.Upsample(scale_factor=2, mode="nearest")
+            self.decoder = nn.ModuleList()
+            prev = channels[-1]
+            for c, n in zip(channels[-2::-1], decoder_convs, strict=True):
+                self.decoder.append(make(prev + c, c, n))
+                prev = c
+            self.seg_head = nn.Conv3d(channels[0], 1, 1)
+
+        self.feature_convs = None
+        self.n_features = 0
+        if hard_sharing:
+            if feature_channels is None:
+                self.n_features = sum(channels)
+            else:
+                feature_channels = _check_positive("feature_channels", feature_channels)
+                if len(feature_channels) != len(channels):
+                    raise ValueError(
+                        f"feature_channels {feature_channels} needs one entry per level of "
+                        f"channels {channels}."
+                    )
+                self.feature_convs = nn.ModuleList(
+                    [ConvBNReLU(c, f, kernel_size=1) for c, f in zip(channels, feature_channels, strict=True)]
+                )
+                self.n_features = sum(feature_channels)
+        self.hard_sharing = hard_sharing
+
+    def _check_size(self, x: torch.Tensor) -> None:
+        if x.ndim != 5:
+            raise ValueError(f"expected a (N, C, D, H, W) tensor; got shape {tuple(x.shape)}.")
+        size = tuple(x.shape[2:])
+        if self.decoder is not None and any(s % self.divisor for s in size):
+            raise ValueError(
+                f"spatial size {size} must be divisible by {self.divisor} for a U-Net with "
+                f"{len(self.encoder)} levels; crop or pad the volumes (the paper uses 128x128x112)."
+            )
+        if min(size) < self.divisor:
+            raise ValueError(
+                f"spatial size {size} is too small for {len(self.encoder)} levels: each axis "
+                f"needs at least {self.divisor} voxels."
+            )
+
+    def forward(self, x: torch.Tensor):
+        """Return ``(seg_logits or None, hard-sharing features (N, n_features) or None)``."""
+        self._check_size(x)
+        skips = []
+        for k, block in enumerate(self.encoder):
+            if k:
+                x = self.pool(x)
+            x = block(x)
+            skips.append(x)
+
+        features = None
+        if self.hard_sharing:
+            if self.feature_convs is None:
+                pooled = [s.mean(dim=(2, 3, 4)) for s in skips]
+            else:
+                pooled = [conv(s).mean(dim=(2, 3, 4)) for conv, s in zip(self.feature_convs, skips, strict=True)]
+            features = torch.cat(pooled, dim=1)
+
+        logits = None
+        if self.decoder is not None:
+            for block, skip in zip(self.decoder, skips[-2::-1], strict=True):
+                x = block(torch.cat([self.up(x), skip], dim=1))
+            logits = self.seg_head(x)
+        return logits, features
+
+
+class _FC(nn.Sequential):
+    """``dropout -> Linear -> ReLU`` (FC-1 and FC-2)."""
+
+    def __init__(self, in_features: int, units: int, dropout: float):
+        super().__init__(nn.Dropout(dropout), nn.Linear(in_features, units), nn.ReLU(inplace=True))
+
+
+class DeepMTS(nn.Module):
+    """The DeepMTS network and the ablations of the paper's Tables III-V.
+
+    Parameters
+    ----------
+    in_channels : int, default=2
+        Image channels (PET and CT).
+    n_clinical : int, default=0
+        Clinical covariates concatenated before the risk layer FC-3.
+    segmentation : bool, default=True
+        Build the upsampling segmentation branch (and feed its probability map to the
+        cascade). ``False`` gives the single-task "Sur-" models.
+    hard_sharing : bool, default=True
+        Use the encoder (hard-sharing) features for survival (FC-1).
+    cascade : bool, default=True
+        Use the cascaded 3D DenseNet for survival (FC-2).
+    backbone : {"residual", "plain"}, default="residual"
+        Residual blocks (DeepMTS) or a plain 3D U-Net (the paper's "U-net" baselines).
+    feature_convs : bool, default=True
+        1x1x1 conv-BN-ReLU before pooling the hard-sharing features; ``False`` is the
+        "baseline MT-HS" of Table V.
+    channels, encoder_convs, decoder_convs, feature_channels :
+        Backbone shape, see :class:`SegmentationBackbone`.
+    dense_stem_channels, dense_block_layers, dense_transition_channels, dense_growth_rate,
+    dense_bottleneck_channels, dense_dropout :
+        Cascade shape, see :class:`~survseg.networks.densenet.DenseNet3d`.
+    fc_units : int, default=64
+        Width of FC-1 and FC-2.
+    fc_dropout : float, default=0.5
+        Dropout before every FC layer.
+
+    Notes
+    -----
+    The paper's models as switches (``segmentation``, ``hard_sharing``, ``cascade``):
+
+    ==========================  =====================================================
+    DeepMTS                     True, True, True
+    MT-HS                       True, True, False
+    MT-CasNet                   True, False, True
+    Seg-Backbone                True, False, False (no survival head: ``log_risk`` None)
+    Sur-HS                      False, True, False
+    Sur-CasNet                  False, False, True
+    "U-net" versions            ``backbone="plain"``
+    baseline MT-HS              MT-HS with ``feature_convs=False``
+    ==========================  =====================================================
+
+    The "using segmentation" Sur- models multiply the images by the manual mask: that is
+    done on the input, not in the network.
+
+    ``forward(images, clinical=None)`` returns a :class:`DeepMTSOutput`.
+    """
+
+    def __init__(
+        self,
+        in_channels: int = 2,
+        n_clinical: int = 0,
+        *,
+        segmentation: bool = True,
+        hard_sharing: bool = True,
+        cascade: bool = True,
+        backbone: str = "residual",
+        feature_convs: bool = True,
+        channels=(8, 16, 32, 64, 128),
+        encoder_convs=(2, 2, 3, 3, 4),
+        decoder_convs=(3, 3, 2, 2),
+        feature_channels=(4, 8, 16, 32, 64),
+        dense_stem_channels: int = 24,
+        dense_block_layers=(4, 8, 16),
+        dense_transition_channels=(16, 32, 64),
+        dense_growth_rate: int = 16,
+        dense_bottleneck_channels: int = 64,
+        dense_dropout: float = 0.05,
+        fc_units: int = 64,
+        fc_dropout: float = 0.5,
+    ):
+        super().__init__()
+        if n_clinical < 0:
+            raise ValueError(f"n_clinical must be >= 0; got {n_clinical}.")
+        if not (segmentation or hard_sharing or cascade):
+            raise ValueError("segmentation, hard_sharing and cascade are all off: nothing to build.")
+        if not (hard_sharing or cascade) and n_clinical:
+            raise ValueError(
+                "clinical covariates need a survival head: switch on hard_sharing or cascade."
+            )
+        _check_positive("fc_units", (fc_units,))
+        fc_dropout = _check_rate("fc_dropout", fc_dropout)
+        self.n_clinical = int(n_clinical)
+        self.segmentation = bool(segmentation)
+
+        self.backbone = None
+        if segmentation or hard_sharing:
+            self.backbone = SegmentationBackbone(
+                in_channels, channels, encoder_convs, decoder_convs,
+                feature_channels if feature_convs else None, backbone,
+                decoder=segmentation, hard_sharing=hard_sharing,
+            )
+        self.cascade = None
+        if cascade:
+            self.cascade = DenseNet3d(
+                in_channels + int(segmentation), dense_stem_channels, dense_block_layers,
+                dense_transition_channels, dense_growth_rate, dense_bottleneck_channels,
+                dense_dropout,
+            )
+        self.fc_shared = _FC(self.backbone.n_features, fc_units, fc_dropout) if hard_sharing else None
+        self.fc_cascade = _FC(self.cascade.n_features, fc_units, fc_dropout) if cascade else None
+        n_head = fc_units * (int(hard_sharing) + int(cascade)) + self.n_clinical
+        self.fc_risk = None
+        if hard_sharing or cascade:
+            self.fc_risk = nn.Sequential(nn.Dropout(fc_dropout), nn.Linear(n_head, 1))
+        self.n_features = (self.backbone.n_features if hard_sharing else 0) + (
+            self.cascade.n_features if cascade else 0
+        )
+
+    def head_weights(self) -> list[nn.Parameter]:
+        """The FC kernels (weights, not biases) that the paper regularises with L2."""
+        layers = [m for fc in (self.fc_shared, self.fc_cascade, self.fc_risk) if fc is not None
+                  for m in fc if isinstance(m, nn.Linear)]
+        return [layer.weight for layer in layers]
+
+    def forward(self, images: torch.Tensor, clinical: torch.Tensor | None = None) -> DeepMTSOutput:
+        n = images.shape[0]
+        if self.n_clinical:
+            if clinical is None or tuple(clinical.shape) != (n, self.n_clinical):
+                got = None if clinical is None else tuple(clinical.shape)
+                raise ValueError(f"clinical must have shape ({n}, {self.n_clinical}); got {got}.")
+        elif clinical is not None and clinical.numel():
+            raise ValueError("clinical covariates given to a network built with n_clinical=0.")
+
+        logits, shared = self.backbone(images) if self.backbone is not None else (None, None)
+        deep, head = [], []
+        if self.fc_shared is not None:
+            deep.append(shared)
+            head.append(self.fc_shared(shared))
+        if self.cascade is not None:
+            # cascade: the soft tumour map joins the images; gradients flow into the backbone
+            x = images if logits is None else torch.cat([images, torch.sigmoid(logits)], dim=1)
+            cascaded = self.cascade(x)
+            deep.append(cascaded)
+            head.append(self.fc_cascade(cascaded))
+        log_risk = None
+        if self.fc_risk is not None:
+            if self.n_clinical:
+                head.append(clinical.to(head[0].dtype))
+            log_risk = self.fc_risk(torch.cat(head, dim=1)).squeeze(1)
+        features = torch.cat(deep, dim=1) if deep else images.new_zeros(n, 0)
+        return DeepMTSOutput(logits, log_risk, features)
