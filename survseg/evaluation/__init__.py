@@ -1,5 +1,6 @@
 """Metrics and statistical comparison of survival and segmentation models."""
 
+from .compare import ConcordanceComparison, compare_concordance, concordance_ci
 from .metrics import (
     concordance_index,
     dice_score,
@@ -9,6 +10,9 @@ from .metrics import (
 )
 
 __all__ = [
+    "ConcordanceComparison",
+    "compare_concordance",
+    "concordance_ci",
     "concordance_index",
     "dice_score",
     "evaluation_times",

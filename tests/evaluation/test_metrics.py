@@ -1,0 +1,86 @@
+import numpy as np
+import pytest
+from sksurv.datasets import load_whas500
+from sksurv.linear_model import CoxPHSurvivalAnalysis
+from sksurv.metrics import cumulative_dynamic_auc
+from sksurv.metrics import integrated_brier_score as sk_ibs
+from sksurv.util import Surv
+
+from survseg.evaluation import (
+    concordance_index,
+    dice_score,
+    evaluation_times,
+    integrated_brier_score,
+    time_dependent_auc,
+)
+from survseg.evaluation.compare import compare_concordance, concordance_ci
+
+
+def test_concordance_hand_computed():
+    # comparable pairs (i has event and T_i < T_j): (0,1) (0,2) (0,3) (2,3): 4 pairs
+    y = Surv.from_arrays([True, False, True, False], [1.0, 2.0, 3.0, 4.0])
+    risk = [4.0, 1.0, 2.0, 2.0]  # pairs: ok, ok, ok, tie -> (3 + 0.5) / 4
+    assert concordance_index(y, risk) == pytest.approx(3.5 / 4)
+    with pytest.raises(ValueError, match="3 values but y has 4"):
+        concordance_index(y, [1.0, 2.0, 3.0])
+    with pytest.raises(ValueError, match="NaN"):
+        concordance_index(y, [1.0, np.nan, 2.0, 3.0])
+
+
+def test_whas500_reference_cindex():
+    X, y = load_whas500()
+    X = X[["age", "bmi", "hr", "sysbp", "diasbp"]].to_numpy(float)
+    risk = CoxPHSurvivalAnalysis(ties="efron").fit(X, y).predict(X)
+    assert concordance_index(y, risk) == pytest.approx(0.7579741580060946, abs=1e-9)
+
+
+def test_dice_hand_computed():
+    a = np.zeros((2, 4, 4, 4), np.uint8)
+    b = np.zeros_like(a)
+    a[0, :2] = 1  # 32 voxels
+    b[0, 1:3] = 1  # 32 voxels, 16 shared
+    np.testing.assert_allclose(dice_score(a, b), [2 * 16 / 64, 1.0])
+    assert dice_score(a[0], a[0]) == 1.0
+    with pytest.raises(ValueError, match="shapes differ"):
+        dice_score(a, b[:, :2])
+
+
+def test_auc_and_ibs_equal_sksurv():
+    X, y = load_whas500()
+    X = X[["age", "bmi", "hr", "sysbp", "diasbp"]].to_numpy(float)
+    tr, te = np.arange(0, 500, 2), np.arange(1, 500, 2)
+    model = CoxPHSurvivalAnalysis().fit(X[tr], y[tr])
+    times = evaluation_times(y[tr], y[te])
+    auc, mean_auc, _ = time_dependent_auc(y[tr], y[te], model.predict(X[te]), times)
+    ref_auc, ref_mean = cumulative_dynamic_auc(y[tr], y[te], model.predict(X[te]), times)
+    np.testing.assert_allclose(auc, ref_auc)
+    assert mean_auc == pytest.approx(ref_mean)
+    fns = model.predict_survival_function(X[te])
+    ref = sk_ibs(y[tr], y[te], np.vstack([f(times) for f in fns]), times)
+    assert integrated_brier_score(y[tr], y[te], fns, times) == pytest.approx(ref)
+
+
+def test_concordance_ci_contains_estimate():
+    rng = np.random.default_rng(0)
+    t = rng.exponential(1, 150)
+    y = Surv.from_arrays(rng.random(150) < 0.7, t)
+    risk = -t + rng.normal(0, 1, 150)
+    c, lo, hi = concordance_ci(y, risk, n_bootstrap=200, random_state=0)
+    assert lo < c < hi and hi - lo < 0.2
+
+
+def test_compare_concordance_detects_difference_and_not_noise():
+    rng = np.random.default_rng(1)
+    n = 150
+    t = rng.exponential(1, n)
+    y = Surv.from_arrays(rng.random(n) < 0.7, t)
+    good = -np.log(t) + rng.normal(0, 0.5, n)
+    noise_a = rng.normal(size=n)
+    res = compare_concordance(y, good, noise_a, n_bootstrap=300, random_state=0)
+    assert res.difference > 0.2 and res.p_value < 0.01 and res.ci_low > 0
+    same = compare_concordance(y, good, good, n_bootstrap=50, random_state=0)
+    assert same.p_value == 1.0 and same.difference == 0.0
+    # under the null (two noise scores) p-values should not be systematically small
+    ps = [compare_concordance(y, rng.normal(size=n), rng.normal(size=n), n_bootstrap=150,
+                              random_state=k).p_value for k in range(12)]
+    assert np.mean(np.array(ps) < 0.05) <= 0.25 and np.median(ps) > 0.2
