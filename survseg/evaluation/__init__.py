@@ -1,5 +1,6 @@
 """Metrics and statistical comparison of survival and segmentation models."""
 
+from .benchmark import BenchmarkResult, benchmark
 from .compare import ConcordanceComparison, compare_concordance, concordance_ci
 from .metrics import (
     concordance_index,
@@ -10,6 +11,8 @@ from .metrics import (
 )
 
 __all__ = [
+    "BenchmarkResult",
+    "benchmark",
     "ConcordanceComparison",
     "compare_concordance",
     "concordance_ci",

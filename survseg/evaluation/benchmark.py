@@ -1,0 +1,317 @@
+r"""The papers' evaluation protocol as one function.
+
+k-fold cross-validation on a training cohort with risks collected out of fold, an optional
+external test cohort scored by the fold ensemble (one model per fold, risks z-scored and
+averaged, DeepMTS Sec. 4.7), and a table like DeepMTS Table II / AdaMSS Table I: C-index with a
+bootstrap 95 % CI, Dice where a model segments, time-dependent AUC and integrated Brier score
+where a model gives survival functions, and paired two-sided bootstrap p-values against a
+reference model.
+
+Every fold of every model is saved as it finishes (``output_dir/folds/<model>__fold<k>.npz``),
+so an interrupted run resumes without retraining finished folds.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import warnings
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+from joblib import Parallel, delayed
+from sklearn.base import clone
+from sklearn.model_selection import KFold, StratifiedKFold, check_cv
+
+from ..data.validation import check_survival
+from .compare import compare_concordance, concordance_ci
+from .metrics import (
+    concordance_index,
+    dice_score,
+    evaluation_times,
+    integrated_brier_score,
+    time_dependent_auc,
+)
+
+__all__ = ["benchmark", "BenchmarkResult"]
+
+
+@dataclass
+class BenchmarkResult:
+    """What :func:`benchmark` returns.
+
+    Attributes
+    ----------
+    table : pandas.DataFrame
+        One row per model: C-index and CI on the pooled out-of-fold risks, the mean and SD of
+        the per-fold C-indices, Dice, AUC, IBS, p-value against the reference (and the same
+        on the external test cohort when given, columns prefixed ``test_``).
+    predictions : pandas.DataFrame
+        Per patient and model: fold, out-of-fold risk (and Dice), plus the test cohort's
+        ensemble risks (``set == "test"``).
+    models : dict
+        ``{name: [fitted estimator per fold]}`` (empty for folds restored from disk unless
+        ``keep_models``).
+    """
+
+    table: pd.DataFrame
+    predictions: pd.DataFrame
+    models: dict = field(default_factory=dict)
+
+
+def _safe_name(name: str) -> str:
+    return re.sub(r"[^A-Za-z0-9_.-]+", "_", name)
+
+
+def _assign_device(estimator, fold: int):
+    """Give each fold its own GPU on a multi-GPU machine (estimators with ``device="auto"``)."""
+    try:
+        import torch
+    except ImportError:  # pragma: no cover - torch is a dependency
+        return estimator
+    params = estimator.get_params(deep=True)
+    n_gpu = torch.cuda.device_count()
+    if n_gpu > 1:
+        updates = {k: f"cuda:{fold % n_gpu}" for k, v in params.items()
+                   if (k == "device" or k.endswith("__device")) and v == "auto"}
+        if updates:
+            estimator.set_params(**updates)
+    return estimator
+
+
+def _fit_fold(name, estimator, X, y, train, test, fold, times, X_test):
+    """Fit one clone on one fold and collect everything the table needs."""
+    model = _assign_device(clone(estimator), fold)
+    model.fit(X[train], y[train])
+    out = {"risk": np.asarray(model.predict(X[test]), dtype=np.float64)}
+    if hasattr(model, "predict_mask") and "mask" in (X.dtype.names or ()):
+        out["dice"] = dice_score(X["mask"][test], model.predict_mask(X[test]))
+    if hasattr(model, "predict_survival_function") and times is not None and len(times) > 1:
+        try:
+            fns = model.predict_survival_function(X[test])
+            out["surv"] = np.vstack([fn(times) for fn in fns])
+        except (ValueError, AttributeError, NotImplementedError) as exc:
+            warnings.warn(f"{name}: no survival functions on fold {fold} ({exc}).", stacklevel=2)
+    if X_test is not None:
+        out["test_risk"] = np.asarray(model.predict(X_test), dtype=np.float64)
+        if hasattr(model, "predict_mask") and "mask" in (X_test.dtype.names or ()):
+            out["test_dice"] = dice_score(X_test["mask"], model.predict_mask(X_test))
+    return out, model
+
+
+def _zscore(risk):
+    sd = risk.std()
+    return (risk - risk.mean()) / (sd if sd > 0 else 1.0)
+
+
+def _fold_ibs_auc(y, train, test, times, fold_out):
+    """AUC and IBS of one fold on the cohort's time grid.
+
+    scikit-survival's IPCW estimators are defined only inside the training follow-up: test
+    patients followed beyond the last training time are left out of these two metrics (not of
+    the C-index), and only grid times inside both follow-ups are used. NaN with a warning
+    where the estimators still refuse.
+    """
+    if times is None:
+        return np.nan, np.nan
+    t_train = y[train][y.dtype.names[1]]
+    inside = test[y[test][y.dtype.names[1]] < t_train.max()]
+    t_test = y[inside][y.dtype.names[1]]
+    if len(inside) < 2:
+        return np.nan, np.nan
+    keep = (times > max(t_train.min(), t_test.min())) & (times < t_test.max())
+    if keep.sum() < 2:
+        return np.nan, np.nan
+    rows = np.isin(test, inside)
+    auc = ibs = np.nan
+    try:
+        _, auc, _ = time_dependent_auc(y[train], y[inside], fold_out["risk"][rows], times[keep])
+        if "surv" in fold_out:
+            ibs = integrated_brier_score(y[train], y[inside], fold_out["surv"][rows][:, keep], times[keep])
+    except ValueError as exc:
+        warnings.warn(f"time-dependent AUC/IBS skipped on a fold: {exc}", stacklevel=2)
+    return auc, ibs
+
+
+def benchmark(
+    estimators,
+    X,
+    y,
+    *,
+    cv=5,
+    X_test=None,
+    y_test=None,
+    reference: str | None = None,
+    n_bootstrap: int = 1000,
+    random_state=0,
+    n_jobs=None,
+    output_dir: str | os.PathLike | None = None,
+    resume: bool = True,
+    keep_models: bool = False,
+    verbose: int = 0,
+) -> BenchmarkResult:
+    """Cross-validated comparison of survival models, as in the papers' results tables.
+
+    Parameters
+    ----------
+    estimators : dict ``{name: estimator}`` or list of estimators
+        Any survseg or scikit-survival estimator (or ``Pipeline``) accepting ``X``.
+    X : cohort (structured ndarray)
+        Training cohort.
+    y : structured ndarray
+        Survival outcomes.
+    cv : int or CV splitter
+        An int gives ``StratifiedKFold`` on the event indicator, shuffled with
+        ``random_state``, so every fold has events.
+    X_test, y_test : optional
+        External test cohort, scored by the fold ensemble of each model.
+    reference : str, optional
+        Model the others are compared with (paired bootstrap p-values); default: the first.
+    n_bootstrap : int
+        Resamples for confidence intervals and p-values.
+    random_state : int
+        Seeds the folds and the bootstrap.
+    n_jobs : int, optional
+        Folds run in parallel through joblib, so any joblib backend (``loky``, Dask, Ray)
+        applies: ``with joblib.parallel_backend("dask"): benchmark(...)``.
+    output_dir : path, optional
+        Where ``results.csv``, ``predictions.csv``, ``folds/`` and a ``run.json`` go.
+    resume : bool
+        Reuse fold files already in ``output_dir`` (a finished fold is not retrained).
+    keep_models : bool
+        Return the fitted fold models (memory!).
+    verbose : int
+        joblib verbosity.
+
+    Returns
+    -------
+    BenchmarkResult
+    """
+    if isinstance(estimators, dict):
+        named = dict(estimators)
+    else:
+        named = {type(e).__name__: e for e in estimators}
+        if len(named) != len(estimators):
+            raise ValueError("estimator names clash; pass a dict {name: estimator}.")
+    if not named:
+        raise ValueError("no estimators given.")
+    event, time = check_survival(y, len(X))
+    reference = reference or next(iter(named))
+    if reference not in named:
+        raise ValueError(f"reference {reference!r} is not one of {list(named)}.")
+    if isinstance(cv, int | np.integer):
+        n_min = min(event.sum(), (~event).sum())
+        splitter = (StratifiedKFold(cv, shuffle=True, random_state=random_state) if n_min >= cv
+                    else KFold(cv, shuffle=True, random_state=random_state))
+    else:
+        splitter = check_cv(cv)
+    splits = list(splitter.split(np.zeros(len(X)), event))
+    if X_test is not None:
+        e_test, _ = check_survival(y_test, len(X_test), require_events=False)
+    try:
+        times = evaluation_times(y, y)
+    except ValueError:
+        times = None
+
+    out_dir = Path(output_dir) if output_dir is not None else None
+    if out_dir is not None:
+        (out_dir / "folds").mkdir(parents=True, exist_ok=True)
+
+    def fold_path(name, k):
+        return None if out_dir is None else out_dir / "folds" / f"{_safe_name(name)}__fold{k}.npz"
+
+    jobs, done = [], {}
+    for name, est in named.items():
+        for k, (train, test) in enumerate(splits):
+            path = fold_path(name, k)
+            if resume and path is not None and path.exists():
+                with np.load(path) as f:
+                    if np.array_equal(f["test_index"], test):
+                        done[(name, k)] = ({key: f[key] for key in f.files if key != "test_index"}, None)
+                        continue
+            jobs.append((name, k, est, train, test))
+
+    results = Parallel(n_jobs=n_jobs, verbose=verbose)(
+        delayed(_fit_fold)(name, est, X, y, train, test, k, times, X_test)
+        for name, k, est, train, test in jobs
+    )
+    for (name, k, _, _, test), (out, model) in zip(jobs, results):
+        done[(name, k)] = (out, model)
+        path = fold_path(name, k)
+        if path is not None:
+            np.savez(path, test_index=test, **out)
+
+    rows, pred_rows, models = [], [], {}
+    pooled = {}
+    for name in named:
+        risk = np.empty(len(X))
+        dice = np.full(len(X), np.nan)
+        fold_c, aucs, ibss, test_risks, test_dice = [], [], [], [], []
+        for k, (train, test) in enumerate(splits):
+            out, model = done[(name, k)]
+            risk[test] = out["risk"]
+            if "dice" in out:
+                dice[test] = out["dice"]
+            if event[test].any():
+                fold_c.append(concordance_index(y[test], out["risk"]))
+            auc, ibs = _fold_ibs_auc(y, train, test, times, out)
+            aucs.append(auc)
+            ibss.append(ibs)
+            if "test_risk" in out:
+                test_risks.append(_zscore(out["test_risk"]))
+            if "test_dice" in out:
+                test_dice.append(out["test_dice"])
+            if keep_models and model is not None:
+                models.setdefault(name, []).append(model)
+            pred_rows.append(pd.DataFrame({
+                "model": name, "set": "train_cv", "fold": k, "patient": test,
+                "risk": out["risk"], "dice": out.get("dice", np.full(len(test), np.nan)),
+            }))
+        pooled[name] = risk
+        c, lo, hi = concordance_ci(y, risk, n_bootstrap=n_bootstrap, random_state=random_state)
+        row = {"model": name, "cindex": c, "cindex_low": lo, "cindex_high": hi,
+               "cindex_fold_mean": np.mean(fold_c), "cindex_fold_sd": np.std(fold_c),
+               "dice": np.nanmean(dice) if np.isfinite(dice).any() else np.nan,
+               "auc": np.nanmean(aucs) if np.isfinite(aucs).any() else np.nan,
+               "ibs": np.nanmean(ibss) if np.isfinite(ibss).any() else np.nan}
+        if test_dice:
+            row["test_dice"] = float(np.mean(test_dice))
+        if test_risks:
+            ens = np.mean(test_risks, axis=0)
+            pred_rows.append(pd.DataFrame({"model": name, "set": "test", "fold": -1,
+                                           "patient": np.arange(len(ens)), "risk": ens,
+                                           "dice": np.nan}))
+            if y_test is not None and e_test.any():
+                row["test_cindex"], row["test_cindex_low"], row["test_cindex_high"] = concordance_ci(
+                    y_test, ens, n_bootstrap=n_bootstrap, random_state=random_state)
+            pooled[name + "\0test"] = ens
+        rows.append(row)
+    ref_risk = pooled[reference]
+    for row in rows:
+        name = row["model"]
+        if name == reference:
+            row["p_value"] = np.nan
+        else:
+            row["p_value"] = compare_concordance(
+                y, pooled[name], ref_risk, n_bootstrap=n_bootstrap, random_state=random_state
+            ).p_value
+        if y_test is not None and name + "\0test" in pooled and reference + "\0test" in pooled:
+            row["test_p_value"] = (np.nan if name == reference else compare_concordance(
+                y_test, pooled[name + "\0test"], pooled[reference + "\0test"],
+                n_bootstrap=n_bootstrap, random_state=random_state).p_value)
+    table = pd.DataFrame(rows)
+    table.attrs["reference"] = reference
+    predictions = pd.concat(pred_rows, ignore_index=True)
+    if out_dir is not None:
+        table.to_csv(out_dir / "results.csv", index=False)
+        predictions.to_csv(out_dir / "predictions.csv", index=False)
+        (out_dir / "run.json").write_text(json.dumps({
+            "models": list(named), "reference": reference, "n_folds": len(splits),
+            "n_patients": int(len(X)), "n_events": int(event.sum()),
+            "n_test": None if X_test is None else int(len(X_test)),
+            "n_bootstrap": n_bootstrap, "random_state": random_state,
+        }, indent=2))
+    return BenchmarkResult(table=table, predictions=predictions, models=models)

@@ -1,0 +1,72 @@
+import numpy as np
+import pytest
+from sklearn.base import BaseEstimator
+from sklearn.model_selection import StratifiedKFold, cross_val_predict
+from sklearn.pipeline import make_pipeline
+from sklearn.preprocessing import FunctionTransformer
+from sksurv.linear_model import CoxPHSurvivalAnalysis
+from sksurv.metrics import concordance_index_censored
+
+from survseg.evaluation.benchmark import benchmark
+from tests.conftest import MeanUptake, sphere_cohort
+
+
+def _tumour_features(X):
+    m = np.asarray(X["mask"], dtype=bool)
+    pet = np.asarray(X["pet"], dtype=np.float64)
+    return np.column_stack([m.sum(axis=(1, 2, 3)), (pet * m).sum(axis=(1, 2, 3)) / m.sum(axis=(1, 2, 3))])
+
+
+def _cox_pipeline():
+    return make_pipeline(FunctionTransformer(_tumour_features), CoxPHSurvivalAnalysis(alpha=1e-2))
+
+
+class MustNotFit(BaseEstimator):
+    def fit(self, X, y):
+        raise AssertionError("a finished fold was retrained")
+
+
+def test_benchmark_matches_cross_val_predict_by_hand(tmp_path):
+    X, y = sphere_cohort(n=30, seed=3)
+    models = {"uptake": MeanUptake(), "cox": _cox_pipeline(), "whole": MeanUptake(use_mask=False)}
+    res = benchmark(models, X, y, cv=3, n_bootstrap=100, output_dir=tmp_path, random_state=0)
+    table = res.table.set_index("model")
+    cv = StratifiedKFold(3, shuffle=True, random_state=0)
+    for name, est in models.items():
+        oof = cross_val_predict(est, X, y, cv=cv.split(X, y["event"]))
+        ref = concordance_index_censored(y["event"], y["time"], oof)[0]
+        assert table.loc[name, "cindex"] == pytest.approx(ref)
+        assert table.loc[name, "cindex_low"] <= ref <= table.loc[name, "cindex_high"]
+    assert np.isnan(table.loc["uptake", "p_value"])  # the reference
+    assert 0 < table.loc["whole", "p_value"] <= 1
+    assert np.isfinite(table.loc["cox", "auc"]) and np.isfinite(table.loc["cox", "ibs"])
+    assert np.isnan(table.loc["uptake", "ibs"])  # no survival function
+    for f in ("results.csv", "predictions.csv", "run.json"):
+        assert (tmp_path / f).exists()
+    assert len(list((tmp_path / "folds").glob("*.npz"))) == 9
+    # resume: finished folds are read back, not refitted
+    again = benchmark({"uptake": MustNotFit(), "cox": MustNotFit(), "whole": MustNotFit()}, X, y,
+                      cv=3, n_bootstrap=100, output_dir=tmp_path, random_state=0)
+    np.testing.assert_allclose(again.table["cindex"], res.table["cindex"])
+
+
+def test_benchmark_external_test_uses_fold_ensemble():
+    X, y = sphere_cohort(n=24, seed=4)
+    Xt, yt = sphere_cohort(n=15, seed=5)
+    res = benchmark({"cox": _cox_pipeline()}, X, y, cv=3, X_test=Xt, y_test=yt,
+                    n_bootstrap=50, keep_models=True)
+    fold_models = res.models["cox"]
+    z = [(r - r.mean()) / r.std() for r in (m.predict(Xt) for m in fold_models)]
+    ens = np.mean(z, axis=0)
+    ref = concordance_index_censored(yt["event"], yt["time"], ens)[0]
+    assert res.table.loc[0, "test_cindex"] == pytest.approx(ref)
+    test_pred = res.predictions.query("set == 'test'")
+    np.testing.assert_allclose(test_pred["risk"], ens)
+
+
+def test_benchmark_errors():
+    X, y = sphere_cohort(n=12)
+    with pytest.raises(ValueError, match="reference"):
+        benchmark({"a": MeanUptake()}, X, y, reference="b")
+    with pytest.raises(ValueError, match="no estimators"):
+        benchmark({}, X, y)
