@@ -141,10 +141,10 @@ class SegmentationBackbone(nn.Module):
             self.seg_head = nn.Conv3d(channels[0], 1, 1)
 
         self.feature_convs = None
-        self.n_features = 0
+        self.feature_widths = ()  # features per encoder level
         if hard_sharing:
             if feature_channels is None:
-                self.n_features = sum(channels)
+                self.feature_widths = channels
             else:
                 feature_channels = _check_positive("feature_channels", feature_channels)
                 if len(feature_channels) != len(channels):
@@ -155,7 +155,8 @@ class SegmentationBackbone(nn.Module):
                 self.feature_convs = nn.ModuleList(
                     [ConvBNReLU(c, f, kernel_size=1) for c, f in zip(channels, feature_channels, strict=True)]
                 )
-                self.n_features = sum(feature_channels)
+                self.feature_widths = feature_channels
+        self.n_features = sum(self.feature_widths)
         self.hard_sharing = hard_sharing
 
     def _check_size(self, x: torch.Tensor) -> None:

@@ -124,6 +124,8 @@ class DenseNet3d(nn.Module):
     ----------
     n_features : int
         ``sum(transition_channels)``.
+    feature_widths : tuple of int
+        Features per transition (``transition_channels``).
     min_input_size : int
         Smallest spatial extent (per axis) the pooling chain accepts.
 
@@ -170,6 +172,7 @@ class DenseNet3d(nn.Module):
             self.features.append(_GlobalFeatures(out))
             channels = out
         self.pool = nn.AvgPool3d(2)
+        self.feature_widths = transition_channels
         self.n_features = sum(transition_channels)
         self.min_input_size = self._min_size(len(block_layers))
 
