@@ -1,0 +1,297 @@
+import pickle
+
+import numpy as np
+import pytest
+import torch
+from sklearn.base import clone
+from sklearn.pipeline import Pipeline
+from sksurv.linear_model import CoxPHSurvivalAnalysis
+from sksurv.metrics import concordance_index_censored
+from sksurv.util import Surv
+
+from survseg.data.cohort import volumes
+from survseg.estimators.deepmts import DeepMTSRegressor
+
+SHAPE = (20, 20, 20)  # divisible by 4 (3-level U-Net) and >= 19 (DenseNet stem and pools)
+TINY = dict(
+    channels=(4, 6, 8), encoder_convs=(1, 1, 1), decoder_convs=(1, 1), feature_channels=(2, 3, 4),
+    dense_stem_channels=6, dense_block_layers=(1, 1, 1), dense_transition_channels=(3, 4, 5),
+    dense_growth_rate=4, dense_bottleneck_channels=8, fc_units=5,
+)
+
+
+def sphere_cohort(n=12, shape=SHAPE, seed=0, events=None):
+    """Noisy PET/CT with one spherical tumour each; larger tumours progress earlier."""
+    rng = np.random.default_rng(seed)
+    zz, yy, xx = np.indices(shape)
+    centre = np.asarray(shape) / 2 + rng.uniform(-2, 2, (n, 3))
+    radius = rng.uniform(2.5, 5.0, n)
+    dist = np.sqrt(sum((g[None] - centre[:, i, None, None, None]) ** 2 for i, g in enumerate((zz, yy, xx))))
+    mask = (dist <= radius[:, None, None, None]).astype(np.uint8)
+    pet = rng.normal(0, 1, (n, *shape)) + 3.0 * mask
+    ct = rng.normal(0, 1, (n, *shape)) + 1.0 * mask
+    time = 100 * np.exp(-(radius - 3.5)) * rng.uniform(0.8, 1.2, n)
+    event = np.ones(n, dtype=bool)
+    event[::3] = False
+    if events is not None:
+        event = events
+    X = volumes(pet=pet, ct=ct, mask=mask, age=rng.uniform(40, 80, n), stage=rng.integers(3, 5, n))
+    return X, Surv.from_arrays(event, time)
+
+
+def tiny(**kw):
+    params = dict(network_params=TINY, max_iter=3, batch_size=4, random_state=0)
+    params.update(kw)
+    return DeepMTSRegressor(**params)
+
+
+@pytest.fixture(scope="module")
+def cohort():
+    return sphere_cohort()
+
+
+@pytest.fixture(scope="module")
+def fitted(cohort):
+    X, y = cohort
+    return tiny(clinical=["age"], validation_fraction=0.34, validate_every=2, max_iter=4).fit(X, y)
+
+
+def test_predict_score_transform(fitted, cohort):
+    X, y = cohort
+    risk = fitted.predict(X)
+    assert risk.shape == (12,) and np.isfinite(risk).all()
+    expected = concordance_index_censored(y["event"], y["time"], risk)[0]
+    assert fitted.score(X, y) == pytest.approx(expected)
+    feats = fitted.transform(X)
+    names = fitted.get_feature_names_out()
+    assert feats.shape == (12, (2 + 3 + 4) + (3 + 4 + 5)) == (12, fitted.n_features_out_)
+    assert len(names) == feats.shape[1] and names[0] == "hs1_0" and names[-1] == "csn3_4"
+
+
+def test_paper_defaults_give_236_feature_names():
+    X, y = sphere_cohort(n=4, shape=(32, 32, 32))
+    est = DeepMTSRegressor(max_iter=1, batch_size=2, random_state=0, flip=False).fit(X, y)
+    names = est.get_feature_names_out()
+    assert len(names) == 236 == est.transform(X[:1]).shape[1]
+    assert sum(n.startswith("hs") for n in names) == 124
+
+
+def test_masks(fitted, cohort):
+    X, _ = cohort
+    prob = fitted.predict_proba_mask(X)
+    assert prob.shape == (12, *SHAPE) and prob.dtype == np.float32
+    assert prob.min() >= 0 and prob.max() <= 1
+    np.testing.assert_array_equal(fitted.predict_mask(X), (prob > 0.5).astype(np.uint8))
+    np.testing.assert_array_equal(fitted.predict_mask(X, threshold=0.3), (prob > 0.3).astype(np.uint8))
+    # masks are not needed to predict
+    X_no_mask = volumes(pet=X["pet"], ct=X["ct"], age=X["age"])
+    np.testing.assert_allclose(fitted.predict_proba_mask(X_no_mask), prob)
+
+
+def test_survival_functions(fitted, cohort):
+    X, _ = cohort
+    surv = fitted.predict_survival_function(X, return_array=True)
+    assert surv.shape == (12, len(fitted.unique_times_))
+    assert (surv >= 0).all() and (surv <= 1).all()
+    assert (np.diff(surv, axis=1) <= 1e-12).all()
+    # higher risk -> lower survival everywhere
+    risk = fitted.predict(X)
+    hi, lo = np.argmax(risk), np.argmin(risk)
+    assert (surv[hi] <= surv[lo] + 1e-12).all()
+
+
+def test_history_and_validation(fitted):
+    h = fitted.history_
+    assert list(h["iteration"]) == [1, 2, 3, 4]
+    for col in ("lr", "loss", "cox_loss", "dice_loss"):
+        assert h[col].notna().all()
+    np.testing.assert_allclose(h["loss"], h["cox_loss"] + h["dice_loss"], rtol=1e-6)
+    validated = h.dropna(subset=["val_c_index"])
+    assert list(validated["iteration"]) == [2, 4]
+    assert {"val_cox_loss", "val_dice", "val_dice_loss"} <= set(h.columns)
+    best = validated["iteration"].iloc[int(np.argmax(validated["val_c_index"].to_numpy()))]
+    assert fitted.best_iteration_ == best
+
+
+def test_lr_schedule_is_the_paper_schedule_scaled():
+    # 15k iterations with drops at 2.5k, 5k, 10k scaled to 6: drops after iterations 1, 2 and 4
+    X, y = sphere_cohort(n=8)
+    est = tiny(max_iter=6, segmentation=False, cascade=False).fit(X, y)
+    np.testing.assert_allclose(est.history_["lr"], [1e-4, 5e-5, 1e-5, 1e-5, 1e-6, 1e-6])
+
+
+def test_pickle_and_weights_round_trip(fitted, cohort, tmp_path):
+    X, _ = cohort
+    clone_ = pickle.loads(pickle.dumps(fitted))
+    np.testing.assert_array_equal(clone_.predict(X), fitted.predict(X))
+    path = tmp_path / "w.pt"
+    fitted.save_weights(path)
+    other = tiny(clinical=["age"], max_iter=1, random_state=5).fit(*cohort)
+    assert not np.allclose(other.predict(X), fitted.predict(X))
+    other.load_weights(path)
+    other.clinical_mean_, other.clinical_scale_ = fitted.clinical_mean_, fitted.clinical_scale_
+    np.testing.assert_allclose(other.predict(X), fitted.predict(X), rtol=1e-6)
+
+
+def test_same_seed_same_model_and_clone(cohort):
+    X, y = cohort
+    a = tiny(max_iter=2).fit(X, y)
+    b = clone(a).fit(X, y)
+    c = tiny(max_iter=2, random_state=1).fit(X, y)
+    np.testing.assert_array_equal(a.predict(X), b.predict(X))
+    assert not np.allclose(a.predict(X), c.predict(X))
+    assert clone(a).get_params() == a.get_params()
+
+
+VARIANTS = {
+    "MT-HS": dict(cascade=False),
+    "MT-CasNet": dict(hard_sharing=False),
+    "Seg-Backbone": dict(hard_sharing=False, cascade=False),
+    "Sur-HS": dict(segmentation=False, cascade=False),
+    "Sur-HS (using segmentation)": dict(segmentation=False, cascade=False, mask_input=True),
+    "Sur-CasNet": dict(segmentation=False, hard_sharing=False),
+    "Sur-CasNet (using segmentation)": dict(segmentation=False, hard_sharing=False, mask_input=True),
+    "DeepMTS (U-net)": dict(backbone="plain"),
+    "MT-HS (baseline)": dict(cascade=False, feature_convs=False),
+}
+
+
+@pytest.mark.parametrize("name", list(VARIANTS))
+def test_each_ablation_trains(name, cohort):
+    X, y = cohort
+    kw = VARIANTS[name]
+    est = tiny(max_iter=2, **kw).fit(X, y)
+    survival = kw.get("hard_sharing", True) or kw.get("cascade", True)
+    segments = kw.get("segmentation", True)
+    assert hasattr(est, "predict") == survival
+    assert hasattr(est, "predict_mask") == segments
+    if survival:
+        assert np.isfinite(est.predict(X)).all()
+        assert "cox_loss" in est.history_
+    if segments:
+        assert est.predict_mask(X).shape == (12, *SHAPE)
+        assert "dice_loss" in est.history_
+    else:
+        assert "dice_loss" not in est.history_
+
+
+def test_mask_input_multiplies_images_by_the_mask(cohort):
+    X, y = cohort
+    est = tiny(segmentation=False, cascade=False, mask_input=True, max_translation=0,
+               max_rotation=0, flip=False)
+    est._validate_params()
+    est.n_clinical_ = 0
+    rng, gen = np.random.default_rng(0), torch.Generator().manual_seed(0)
+    batch = next(est._batches(X, np.arange(12), y["event"], y["time"], torch.device("cpu"), rng, gen))
+    assert batch["masks"] is None
+    X_no_mask = volumes(pet=X["pet"], ct=X["ct"])
+    fitted = est.fit(X, y)
+    with pytest.raises(ValueError, match="mask"):
+        fitted.predict(X_no_mask)
+    # identical images outside the tumour do not change a mask-input model's risk
+    X2 = X.copy()
+    X2["pet"] = np.where(X["mask"] == 1, X["pet"], X["pet"] + 5.0)
+    np.testing.assert_allclose(fitted.predict(X2), fitted.predict(X), rtol=1e-5)
+
+
+def test_balanced_batches_and_augmentation(cohort):
+    X, y = cohort
+    est = tiny(batch_size=6)
+    est._validate_params()
+    est.n_clinical_ = 0
+    rng, gen = np.random.default_rng(0), torch.Generator().manual_seed(0)
+    it = est._batches(X, np.arange(12), y["event"], y["time"], torch.device("cpu"), rng, gen)
+    for _ in range(5):
+        b = next(it)
+        assert int(b["event"].sum()) == 3 and len(b["event"]) == 6
+        assert set(torch.unique(b["masks"]).tolist()) <= {0.0, 1.0}
+    # without augmentation the batch holds the cohort's own voxels
+    plain = tiny(max_translation=0, max_rotation=0, flip=False)
+    plain._validate_params()
+    plain.n_clinical_ = 0
+    b = next(plain._batches(X, np.arange(12), y["event"], y["time"], torch.device("cpu"),
+                            np.random.default_rng(0), gen))
+    idx = [int(np.flatnonzero(y["time"] == t)[0]) for t in b["time"].tolist()]
+    np.testing.assert_array_equal(b["images"][:, 0].numpy(), X["pet"][idx])
+    np.testing.assert_array_equal(b["masks"][:, 0].numpy(), X["mask"][idx])
+
+
+def test_weight_decay_acts_on_fc_kernels_only(cohort):
+    X, y = cohort
+    a = tiny(max_iter=1, weight_decay=0.0).fit(X, y).network_
+    b = tiny(max_iter=1, weight_decay=1e3).fit(X, y).network_
+    kernels = {id(p) for p in b.head_weights()}
+    changed = [n for (n, pa), pb in zip(a.named_parameters(), b.parameters(), strict=True)
+               if not torch.equal(pa, pb)]
+    assert len(changed) == 3
+    assert all(id(p) in kernels for n, p in b.named_parameters() if n in changed)
+
+
+def test_batches_without_events_give_zero_cox_loss():
+    events = np.zeros(8, dtype=bool)
+    events[0] = True
+    X, y = sphere_cohort(n=8, events=events)
+    est = tiny(balanced=False, batch_size=2, max_iter=6, segmentation=False, cascade=False).fit(X, y)
+    cox = est.history_["cox_loss"]
+    assert np.isfinite(est.history_["loss"]).all()
+    assert (cox == 0).sum() >= 3  # at most 2 of the 6 batches can hold patient 0
+
+
+def test_clinical_covariates_reach_the_risk(cohort):
+    X, y = cohort
+    est = tiny(clinical=["age", "stage"], max_iter=2).fit(X, y)
+    assert est.network_.n_clinical == 2
+    np.testing.assert_allclose(est.clinical_mean_, [X["age"].mean(), X["stage"].mean()])
+    X2 = X.copy()
+    X2["stage"] = X2["stage"] + 1
+    assert not np.allclose(est.predict(X2), est.predict(X))
+
+
+def test_deep_features_in_a_pipeline(cohort):
+    X, y = cohort
+    pipe = Pipeline([("deep", tiny(max_iter=2)), ("cox", CoxPHSurvivalAnalysis(alpha=10.0))])
+    pipe.fit(X, y)
+    assert pipe.predict(X).shape == (12,)
+    assert pipe.named_steps["cox"].coef_.shape == (21,)
+
+
+def test_fit_needs_masks_unless_segmentation_is_off(cohort):
+    X, y = cohort
+    X_no_mask = volumes(pet=X["pet"], ct=X["ct"])
+    with pytest.raises(ValueError, match="'mask'"):
+        tiny().fit(X_no_mask, y)
+    est = tiny(segmentation=False, max_iter=1).fit(X_no_mask, y)
+    assert np.isfinite(est.predict(X_no_mask)).all()
+
+
+def test_bad_input_is_named(cohort):
+    X, y = cohort
+    with pytest.raises(ValueError, match="'t1'"):
+        tiny(modalities=("pet", "t1")).fit(X, y)
+    with pytest.raises(ValueError, match="'bmi'"):
+        tiny(clinical=["bmi"]).fit(X, y)
+    with pytest.raises(ValueError, match="divisible by 16"):
+        tiny(network_params=None).fit(X, y)
+
+
+@pytest.mark.parametrize(
+    "kwargs, match",
+    [
+        (dict(max_iter=0), "max_iter"),
+        (dict(batch_size=1), "batch_size"),
+        (dict(backbone="unet"), "backbone"),
+        (dict(ties="exact"), "ties"),
+        (dict(mask_input=True), "segmentation=False"),
+        (dict(segmentation=False, hard_sharing=False, cascade=False), "nothing to train"),
+        (dict(network_params={"chanels": (4, 8)}), "unknown network_params"),
+        (dict(lr_milestones=(100,)), "same length"),
+        (dict(validation_fraction=1.5), "validation_fraction"),
+        (dict(learning_rate=0.0), "learning_rate"),
+        (dict(amp="yes"), "amp"),
+        (dict(device="tpu"), "device"),
+    ],
+)
+def test_bad_parameters_raise_at_fit(kwargs, match, cohort):
+    est = tiny(**kwargs)  # __init__ stores only
+    with pytest.raises(ValueError, match=match):
+        est.fit(*cohort)
