@@ -1,0 +1,229 @@
+"""AdaMSSRegressor: every ablation trains, time bins, weight transfer, tabular inputs, API."""
+
+import pickle
+
+import numpy as np
+import pytest
+import torch
+from sklearn.base import clone
+from sklearn.exceptions import NotFittedError
+from sksurv.util import Surv
+
+from survseg.data.cohort import volumes
+from survseg.datasets import make_petct_cohort
+from survseg.estimators.adamss import AdaMSSRegressor, transfer_pretrained_weights
+from survseg.networks.adamss import AdaMSS
+
+TINY = dict(
+    single_channels=(2, 4),
+    fuse_channels=(4, 8),
+    n_convs=(1, 1),
+    hidden_features=8,
+    max_iter=4,
+    random_state=0,
+    radiomics=False,
+    device="cpu",
+)
+FAST_RADIOMICS = {
+    "feature_classes": ["firstorder", "shape"],
+    "image_types": ["original"],
+    "settings": {"binCount": 16},
+}
+
+
+def _normalise(X):
+    """AdaMSS's preprocessing: PET z-scored per patient, CT clipped to +-1024 HU and scaled."""
+    X = X.copy()
+    pet = X["pet"]
+    X["pet"] = (pet - pet.mean(axis=(1, 2, 3), keepdims=True)) / pet.std(
+        axis=(1, 2, 3), keepdims=True
+    )
+    X["ct"] = np.clip(X["ct"], -1024, 1024) / 1024
+    return X
+
+
+@pytest.fixture(scope="module")
+def cohort():
+    X, y = make_petct_cohort(12, shape=(16, 16, 16), random_state=0)
+    return _normalise(X), y
+
+
+def _check_predictions(est, X):
+    risk = est.predict(X)
+    assert risk.shape == (len(X),) and np.isfinite(risk).all()
+    np.testing.assert_allclose(risk, -est.predict_time(X))
+    surv = est.predict_survival_function(X, return_array=True)
+    assert surv.shape == (len(X), est.n_intervals + 1)
+    assert (np.diff(surv, axis=1) <= 0).all() and surv.min() >= 0 and surv[:, 0].max() == 1
+    fns = est.predict_survival_function(X[:2])
+    np.testing.assert_allclose(fns[0](est.time_bins_), surv[0])
+    mask = est.predict_mask(X)
+    assert mask.shape == (len(X), 16, 16, 16) and mask.dtype == np.uint8
+    assert set(np.unique(mask)) <= {0, 1}
+
+
+@pytest.mark.parametrize(
+    "params",
+    [
+        dict(learning_strategy="ssl"),
+        dict(learning_strategy="stl"),
+        dict(learning_strategy="mtl"),
+        dict(fusion="early"),
+        dict(fusion="late"),
+        dict(fusion="intermediate"),
+        dict(modalities=("pet",), fusion="early"),
+        dict(clinical=["age", "hpv"], augmentation=False, crop_size=None, validation_fraction=0),
+    ],
+    ids=lambda p: "-".join(f"{k}={v}" for k, v in p.items()),
+)
+def test_ablations_fit_and_predict(cohort, params):
+    X, y = cohort
+    est = AdaMSSRegressor(**{**TINY, **params}).fit(X, y)
+    _check_predictions(est, X)
+    stages = set(est.history_["stage"])
+    assert stages == (
+        {"multitask"} if params.get("learning_strategy") == "mtl" else {"segmentation", "survival"}
+    )
+    assert len(est.history_) == 4 * len(stages)
+    if params.get("learning_strategy") == "mtl":
+        assert est.segmentation_network_ is est.network_
+        assert {"dice_loss", "focal_loss", "nll"} <= set(est.history_.columns)
+
+
+def test_three_modalities(cohort):
+    X, y = cohort
+    X3 = volumes(pet=X["pet"], ct=X["ct"], mri=X["pet"] * X["ct"], mask=X["mask"])
+    est = AdaMSSRegressor(**{**TINY, "modalities": ("pet", "ct", "mri")}).fit(X3, y)
+    assert est.network_.n_modalities == 3
+    _check_predictions(est, X3)
+
+
+def test_time_bins_spread_training_times_evenly(cohort):
+    X, y = cohort
+    est = AdaMSSRegressor(**{**TINY, "n_intervals": 4, "max_iter": 1}).fit(X, y)
+    bins = est.time_bins_
+    assert bins[0] == 0 and bins[-1] == y["time"].max() and np.all(np.diff(bins) > 0)
+    counts = np.histogram(y["time"], bins=bins)[0]
+    np.testing.assert_array_equal(counts, [3, 3, 3, 3])  # 12 patients over 4 intervals
+
+
+def test_stage_two_starts_from_stage_one_weights(cohort):
+    X, y = cohort
+    # a vanishing stage-II learning rate: stage II ends (almost) where it started
+    frozen = dict(stage2_lr=(1e-12, 1e-12, 1e-12), stage1_lr=(1e-3, 1e-3, 1e-3), dropout=0.0)
+    ssl = AdaMSSRegressor(**{**TINY, **frozen}).fit(X, y)
+    seg = dict(ssl.segmentation_network_.named_parameters())
+    init = AdaMSS(n_modalities=2, single_channels=(2, 4), fuse_channels=(4, 8), n_convs=(1, 1))
+    moved = 0
+    for name, p in ssl.network_.named_parameters():
+        if name.startswith("survival_head"):
+            continue
+        torch.testing.assert_close(p, seg[name], rtol=0, atol=1e-8)
+        moved += not torch.equal(seg[name], dict(init.named_parameters())[name])
+    assert moved > 0  # stage I did train, so equality is not just two fresh initialisations
+    stl = AdaMSSRegressor(**{**TINY, **frozen, "learning_strategy": "stl"}).fit(X, y)
+    diff = [
+        not torch.allclose(p, dict(stl.segmentation_network_.encoder.named_parameters())[n])
+        for n, p in stl.network_.encoder.named_parameters()
+    ]
+    assert any(diff)
+
+
+def test_transfer_is_strict():
+    a = AdaMSS(single_channels=(2, 4), fuse_channels=(4, 8), n_convs=(1, 1), n_extra_features=3)
+    b = AdaMSS(single_channels=(2, 4), fuse_channels=(4, 8), n_convs=(1, 1))
+    transfer_pretrained_weights(a, b)  # survival heads differ in width: not copied
+    for (n, p), q in zip(a.encoder.state_dict().items(), b.encoder.state_dict().values()):
+        assert torch.equal(p, q), n
+    c = AdaMSS(single_channels=(2, 4), fuse_channels=(4, 8), n_convs=(1, 2))
+    with pytest.raises(RuntimeError, match="size mismatch|Missing|Unexpected"):
+        transfer_pretrained_weights(a, c)
+
+
+def test_clinical_reaches_the_prediction(cohort):
+    X, y = cohort
+    est = AdaMSSRegressor(**{**TINY, "clinical": ["age"]}).fit(X, y)
+    assert est.network_.n_extra_features == 1 and est.extra_feature_names_ == ["age"]
+    X2 = X.copy()
+    X2["age"][0] += 30
+    r1, r2 = est.predict(X), est.predict(X2)
+    assert r1[0] != r2[0]
+    np.testing.assert_array_equal(r1[1:], r2[1:])
+
+
+def test_radiomics_from_predicted_masks_reach_the_prediction(cohort):
+    X, y = cohort
+    est = AdaMSSRegressor(
+        **{**TINY, "radiomics": True, "radiomics_params": FAST_RADIOMICS, "max_iter": 2}
+    ).fit(X, y)
+    assert 1 <= len(est.radiomics_features_) <= est.max_radiomics_features
+    assert est.extra_feature_names_ == est.radiomics_features_
+    assert est.network_.n_extra_features == len(est.radiomics_features_)
+    table = est._radiomics_table(X)
+    assert set(est.radiomics_features_) <= set(table.columns)
+    r1 = est.predict(X)
+    changed = table.copy()
+    changed.loc[0, est.radiomics_features_] += 10 * est.extra_scale_
+    est._radiomics_table = lambda _X: changed  # the features of patient 0 only
+    r2 = est.predict(X)
+    assert r1[0] != r2[0]
+    np.testing.assert_array_equal(r1[1:], r2[1:])
+
+
+def test_fusion_weights_and_attention_maps(cohort):
+    X, y = cohort
+    est = AdaMSSRegressor(**TINY).fit(X, y)
+    for stage in ("survival", "segmentation"):
+        w = est.fusion_weights(X, stage=stage)
+        assert w.shape == (2,) and ((w > 0) & (w < 1)).all()
+    assert est.fusion_weights(X, per_patient=True).shape == (12, 2)
+    maps = est.attention_maps(X[:3])
+    assert len(maps) == 1 and maps[0].shape == (3, 16, 16, 16)
+    assert maps[0].min() > 0 and maps[0].max() < 1
+    early = AdaMSSRegressor(**{**TINY, "fusion": "early", "max_iter": 1}).fit(X, y)
+    with pytest.raises(ValueError, match="no fusion gates"):
+        early.fusion_weights(X)
+
+
+def test_sklearn_contract(cohort):
+    X, y = cohort
+    est = AdaMSSRegressor(**TINY)
+    with pytest.raises(NotFittedError):
+        est.predict(X)
+    c = clone(est).set_params(fusion="late")
+    assert c.get_params()["fusion"] == "late" and est.fusion == "adaptive"
+    a = clone(est).fit(X, y)
+    b = clone(est).fit(X, y)
+    np.testing.assert_array_equal(a.predict(X), b.predict(X))  # same seed, same model
+    restored = pickle.loads(pickle.dumps(a))
+    np.testing.assert_array_equal(restored.predict(X), a.predict(X))
+    assert 0 <= a.score(X, y) <= 1
+
+
+def test_bad_inputs(cohort):
+    X, y = cohort
+    with pytest.raises(ValueError, match="radiomics=False"):
+        AdaMSSRegressor(**{**TINY, "learning_strategy": "mtl", "radiomics": True}).fit(X, y)
+    with pytest.raises(ValueError, match="divisible by 2"):
+        AdaMSSRegressor(**TINY).fit(
+            volumes(
+                pet=np.ones((4, 15, 16, 16)),
+                ct=np.ones((4, 15, 16, 16)),
+                mask=np.ones((4, 15, 16, 16)),
+            ),
+            y[:4],
+        )
+    with pytest.raises(ValueError, match="stage1_lr"):
+        AdaMSSRegressor(**{**TINY, "stage1_lr": (1e-4, 1e-5)}).fit(X, y)
+    with pytest.raises(ValueError, match="crop_size"):
+        AdaMSSRegressor(**{**TINY, "crop_size": 7}).fit(X, y)
+    with pytest.raises(ValueError, match="clinical field"):
+        AdaMSSRegressor(**{**TINY, "clinical": ["weight"]}).fit(X, y)
+    with pytest.raises(ValueError, match="learning_strategy"):
+        AdaMSSRegressor(**{**TINY, "learning_strategy": "joint"}).fit(X, y)
+    with pytest.raises(ValueError, match="no events"):
+        AdaMSSRegressor(**TINY).fit(X, Surv.from_arrays(np.zeros(12, bool), y["time"]))
+    with pytest.raises(ValueError, match="must not set"):
+        AdaMSSRegressor(**{**TINY, "radiomics": True, "radiomics_params": {"mask": "mask"}}).fit(
+            X, y
+        )
