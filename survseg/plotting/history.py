@@ -122,7 +122,8 @@ def plot_history(
         ax = ax_of["loss"]
         for col in losses:
             c, v = next(colors), history[col].to_numpy(dtype=np.float64)
-            for k, rows in enumerate(segments):  # one line per stage: no jump across stages
+            drawn = [rows for rows in segments if np.isfinite(v[rows]).any()]
+            for k, rows in enumerate(drawn):  # one line per stage: no jump across stages
                 label = col if k == 0 else None
                 if window > 1:
                     ax.plot(x[rows], v[rows], color=c, alpha=0.25, lw=0.8)
@@ -137,8 +138,8 @@ def plot_history(
         ax = ax_of["metric"]
         for col in metrics:
             c, v = next(colors), history[col].to_numpy(dtype=np.float64)
-            for k, rows in enumerate(segments):
-                ok = rows & np.isfinite(v)
+            drawn = [rows & np.isfinite(v) for rows in segments]
+            for k, ok in enumerate([ok for ok in drawn if ok.any()]):
                 ax.plot(x[ok], v[ok], "o-", ms=3, lw=1.4, color=c, label=col if k == 0 else None)
         ax.set_ylabel("validation")
         ax.legend(frameon=False, fontsize="small", ncols=min(4, len(metrics)))
@@ -146,7 +147,7 @@ def plot_history(
         ax = ax_of["lr"]
         lr = history["lr"].to_numpy(dtype=np.float64)
         for rows in segments:
-            ax.plot(x[rows], lr[rows], color="0.3", lw=1.4)
+            ax.plot(x[rows], lr[rows], color="0.3", lw=1.4, drawstyle="steps-post")
         ax.set_ylabel("learning rate")
         if (history["lr"] > 0).all():
             ax.set_yscale("log")
