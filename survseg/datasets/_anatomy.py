@@ -15,7 +15,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-__all__ = ["Grid", "make_grid", "paint_anatomy", "AIR_HU"]
+__all__ = ["Grid", "make_grid", "paint_anatomy", "tumour_site", "node_site", "AIR_HU"]
 
 AIR_HU = -1000.0
 _SOFT_HU, _FAT_HU, _MARROW_HU, _CORTEX_HU = 40.0, -90.0, 250.0, 1100.0
@@ -37,10 +37,11 @@ class Grid:
         centre = (np.asarray(self.shape) - 1) / 2.0
         return np.asarray(point_mm, dtype=float) / self.spacing + centre
 
-    def extent(self, axis: int) -> tuple[float, float]:
-        """Lowest and highest voxel-centre coordinate (mm) along ``axis``."""
-        half = (self.shape[axis] - 1) / 2.0 * self.spacing
-        return -half, half
+    def clip(self, point_mm, margin: float) -> np.ndarray:
+        """Move a point so that a ball of ``margin`` mm around it lies in the field of view
+        (to the centre line along an axis too short for the ball)."""
+        half = (np.asarray(self.shape) - 1) / 2.0 * self.spacing - margin
+        return np.clip(np.asarray(point_mm, dtype=float), -np.maximum(half, 0), np.maximum(half, 0))
 
 
 def make_grid(shape, spacing: float) -> Grid:
@@ -177,3 +178,23 @@ def paint_anatomy(grid: Grid, rng: np.random.Generator):
     bone = (vbody & ~disc) | arch | mandible | skull
     bone &= body
     return ct, pet, body, bone, size, shift
+
+
+# Primary sites (template mm; x is the lateral offset, signed by the tumour's side):
+# palatine tonsil and base of tongue, the two commonest oropharyngeal subsites.
+_TUMOUR_SITES = np.array([[12.0, -2.0, 15.0], [0.0, -14.0, 6.0]])
+
+
+def tumour_site(rng: np.random.Generator, side: float) -> np.ndarray:
+    """Template centre of a primary tumour on ``side`` (+1 or -1)."""
+    site = _TUMOUR_SITES[rng.integers(0, len(_TUMOUR_SITES))]
+    return site * [1.0, 1.0, side] + rng.normal(0.0, [4.0, 3.0, 3.0])
+
+
+def node_site(rng: np.random.Generator, side: float) -> np.ndarray:
+    """Template centre of a cervical node along the jugular chain (levels II-IV),
+    ipsilateral to the primary with probability 0.8."""
+    s = side if rng.uniform() < 0.8 else -side
+    return np.array(
+        [rng.uniform(-50.0, 10.0), rng.uniform(-14.0, 10.0), s * rng.uniform(28.0, 42.0)]
+    )

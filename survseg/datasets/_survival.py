@@ -16,13 +16,71 @@ from __future__ import annotations
 import numpy as np
 from scipy.optimize import brentq
 
-__all__ = ["weibull_times", "calibrate_study_length", "censor"]
+__all__ = [
+    "DEFAULT_COEF",
+    "TUMOUR_TERMS",
+    "OUTSIDE_TERMS",
+    "CLINICAL_TERMS",
+    "CENTRE",
+    "linear_predictor",
+    "weibull_times",
+    "calibrate_study_length",
+    "censor",
+]
+
+#: Log-hazard coefficients of the generating model, per unit of each covariate.
+DEFAULT_COEF = {
+    "tumour_size": 0.45,  # per SD of log tumour volume
+    "tumour_uptake": 0.30,  # per SD of log peak SUV
+    "tumour_heterogeneity": 0.35,  # per SD of the heterogeneity score
+    "node_burden": 1.30,  # per unit of log(1 + total nodal volume in ml)
+    "age": 0.025,  # per year
+    "hpv": -0.70,  # HPV-positive oropharyngeal cancers do better
+}
+TUMOUR_TERMS = ("tumour_size", "tumour_uptake", "tumour_heterogeneity")  # inside the mask
+OUTSIDE_TERMS = ("node_burden",)  # outside the mask
+CLINICAL_TERMS = ("age", "hpv")
+#: Centres c_j of the covariates (population means; the latent scores are centred already).
+CENTRE = {
+    "tumour_size": 0.0,
+    "tumour_uptake": 0.0,
+    "tumour_heterogeneity": 0.0,
+    "node_burden": float(np.log1p(3.0)),
+    "age": 60.0,
+    "hpv": 0.65,
+}
 
 WEIBULL_SHAPE = 1.2  # slowly rising hazard, usual for recurrence after (chemo)radiotherapy
 MEDIAN_MONTHS = 60.0  # median time to event of a patient with linear predictor 0
 MIN_FOLLOW_UP = 0.2  # a = shortest follow-up as a fraction of the study length
 
 _NODES, _WEIGHTS = np.polynomial.legendre.leggauss(32)
+
+
+def linear_predictor(covariates, coef) -> dict:
+    """The parts of :math:`\\eta = \\sum_j \\beta_j (x_j - c_j)`.
+
+    Parameters
+    ----------
+    covariates : mapping of str to ndarray
+        One array per key of :data:`DEFAULT_COEF`.
+    coef : mapping of str to float
+
+    Returns
+    -------
+    dict
+        ``'tumour'``, ``'nodes'`` and ``'clinical'`` sums over :data:`TUMOUR_TERMS`,
+        :data:`OUTSIDE_TERMS` and :data:`CLINICAL_TERMS`.
+    """
+
+    def part(terms):
+        return sum(coef[k] * (np.asarray(covariates[k], dtype=float) - CENTRE[k]) for k in terms)
+
+    return {
+        "tumour": part(TUMOUR_TERMS),
+        "nodes": part(OUTSIDE_TERMS),
+        "clinical": part(CLINICAL_TERMS),
+    }
 
 
 def weibull_times(eta: np.ndarray, rng: np.random.Generator) -> np.ndarray:

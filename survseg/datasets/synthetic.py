@@ -2,35 +2,29 @@
 
 from __future__ import annotations
 
-import numbers
-from collections.abc import Mapping, Sequence
-
 import numpy as np
 import pandas as pd
-from scipy.ndimage import gaussian_filter
 from sklearn.utils import Bunch, check_random_state
 from sksurv.util import Surv
 
 from ..data.cohort import volumes
-from ._anatomy import AIR_HU, make_grid, paint_anatomy
-from ._lesions import paint_lesion
-from ._survival import calibrate_study_length, censor, weibull_times
+from ._anatomy import make_grid
+from ._checks import check_coef, check_int, check_node_range, check_real, check_shape
+from ._clinical import draw_clinical, tnm_stage
+from ._patient import PatientPainter
+from ._survival import (
+    CENTRE,
+    CLINICAL_TERMS,
+    DEFAULT_COEF,
+    OUTSIDE_TERMS,
+    TUMOUR_TERMS,
+    calibrate_study_length,
+    censor,
+    linear_predictor,
+    weibull_times,
+)
 
 __all__ = ["make_petct_cohort", "DEFAULT_COEF", "TUMOUR_TERMS", "OUTSIDE_TERMS", "CLINICAL_TERMS"]
-
-#: Log-hazard coefficients of the generating model, per unit of each covariate.
-DEFAULT_COEF = {
-    "tumour_size": 0.45,  # per SD of log tumour volume
-    "tumour_uptake": 0.30,  # per SD of log peak SUV
-    "tumour_heterogeneity": 0.35,  # per SD of the heterogeneity score
-    "node_burden": 1.30,  # per unit of log(1 + total nodal volume in ml)
-    "age": 0.025,  # per year
-    "hpv": -0.70,  # HPV-positive (oropharyngeal) cancers do better
-}
-TUMOUR_TERMS = ("tumour_size", "tumour_uptake", "tumour_heterogeneity")
-OUTSIDE_TERMS = ("node_burden",)
-CLINICAL_TERMS = ("age", "hpv")
-_CENTRE = {"node_burden": np.log1p(3.0), "age": 60.0, "hpv": 0.65}  # population means
 
 # Latent tumour/node scores (size, uptake, heterogeneity, nodal volume): mildly correlated,
 # as bigger tumours tend to be hotter, more heterogeneous and to have spread further.
@@ -46,8 +40,6 @@ _FOV_MM = 160.0  # field of view along the longest axis when voxel_size_mm is No
 _TUMOUR_RADIUS_MM, _TUMOUR_RADIUS_SD = 14.0, 0.28  # median ~11 ml, 95% range ~2-60 ml
 _TUMOUR_SUV, _TUMOUR_SUV_SD = 9.0, 0.30
 _NODE_ML, _NODE_ML_SD = 3.0, 0.8
-_CT_NOISE_HU, _PET_NOISE = 12.0, 0.2  # PET noise SD is _PET_NOISE * sqrt(SUV)
-_SITES = np.array([[12.0, -2.0, 15.0], [0.0, -14.0, 6.0]])  # tonsil, base of tongue (x: side)
 
 
 def make_petct_cohort(
@@ -139,9 +131,13 @@ def make_petct_cohort(
     (:math:`V_N = 0` when :math:`K = 0`). Nodes sit along the jugular chain (levels II-IV),
     ipsilateral with probability 0.8, apart from the primary.
 
-    **Images.** CT: anatomy in HU, partial-volume blur (Gaussian, 0.4 voxel), white noise of
-    12 HU. PET: activity :math:`A` in SUV plus noise :math:`0.2\sqrt{A}` (after blurring),
-    convolved with a Gaussian PSF of ``pet_fwhm_mm``.
+    **Images.** Isotropic voxels; axis 0 runs inferior to superior (shoulders to the lower
+    brain), axis 1 anterior to posterior, axis 2 across. CT: anatomy in HU (air -1000, fat
+    -90, soft tissue ~40, marrow 250, cortical bone 800-1100), partial-volume blur (Gaussian,
+    0.4 voxel), white noise of SD 12 HU. PET: activity :math:`A` in SUV (soft tissue ~0.9,
+    marrow ~1.6, salivary glands and tonsils 1.6-2.8, brain ~7, tumour up to its peak SUV)
+    convolved with a Gaussian PSF of ``pet_fwhm_mm``, with spatially correlated noise of SD
+    :math:`0.2\sqrt{A}` after the blur.
 
     **Survival.** The log-hazard is
 
@@ -153,7 +149,10 @@ def make_petct_cohort(
              + \underbrace{\beta_a (\mathrm{age} - 60) + \beta_p (\mathrm{hpv} - 0.65)}_{
              \text{clinical}},
 
-    and event times follow a Weibull proportional-hazards model with shape :math:`k = 1.2`,
+    with :data:`DEFAULT_COEF` :math:`\beta_s = 0.45, \beta_u = 0.30, \beta_h = 0.35,
+    \beta_n = 1.3, \beta_a = 0.025` per year, :math:`\beta_p = -0.7` and
+    :math:`c_n = \log 4`; event times follow a Weibull proportional-hazards model with shape
+    :math:`k = 1.2`,
 
     .. math:: h(t \mid \eta, \varepsilon) = h_0(t)\, e^{\eta + \varepsilon},\quad
               S_0(t) = \exp\!\left(-\ln 2\, (t / 60)^{k}\right),\quad
@@ -164,7 +163,12 @@ def make_petct_cohort(
     with :math:`\tau` solving :math:`\frac{1}{n}\sum_i P(T_i \le C_i \mid \eta_i +
     \varepsilon_i) = \text{event\_rate}`. If no event occurs (tiny cohorts), :math:`\tau` is
     extended until the first one is observed, so ``y`` always has an event.
-    ``tnm_stage`` is a noisy summary of tumour size and nodes with no effect of its own.
+    ``tnm_stage`` is a coarse summary of tumour size and nodes with no effect of its own.
+
+    With the defaults (three cohorts of 500-1000 patients at 48^3), Harrell's C of
+    :math:`\eta` was 0.77-0.81 and that of its tumour and clinical parts alone 0.04-0.06
+    lower: the nodes outside the mask carry prognostic information that a tumour-only model
+    cannot use.
 
     Examples
     --------
@@ -173,112 +177,51 @@ def make_petct_cohort(
     >>> X["pet"].shape, X["mask"].dtype, bool(y["event"].any())
     ((12, 32, 32, 32), dtype('uint8'), True)
     """
-    n, shape = _check_int("n_patients", n_patients, 2), _check_shape(shape)
-    event_rate = _check_real("event_rate", event_rate, 0.0, 1.0, closed=False)
-    node_range = _check_node_range(n_nodes)
-    beta = _check_coef(coef)
-    frailty_sd = _check_real("frailty_sd", frailty_sd, 0.0, np.inf)
-    noise = _check_real("noise", noise, 0.0, np.inf)
-    pet_fwhm_mm = _check_real("pet_fwhm_mm", pet_fwhm_mm, 0.0, np.inf)
+    n, shape = check_int("n_patients", n_patients, 2), check_shape(shape)
+    event_rate = check_real("event_rate", event_rate, 0.0, 1.0, closed=False)
+    node_range = check_node_range(n_nodes)
+    beta = check_coef(coef, DEFAULT_COEF)
+    frailty_sd = check_real("frailty_sd", frailty_sd, 0.0)
+    noise = check_real("noise", noise, 0.0)
+    pet_fwhm_mm = check_real("pet_fwhm_mm", pet_fwhm_mm, 0.0)
     if voxel_size_mm is None:
         spacing = _FOV_MM / max(shape)
     else:
-        spacing = _check_real("voxel_size_mm", voxel_size_mm, 0.0, np.inf, closed=False)
+        spacing = check_real("voxel_size_mm", voxel_size_mm, 0.0, np.inf, closed=False)
     if not isinstance(return_truth, bool | np.bool_):
         raise TypeError(f"return_truth must be a bool, got {type(return_truth).__name__}.")
 
-    seeds = _seed_sequence(random_state).spawn(n + 1)
+    seeds = _seed_sequence(random_state).spawn(n + 1)  # cohort-level, then one per patient
     rng = np.random.default_rng(seeds[0])
-
-    # clinical covariates (HECKTOR-like oropharyngeal cohort)
-    age = np.round(np.clip(rng.normal(60.0, 9.0, n), 30.0, 90.0))
-    sex = (rng.uniform(size=n) < 0.83).astype(np.int64)
-    hpv = (rng.uniform(size=n) < 0.65).astype(np.int64)
-
-    # latent tumour and nodal scores -> lesion parameters
-    z = rng.standard_normal((n, 4)) @ np.linalg.cholesky(_LATENT_CORR).T
-    z_size, z_uptake, z_het, z_node = z.T
-    radius = _TUMOUR_RADIUS_MM * np.exp(_TUMOUR_RADIUS_SD * z_size)
-    suv = _TUMOUR_SUV * np.exp(_TUMOUR_SUV_SD * z_uptake)
-    texture = np.minimum(0.2 * np.exp(0.45 * z_het), 0.8)
-    necrosis = 0.8 / (1.0 + np.exp(-(1.5 * z_het + 0.8 * z_size - 1.5)))
-    lobes = 0.15 + 0.25 / (1.0 + np.exp(-z_het))
-    k_nodes = rng.integers(node_range[0], node_range[1] + 1, n)
-    node_ml = np.where(k_nodes > 0, _NODE_ML * np.exp(_NODE_ML_SD * z_node), 0.0)
-
+    age, sex, hpv = draw_clinical(rng, n)
+    lesions = _draw_lesions(rng, n, node_range)
     covariates = pd.DataFrame(
         {
-            "tumour_size": z_size,
-            "tumour_uptake": z_uptake,
-            "tumour_heterogeneity": z_het,
-            "node_burden": np.log1p(node_ml),
+            "tumour_size": lesions["z_size"],
+            "tumour_uptake": lesions["z_uptake"],
+            "tumour_heterogeneity": lesions["z_het"],
+            "node_burden": np.log1p(lesions["node_ml"]),
             "age": age,
             "hpv": hpv.astype(float),
         }
     )
-    centred = covariates - pd.Series({k: _CENTRE.get(k, 0.0) for k in covariates.columns})
-    parts = {k: beta[k] * centred[k].to_numpy() for k in covariates.columns}
-    risk_tumour = sum(parts[k] for k in TUMOUR_TERMS)
-    risk_nodes = sum(parts[k] for k in OUTSIDE_TERMS)
-    risk_clinical = sum(parts[k] for k in CLINICAL_TERMS)
-    risk = risk_tumour + risk_nodes + risk_clinical
+    parts = linear_predictor(covariates, beta)
+    risk = parts["tumour"] + parts["nodes"] + parts["clinical"]
     frailty = frailty_sd * rng.standard_normal(n)
-
     times = weibull_times(risk + frailty, rng)
     tau = calibrate_study_length(risk + frailty, event_rate)
     event, observed, censoring, tau = censor(times, tau, rng)
 
-    grid = make_grid(shape, spacing)
     X = _empty_cohort(n, shape)
-    pet, ct, mask = X["pet"], X["ct"], X["mask"]  # views: patients are written in place
     node_mask = np.zeros((n, *shape), dtype=bool)
-    node_diam = np.zeros(n)  # largest node's equivalent diameter (mm)
-    side = rng.choice([-1.0, 1.0], n)
-    site = rng.integers(0, 2, n)
-    psf_sigma = pet_fwhm_mm / (2.0 * np.sqrt(2.0 * np.log(2.0))) / spacing
-    pet_noise = noise * _PET_NOISE / _blur_noise_gain(psf_sigma)  # SD before the PSF blur
-    ct_sigma, ct_noise = 0.4, noise * _CT_NOISE_HU
-    stats = np.zeros((n, 5))  # tumour voxels, SUVmax, SUVmean, SUV CV, node voxels
+    painter = PatientPainter(make_grid(shape, spacing), noise, pet_fwhm_mm)
+    stats = np.zeros((n, 6))
     for i in range(n):
-        prng = np.random.default_rng(seeds[i + 1])
-        ct_i, act, body, bone, size, shift = paint_anatomy(grid, prng)
-
-        centre = size * (_SITES[site[i]] * [1.0, 1.0, side[i]] + prng.normal(0, [4, 3, 3])) + shift
-        centre = _inside_fov(grid, centre, 0.6 * radius[i])
-        r_t = max(radius[i], 1.6 * spacing)
-        box, inside = paint_lesion(
-            grid, ct_i, act, body & ~bone, prng, centre=centre, radius=r_t, suv=suv[i],
-            texture=texture[i], necrosis=necrosis[i], lobes=lobes[i], hu=48.0,
-        )  # fmt: skip
-        mask[i][box] = inside
-
-        if k_nodes[i]:
-            fractions = prng.dirichlet(np.full(k_nodes[i], 2.0))
-            radii = np.cbrt(3.0 * node_ml[i] * 1000.0 * fractions / (4.0 * np.pi))
-            node_diam[i] = 2.0 * radii.max()
-            allowed = body & ~bone & (mask[i] == 0)
-            for r_n in np.maximum(radii, 1.2 * spacing):
-                c_n = _node_centre(grid, prng, size, shift, side[i], centre, r_t, r_n)
-                box, inside = paint_lesion(
-                    grid, ct_i, act, allowed, prng, centre=c_n, radius=r_n,
-                    suv=5.0 * np.exp(prng.normal(0.0, 0.25)), texture=0.1,
-                    necrosis=0.6 * float(hpv[i] == 1 and prng.uniform() < 0.3), lobes=0.0, hu=38.0,
-                )  # fmt: skip
-                node_mask[i][box] |= inside
-                allowed[box] &= ~inside
-
-        act += pet_noise * np.sqrt(act + 0.05) * prng.standard_normal(shape, dtype=np.float32)
-        pet[i] = np.maximum(gaussian_filter(act, psf_sigma) if psf_sigma > 0 else act, 0.0)
-        ct_i = gaussian_filter(ct_i, ct_sigma)
-        ct_i += ct_noise * prng.standard_normal(shape, dtype=np.float32)
-        ct[i] = np.maximum(ct_i, AIR_HU - 24.0)  # scanners clip near -1024 HU
-        in_tumour = pet[i][mask[i].view(bool)].astype(np.float64)
-        stats[i] = (
-            in_tumour.size,
-            in_tumour.max(),
-            in_tumour.mean(),
-            in_tumour.std() / max(in_tumour.mean(), 1e-12),
-            np.count_nonzero(node_mask[i]),
+        stats[i] = painter(
+            np.random.default_rng(seeds[i + 1]),
+            {k: v[i] for k, v in lesions.items()},
+            cystic_nodes=bool(hpv[i]),
+            out=(X["pet"][i], X["ct"][i], X["mask"][i], node_mask[i]),
         )
 
     voxel_ml = spacing**3 / 1000.0
@@ -291,34 +234,25 @@ def make_petct_cohort(
             "suv_cv": stats[:, 3],
             "node_volume_ml": stats[:, 4] * voxel_ml,
             "node_voxels": stats[:, 4].astype(np.int64),
-            "n_nodes": k_nodes,
+            "n_nodes": lesions["n_nodes"],
         }
     )
     diameter = 2.0 * np.cbrt(3.0 * measurements["tumour_volume_ml"].to_numpy() * 1000 / (4 * np.pi))
-    t_cat = np.digitize(diameter, [20.0, 40.0, 55.0]) + 1
-    n_cat = np.where(
-        k_nodes == 0,
-        0,
-        np.where(node_diam > 60, 3, np.where((k_nodes > 1) | (node_diam > 30), 2, 1)),
-    )
+    t_cat, n_cat, stage = tnm_stage(diameter, lesions["n_nodes"], stats[:, 5])
     measurements["t_category"], measurements["n_category"] = t_cat, n_cat
-    stage = np.select(
-        [(t_cat == 4) | (n_cat >= 2), (t_cat == 3) | (n_cat == 1), t_cat == 2], [4, 3, 2], 1
-    ).astype(np.int64)
-
     X["age"], X["sex"], X["hpv"], X["tnm_stage"] = age, sex, hpv, stage
     y = Surv.from_arrays(event=event, time=observed, name_event="event", name_time="time")
     if not return_truth:
         return X, y
     truth = Bunch(
         risk=risk,
-        risk_tumour=risk_tumour,
-        risk_nodes=risk_nodes,
-        risk_clinical=risk_clinical,
+        risk_tumour=parts["tumour"],
+        risk_nodes=parts["nodes"],
+        risk_clinical=parts["clinical"],
         frailty=frailty,
         covariates=covariates,
-        coef=dict(beta),
-        centre={k: _CENTRE.get(k, 0.0) for k in covariates.columns},
+        coef=beta,
+        centre=dict(CENTRE),
         measurements=measurements,
         node_mask=node_mask.view(np.uint8),
         event_time=times,
@@ -329,7 +263,24 @@ def make_petct_cohort(
     return X, y, truth
 
 
-# ----------------------------------------------------------------------------- helpers
+def _draw_lesions(rng, n, node_range) -> dict:
+    """Per-patient lesion parameters from correlated latent scores (see Notes above)."""
+    z = rng.standard_normal((n, 4)) @ np.linalg.cholesky(_LATENT_CORR).T
+    z_size, z_uptake, z_het, z_node = z.T
+    n_nodes = rng.integers(node_range[0], node_range[1] + 1, n)
+    return {
+        "z_size": z_size,
+        "z_uptake": z_uptake,
+        "z_het": z_het,
+        "radius": _TUMOUR_RADIUS_MM * np.exp(_TUMOUR_RADIUS_SD * z_size),
+        "suv": _TUMOUR_SUV * np.exp(_TUMOUR_SUV_SD * z_uptake),
+        "texture": np.minimum(0.2 * np.exp(0.45 * z_het), 0.8),
+        "necrosis": 0.8 / (1.0 + np.exp(-(1.5 * z_het + 0.8 * z_size - 1.5))),
+        "lobes": 0.15 + 0.25 / (1.0 + np.exp(-z_het)),
+        "n_nodes": n_nodes,
+        "node_ml": np.where(n_nodes > 0, _NODE_ML * np.exp(_NODE_ML_SD * z_node), 0.0),
+        "side": rng.choice([-1.0, 1.0], n),
+    }
 
 
 def _seed_sequence(random_state) -> np.random.SeedSequence:
@@ -354,96 +305,3 @@ def _empty_cohort(n, shape) -> np.ndarray:
         sex=np.zeros(1, np.int64), hpv=np.zeros(1, np.int64), tnm_stage=np.zeros(1, np.int64),
     )  # fmt: skip
     return np.zeros(n, dtype=template.dtype)
-
-
-def _blur_noise_gain(sigma: float) -> float:
-    """Factor by which a Gaussian blur of ``sigma`` voxels scales white-noise SD (3D)."""
-    if sigma <= 0:
-        return 1.0
-    delta = np.zeros(2 * int(np.ceil(4 * sigma)) + 3)
-    delta[len(delta) // 2] = 1.0
-    w = gaussian_filter(delta, sigma)
-    return float(np.sum(w**2) ** 1.5)
-
-
-def _inside_fov(grid, centre, margin):
-    """Clip a point so that a ball of ``margin`` mm around it stays in the field of view."""
-    out = np.empty(3)
-    for a in range(3):
-        lo, hi = grid.extent(a)
-        lo, hi = lo + margin, hi - margin
-        out[a] = np.clip(centre[a], lo, hi) if lo < hi else 0.5 * (lo + hi)
-    return out
-
-
-def _node_centre(grid, rng, size, shift, side, tumour_centre, r_tumour, r_node):
-    """Draw a node centre on the jugular chain (levels II-IV), clear of the primary tumour."""
-    for _ in range(30):
-        s = side if rng.uniform() < 0.8 else -side
-        template = np.array([rng.uniform(-50, 10), rng.uniform(-14, 10), s * rng.uniform(28, 42)])
-        c = _inside_fov(grid, size * template + shift, r_node)
-        if np.linalg.norm(c - tumour_centre) > 1.3 * r_tumour + r_node + 4.0:
-            break
-    return c
-
-
-def _check_int(name, value, minimum):
-    if isinstance(value, bool | np.bool_) or not isinstance(value, numbers.Integral):
-        raise TypeError(f"{name} must be an int, got {value!r}.")
-    if value < minimum:
-        raise ValueError(f"{name} must be >= {minimum}, got {value}.")
-    return int(value)
-
-
-def _check_real(name, value, lo, hi, closed=True):
-    if isinstance(value, bool | np.bool_) or not isinstance(value, numbers.Real):
-        raise TypeError(f"{name} must be a number, got {value!r}.")
-    value = float(value)
-    ok = (lo <= value <= hi) if closed else (lo < value < hi)
-    if not ok or np.isnan(value) or (np.isinf(value)):
-        brackets = "[]" if closed else "()"
-        raise ValueError(
-            f"{name} must be finite and in {brackets[0]}{lo}, {hi}{brackets[1]}; got {value}."
-        )
-    return value
-
-
-def _check_shape(shape):
-    if not isinstance(shape, Sequence | np.ndarray) or len(shape) != 3:
-        raise ValueError(f"shape must be a tuple of 3 ints (D, H, W), got {shape!r}.")
-    out = []
-    for s in shape:
-        if isinstance(s, bool | np.bool_) or not isinstance(s, numbers.Integral):
-            raise TypeError(f"shape must hold ints, got {shape!r}.")
-        if s < 16:
-            raise ValueError(f"each side of shape must be >= 16 voxels, got {tuple(shape)}.")
-        out.append(int(s))
-    return tuple(out)
-
-
-def _check_node_range(n_nodes):
-    pair = (n_nodes, n_nodes) if isinstance(n_nodes, numbers.Integral) else n_nodes
-    try:
-        lo, hi = pair
-    except (TypeError, ValueError):
-        raise ValueError(f"n_nodes must be an int or a pair (lo, hi), got {n_nodes!r}.") from None
-    for v in (lo, hi):
-        if isinstance(v, bool | np.bool_) or not isinstance(v, numbers.Integral):
-            raise TypeError(f"n_nodes must hold ints, got {n_nodes!r}.")
-    if not 0 <= lo <= hi <= 6:
-        raise ValueError(f"n_nodes must satisfy 0 <= lo <= hi <= 6, got {n_nodes!r}.")
-    return int(lo), int(hi)
-
-
-def _check_coef(coef):
-    beta = dict(DEFAULT_COEF)
-    if coef is None:
-        return beta
-    if not isinstance(coef, Mapping):
-        raise TypeError(f"coef must be a dict of coefficients, got {type(coef).__name__}.")
-    unknown = sorted(set(coef) - set(DEFAULT_COEF))
-    if unknown:
-        raise ValueError(f"unknown coef key(s) {unknown}; valid keys are {sorted(DEFAULT_COEF)}.")
-    for k, v in coef.items():
-        beta[k] = _check_real(f"coef[{k!r}]", v, -np.inf, np.inf, closed=False)
-    return beta

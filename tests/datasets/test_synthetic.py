@@ -186,6 +186,19 @@ def test_no_nodes_and_noise_free_options():
     np.testing.assert_allclose(X["ct"][:, :, 0, 0], -1000.0, atol=1e-3)
 
 
+def test_noise_levels_match_the_documented_model():
+    # the same seed draws the same noise fields; noise=0 scales them to nothing
+    kw = dict(n_patients=3, shape=(32, 32, 32), random_state=5)
+    X1, X0 = make_petct_cohort(noise=1.0, **kw), make_petct_cohort(noise=0.0, **kw)
+    X1, X0 = X1[0], X0[0]
+    soft = (X0["ct"] > -100) & (X0["ct"] < 100) & (X0["pet"] > 0.5) & (X0["pet"] < 1.5)
+    ct_sd = (X1["ct"] - X0["ct"])[soft].std()
+    assert 11.0 < ct_sd < 13.0  # 12 HU white noise
+    pet_diff = (X1["pet"] - X0["pet"])[soft]
+    expected = 0.2 * np.sqrt(X0["pet"][soft] + 0.05)  # 0.2 sqrt(SUV) after the PSF blur
+    assert 0.75 < pet_diff.std() / np.sqrt(np.mean(expected**2)) < 1.25
+
+
 # ---------------------------------------------------------------- survival
 
 
