@@ -1,0 +1,398 @@
+"""The whole preprocessing of a cohort in one call: read, resample, register, crop, normalise.
+
+For each patient (papers' Sec. 4.2 / 4.1):
+
+1. read each modality (a DICOM PET becomes SUV) and the label mask (selected labels -> {0, 1});
+2. choose the output grid: the reference modality's (CT's) grid resampled to ``spacing``, or,
+   with a ``template``, the template CT's grid after rigid registration of the patient's CT to
+   it (Mattes mutual information);
+3. choose the box: ``crop_size`` voxels centred on the tumour centroid (AdaMSS), at a fixed
+   physical position (DeepMTS, registered images), or the whole grid;
+4. resample every modality once, straight onto the box (linear; nearest for the mask), padding
+   outside the image with -1024 for CT and 0 otherwise. This equals resampling to ``spacing``
+   and then cropping (:func:`~survseg.preprocess.resample_to_spacing` then
+   :func:`~survseg.preprocess.crop_or_pad`), because the box is a sub-grid of the resampled
+   grid, but never holds a whole-body 1 mm volume in memory;
+5. normalise intensities per patient: PET z-score, CT window [-1024, 1024] -> [-1, 1] (or
+   z-score).
+
+Patients run in parallel with joblib (``n_jobs``), with a tqdm progress bar (``verbose``), and
+each patient's result can be cached on disk with :class:`joblib.Memory` (``memory``); the cache
+key includes each input file's size and modification time.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import NamedTuple
+
+import numpy as np
+import SimpleITK as sitk
+from joblib import Parallel, delayed
+from sklearn.utils.validation import check_memory
+from tqdm.auto import tqdm
+
+from ..data.io import read_image, read_pet, select_labels
+from .crop import box_around_point, crop_grid, mask_centroid
+from .geometry import CaseGeometry, Grid
+from .intensity import window, zscore
+from .register import register_rigid
+from .resample import grid_for_spacing, resample_to_reference
+
+__all__ = ["Preprocessing", "Preprocessed", "PreprocessingError", "preprocess", "preprocess_case"]
+
+MASK = "mask"
+_INTENSITY_METHODS = ("zscore", "window", None)
+_CROPS = ("tumour", "fixed", None)
+
+
+class PreprocessingError(ValueError):
+    """Preprocessing failed for one patient; the message names the patient."""
+
+
+@dataclass(frozen=True)
+class Preprocessing:
+    """Parameters of the preprocessing pipeline (see :func:`preprocess`).
+
+    The defaults are AdaMSS's (1 mm voxels, 160^3 box on the tumour, PET z-score, CT window);
+    :meth:`deepmts` gives DeepMTS's.
+
+    Parameters
+    ----------
+    spacing : float or tuple of 3 float or None
+        Output voxel size in mm, ``(x, y, z)``; a number means isotropic. ``None`` keeps the
+        reference image's grid. Ignored with a ``template`` (its grid, resampled to
+        ``spacing``, is used).
+    reference : str
+        Modality whose grid the others are resampled onto (and which is registered).
+    template : path-like or SimpleITK.Image, optional
+        CT of the template patient for rigid registration; ``None``: no registration.
+    registration : mapping, optional
+        Keyword arguments for :func:`~survseg.preprocess.register_rigid`.
+    crop : {'tumour', 'fixed', None}
+        ``'tumour'``: box centred on the centroid of the mask; ``'fixed'``: box centred on
+        ``crop_center``; ``None``: no cropping (all patients must then share a grid shape).
+    crop_size : tuple of 3 int
+        Box size in voxels, ``(x, y, z)``; the cohort arrays get shape ``(z, y, x)``.
+    crop_center : tuple of 3 float, optional
+        Physical centre (mm) of a ``'fixed'`` box, in the template's space when registering;
+        default: the centre of the (template or patient) grid.
+    intensity : mapping of str to {'zscore', 'window', None}
+        Normalisation per modality; modalities not named are left as they are.
+    ct_window : tuple of 2 float
+        HU window of ``'window'``, mapped to [-1, 1].
+    pad_values : mapping of str to float
+        Value outside the image per modality (default 0; CT -1024 HU).
+    mask_labels : tuple of int, optional
+        Labels of the label image that form the mask; ``None``: every non-zero label.
+    """
+
+    spacing: float | tuple[float, float, float] | None = 1.0
+    reference: str = "ct"
+    template: object = None
+    registration: Mapping | None = None
+    crop: str | None = "tumour"
+    crop_size: tuple[int, int, int] = (160, 160, 160)
+    crop_center: tuple[float, float, float] | None = None
+    intensity: Mapping[str, str | None] = field(
+        default_factory=lambda: {"pet": "zscore", "ct": "window"})
+    ct_window: tuple[float, float] = (-1024.0, 1024.0)
+    pad_values: Mapping[str, float] = field(default_factory=lambda: {"ct": -1024.0})
+    mask_labels: tuple[int, ...] | None = None
+
+    def __post_init__(self):
+        if self.crop not in _CROPS:
+            raise ValueError(f"crop must be one of {_CROPS}; got {self.crop!r}.")
+        size = np.asarray(self.crop_size)
+        if size.shape != (3,) or not np.issubdtype(size.dtype, np.integer) or (size < 1).any():
+            raise ValueError(f"crop_size must be 3 positive integers (x, y, z); "
+                             f"got {self.crop_size!r}.")
+        bad = {k: v for k, v in dict(self.intensity).items() if v not in _INTENSITY_METHODS}
+        if bad:
+            raise ValueError(f"intensity methods must be 'zscore', 'window' or None; got {bad}.")
+        if self.crop_center is not None and np.shape(self.crop_center) != (3,):
+            raise ValueError(f"crop_center must be a physical point (x, y, z) in mm; "
+                             f"got {self.crop_center!r}.")
+        if self.registration is not None and self.template is None:
+            raise ValueError("registration parameters were given but no template to register to.")
+
+    @classmethod
+    def adamss(cls, **changes) -> Preprocessing:
+        """AdaMSS (Sec. 4.1): 1 mm voxels, 160^3 box centred on the tumour, PET z-score, CT
+        clipped to [-1024, 1024] HU and mapped to [-1, 1]."""
+        return cls(**changes)
+
+    @classmethod
+    def deepmts(cls, template, crop_center=None, **changes) -> Preprocessing:
+        """DeepMTS (Sec. 4.2): 1 mm voxels, rigid registration to ``template``, a fixed
+        128x128x112 box (x, y, z) at ``crop_center``, PET and CT z-score."""
+        params = dict(template=template, crop="fixed", crop_size=(128, 128, 112),
+                      crop_center=crop_center, intensity={"pet": "zscore", "ct": "zscore"})
+        params.update(changes)
+        return cls(**params)
+
+    def pad_value(self, modality: str) -> float:
+        return float(dict(self.pad_values).get(modality, 0.0))
+
+
+class Preprocessed(NamedTuple):
+    """Result of :func:`preprocess`.
+
+    Attributes
+    ----------
+    volumes : dict of str to ndarray
+        One ``(n_patients, z, y, x)`` stack per modality (``float32``) and ``'mask'``
+        (``uint8``), ready for ``survseg.volumes(**volumes)``.
+    geometries : list of CaseGeometry
+        Per patient, where the arrays sit in the patient's original space (see
+        :func:`~survseg.preprocess.to_original_space`).
+    """
+
+    volumes: dict
+    geometries: list
+
+
+# ------------------------------------------------------------------------ one patient
+
+
+def _load(value, name: str, labels) -> sitk.Image:
+    if isinstance(value, sitk.Image):
+        image = value
+        if image.GetDimension() != 3:
+            raise ValueError(f"{name} image must be 3D; got {image.GetDimension()}D.")
+    elif name == "pet":
+        image = read_pet(value)
+    else:
+        image = read_image(value)
+    if name == MASK:
+        return select_labels(image, labels)
+    return sitk.Cast(image, sitk.sitkFloat32)
+
+
+def _normalise(image: sitk.Image, method: str | None, p: Preprocessing) -> sitk.Image:
+    if method == "zscore":
+        return zscore(image)
+    if method == "window":
+        return window(image, *p.ct_window)
+    return image
+
+
+def preprocess_case(case: Mapping, preprocessing: Preprocessing | None = None, *,
+                    template: sitk.Image | None = None):
+    """Preprocess one patient (see :func:`preprocess` for the steps).
+
+    Parameters
+    ----------
+    case : mapping of str to path-like or SimpleITK.Image
+        One entry per modality (``'ct'``, ``'pet'``, ...) and optionally ``'mask'`` (a
+        label image).
+    preprocessing : Preprocessing, optional
+        Default ``Preprocessing()``.
+    template : SimpleITK.Image, optional
+        The template CT already on its output grid (``preprocess`` reads and resamples
+        ``preprocessing.template`` once for all patients); default: read it from
+        ``preprocessing.template``.
+
+    Returns
+    -------
+    arrays : dict of str to ndarray
+        ``(z, y, x)`` arrays: ``float32`` images and a ``uint8`` mask.
+    geometry : CaseGeometry
+    """
+    p = Preprocessing() if preprocessing is None else preprocessing
+    if p.reference not in case:
+        raise ValueError(f"the reference modality {p.reference!r} is not among the images "
+                         f"{sorted(case)}; set Preprocessing(reference=...).")
+    if p.template is not None and template is None:
+        template = _template_image(p)
+    images = {name: _load(value, name, p.mask_labels) for name, value in case.items()}
+    mask = images.pop(MASK, None)
+    if mask is not None and not sitk.GetArrayViewFromImage(mask).any():
+        raise ValueError("the mask is empty" + (
+            f" for labels {tuple(p.mask_labels)}" if p.mask_labels is not None else "") + ".")
+    reference = images[p.reference]
+
+    # 2. output grid (and registration)
+    transform = None
+    if template is not None:
+        transform = register_rigid(template, reference, **dict(p.registration or {}))
+        grid = Grid.from_image(template)
+    elif p.spacing is not None:
+        grid = grid_for_spacing(reference, p.spacing)
+    else:
+        grid = Grid.from_image(reference)
+
+    # 3. the box
+    if p.crop is not None:
+        if p.crop == "tumour":
+            if mask is None:
+                raise ValueError("crop='tumour' needs a 'mask' for every patient.")
+            centre = mask_centroid(mask)
+            if transform is not None:  # patient space -> template space
+                centre = np.asarray(transform.GetInverse().TransformPoint(tuple(centre)))
+        else:
+            centre = grid.center() if p.crop_center is None else np.asarray(p.crop_center)
+        grid = crop_grid(grid, box_around_point(grid, centre, p.crop_size), p.crop_size)
+
+    # 4. one resampling per modality, straight onto the box
+    arrays = {}
+    if mask is not None:
+        out = resample_to_reference(mask, grid, transform=transform, interpolator="nearest")
+        arrays[MASK] = sitk.GetArrayFromImage(out).astype(np.uint8, copy=False)
+        if not arrays[MASK].any():
+            raise ValueError("the mask is empty after resampling and cropping (the tumour "
+                             "is outside the box, or smaller than one output voxel).")
+    for name, image in images.items():
+        out = resample_to_reference(image, grid, transform=transform, interpolator="linear",
+                                    default_value=p.pad_value(name))
+        # 5. per-patient intensity normalisation
+        try:
+            out = _normalise(out, dict(p.intensity).get(name), p)
+        except ValueError as error:
+            raise ValueError(f"{name} image: {error}") from error
+        arrays[name] = sitk.GetArrayFromImage(out).astype(np.float32, copy=False)
+    geometry = CaseGeometry(
+        grid=grid,
+        original=Grid.from_image(reference),
+        transform=None if transform is None else tuple(transform.GetParameters()),
+        transform_center=None if transform is None else tuple(transform.GetCenter()),
+    )
+    return arrays, geometry
+
+
+# ------------------------------------------------------------------------ the cohort
+
+
+def _template_image(p: Preprocessing) -> sitk.Image:
+    image = p.template if isinstance(p.template, sitk.Image) else read_image(p.template)
+    image = sitk.Cast(image, sitk.sitkFloat32)
+    if p.spacing is not None:
+        image = resample_to_reference(image, grid_for_spacing(image, p.spacing),
+                                      default_value=p.pad_value(p.reference))
+    return image
+
+
+def _stamp(value):
+    """What identifies an input for the cache: a file's path, size and modification time."""
+    if isinstance(value, sitk.Image):
+        return None  # hashed by value
+    path = os.path.abspath(os.fspath(value))
+    if os.path.isdir(path):  # DICOM series: every file counts
+        entries = sorted(os.scandir(path), key=lambda e: e.name)
+        return path, [(e.name, e.stat().st_size, e.stat().st_mtime_ns) for e in entries]
+    if not os.path.exists(path):
+        return path, None
+    stat = os.stat(path)
+    return path, stat.st_size, stat.st_mtime_ns
+
+
+def _run_case(case, stamps, p, template_array, template_grid, case_id):
+    del stamps  # only part of the cache key
+    template = None
+    if template_array is not None:
+        template = sitk.GetImageFromArray(template_array)
+        template.SetSpacing(template_grid.spacing)
+        template.SetOrigin(template_grid.origin)
+        template.SetDirection(template_grid.direction)
+    try:
+        return preprocess_case(case, p, template=template)
+    except (ValueError, RuntimeError, OSError) as error:
+        raise PreprocessingError(f"patient {case_id!r}: {error}") from error
+
+
+def preprocess(
+    cases: Sequence[Mapping],
+    preprocessing: Preprocessing | None = None,
+    *,
+    ids: Sequence[str] | None = None,
+    n_jobs: int | None = None,
+    memory=None,
+    verbose: bool = False,
+) -> Preprocessed:
+    """Preprocess a cohort of PET/CT patients into stacks of equal-shape arrays.
+
+    Parameters
+    ----------
+    cases : sequence of mapping
+        One mapping per patient from modality name (``'ct'``, ``'pet'``, ...) and optionally
+        ``'mask'`` to a file/folder path or a SimpleITK image; every patient has the same keys.
+        A PET given as a DICOM folder is converted to SUV; other PET files are taken as SUV.
+    preprocessing : Preprocessing, optional
+        The steps' parameters (default: ``Preprocessing()``, AdaMSS's).
+    ids : sequence of str, optional
+        Patient identifiers for error messages (default: positions).
+    n_jobs : int, optional
+        Patients processed in parallel (joblib; ``-1`` = all cores).
+    memory : str, path-like or joblib.Memory, optional
+        Cache folder (or Memory) for per-patient results; ``None``: no caching.
+    verbose : bool
+        Show a progress bar.
+
+    Returns
+    -------
+    Preprocessed
+        ``(volumes, geometries)``: ``survseg.volumes(**volumes)`` builds the cohort.
+
+    Raises
+    ------
+    PreprocessingError
+        A patient failed (unreadable file, missing DICOM tag, empty mask, ...); the message
+        names the patient.
+
+    Examples
+    --------
+    >>> from survseg.preprocess import Preprocessing, preprocess         # doctest: +SKIP
+    >>> cases = [{"ct": "p1_ct.nii.gz", "pet": "p1_pt.nii.gz", "mask": "p1_gtv.nii.gz"}]
+    >>> volumes, geometries = preprocess(cases, Preprocessing.adamss())  # doctest: +SKIP
+    >>> X = survseg.volumes(**volumes)                                   # doctest: +SKIP
+    """
+    p = Preprocessing() if preprocessing is None else preprocessing
+    if not isinstance(p, Preprocessing):
+        raise TypeError(f"preprocessing must be a Preprocessing, got {type(p).__name__}.")
+    cases = list(cases)
+    if not cases:
+        raise ValueError("no patients to preprocess.")
+    ids = [str(i) for i in range(len(cases))] if ids is None else [str(i) for i in ids]
+    if len(ids) != len(cases):
+        raise ValueError(f"{len(ids)} ids for {len(cases)} patients.")
+    keys = set(cases[0])
+    for case_id, case in zip(ids, cases, strict=True):
+        if not isinstance(case, Mapping):
+            raise TypeError(f"patient {case_id!r}: a case must be a mapping of modality "
+                            f"name to image, got {type(case).__name__}.")
+        if set(case) != keys:
+            raise ValueError(f"patient {case_id!r} has images {sorted(case)} but patient "
+                             f"{ids[0]!r} has {sorted(keys)}; all patients need the same.")
+    template_array = template_grid = None
+    if p.template is not None:
+        template = _template_image(p)
+        template_array, template_grid = sitk.GetArrayFromImage(template), Grid.from_image(template)
+
+    if isinstance(memory, os.PathLike):
+        memory = os.fspath(memory)
+    run = check_memory(memory).cache(_run_case, ignore=["case_id"])
+    tasks = (
+        delayed(run)({k: (v if isinstance(v, sitk.Image) else os.fspath(v)) for k, v in
+                      case.items()}, {k: _stamp(v) for k, v in case.items()}, p,
+                     template_array, template_grid, case_id)
+        for case, case_id in zip(cases, ids, strict=True)
+    )
+    results = Parallel(n_jobs=n_jobs, return_as="generator")(tasks)
+    volumes, geometries = {}, []
+    for i, (arrays, geometry) in enumerate(
+        tqdm(results, total=len(cases), desc="preprocess", disable=not verbose)
+    ):
+        if i == 0:
+            volumes = {k: np.empty((len(cases), *a.shape), a.dtype) for k, a in arrays.items()}
+        elif geometry.grid.shape != geometries[0].grid.shape:
+            raise PreprocessingError(
+                f"patient {ids[i]!r} has preprocessed shape {geometry.grid.shape} but patient "
+                f"{ids[0]!r} has {geometries[0].grid.shape}: set crop='tumour' or 'fixed' (or "
+                "a template) so that all patients share one shape."
+            )
+        for k, a in arrays.items():
+            volumes[k][i] = a
+        geometries.append(geometry)
+    return Preprocessed(volumes, geometries)
