@@ -11,11 +11,14 @@ from .attention import plot_attention, plot_fusion_weights, resample_to
 from .comparison import plot_cindex_comparison
 from .history import plot_history, split_history_columns
 from .overlay import plot_overlay
+from .report import figures_for_benchmark, fold_thresholds
 from .slices import largest_cross_section, take_slice
 from .survival import RiskGroupTest, logrank_risk_groups, plot_risk_groups
 
 __all__ = [
     "RiskGroupTest",
+    "figures_for_benchmark",
+    "fold_thresholds",
     "largest_cross_section",
     "logrank_risk_groups",
     "plot_attention",

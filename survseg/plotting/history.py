@@ -1,9 +1,13 @@
 """Training curves from a fitted deep estimator's ``history_``.
 
 ``history_`` is a DataFrame with one row per iteration: ``iteration``, ``lr``, the total
-``loss`` and its parts, and validation metrics at the iterations where validation ran (NaN
+``loss`` and its parts, and validation results at the iterations where validation ran (NaN
 elsewhere). A two-stage model (AdaMSS) adds a ``stage`` column; if its iterations restart at
 each stage, the stages are laid end to end on one axis.
+
+Validation *losses* (e.g. DeepMTS's ``val_cox_loss``) are drawn with the training losses, in
+the colour of their training counterpart, so over-fitting shows as the two curves parting;
+other validation metrics (C-index, Dice) get their own panel.
 """
 
 from __future__ import annotations
@@ -16,28 +20,44 @@ from ._mpl import new_figure
 __all__ = ["split_history_columns", "plot_history"]
 
 _BOOKKEEPING = ("iteration", "lr", "stage", "epoch", "time")
+#: Names the deep estimators use for validation metrics without a ``val`` prefix.
+_METRIC_NAMES = ("dice", "cindex", "c_index", "auc", "ibs")
 
 
 def split_history_columns(history: pd.DataFrame) -> tuple[list[str], list[str]]:
-    """``(loss columns, validation metric columns)`` of a training history.
+    """``(training loss columns, validation columns)`` of a training history.
 
-    A numeric column is a validation metric if its name starts with ``val`` or if, within
-    the rows of the stage(s) where it has values, it is missing in at least half of them
-    (validation runs every few iterations, a loss part at every iteration of its stage).
+    A numeric column is a validation result if its name starts with ``val``, if it is one of
+    ``dice``, ``cindex``, ``c_index``, ``auc``, ``ibs``, or if, within the rows of the
+    stage(s) where it has values, it is missing in at least half of them (validation runs
+    every few iterations, a loss part at every iteration of its stage).
     """
     stages = history["stage"] if "stage" in history else pd.Series(0, index=history.index)
     losses, metrics = [], []
     for col in history.columns:
         if col in _BOOKKEEPING or not pd.api.types.is_numeric_dtype(history[col]):
             continue
-        values = history[col]
-        present = values.notna()
+        present = history[col].notna()
         if not present.any():
             continue
         active = stages.isin(stages[present].unique())
         sparse = present[active].mean() < 0.5
-        (metrics if str(col).startswith("val") or sparse else losses).append(col)
+        name = str(col)
+        is_metric = name.startswith("val") or name in _METRIC_NAMES or sparse
+        (metrics if is_metric else losses).append(col)
     return losses, metrics
+
+
+def _is_loss(name: str) -> bool:
+    return "loss" in name or "nll" in name
+
+
+def _training_name(name: str) -> str:
+    """``val_cox_loss`` -> ``cox_loss``: the training column a validation loss matches."""
+    for prefix in ("val_", "val"):
+        if name.startswith(prefix):
+            return name[len(prefix):]
+    return name
 
 
 def _global_steps(history: pd.DataFrame) -> np.ndarray:
@@ -69,17 +89,18 @@ def plot_history(
     log_loss: bool = False,
     fig=None,
 ):
-    """Plot losses, validation metrics and the learning rate against the iteration.
+    """Plot losses, validation results and the learning rate against the iteration.
 
     Parameters
     ----------
     history : pandas.DataFrame
         A fitted model's ``history_`` (at least an ``iteration`` column).
     losses, metrics : list of str, optional
-        Columns to draw as training losses and as validation metrics; by default chosen by
-        :func:`split_history_columns`.
+        Columns to draw as training losses and as validation results; by default chosen by
+        :func:`split_history_columns`. Validation columns whose name contains ``loss`` or
+        ``nll`` are drawn in the loss panel (dashed, with markers).
     smooth : int, optional
-        Window of the running mean drawn over each raw loss curve; default
+        Window of the running mean drawn over each raw training-loss curve; default
         ``max(1, n_iterations // 50)``. ``1`` draws the raw curves only.
     log_loss : bool
         Logarithmic loss axis (only sensible for positive losses).
@@ -88,8 +109,8 @@ def plot_history(
     Returns
     -------
     matplotlib.figure.Figure
-        Panels: losses; validation metrics (if any); learning rate (if an ``lr`` column
-        exists). Stage boundaries are marked with vertical lines.
+        Panels, top to bottom: losses; validation metrics (if any besides losses); learning
+        rate (if an ``lr`` column exists). Stage boundaries are marked with vertical lines.
 
     Examples
     --------
@@ -107,21 +128,33 @@ def plot_history(
         raise ValueError(f"columns {missing} are not in the history; it has {list(history)}.")
     if not losses and not metrics:
         raise ValueError("the history has no loss or metric column to plot.")
+    val_losses = [c for c in metrics if _is_loss(str(c))]
+    metrics = [c for c in metrics if c not in val_losses]
     x = _global_steps(history)
     stages = history["stage"].to_numpy() if "stage" in history else np.zeros(len(history))
     segments = [stages == st for st in pd.unique(stages)]
     window = max(1, len(history) // 50) if smooth is None else int(smooth)
 
-    panels = [p for p, show in (("loss", bool(losses)), ("metric", bool(metrics)),
+    panels = [p for p, show in (("loss", bool(losses or val_losses)), ("metric", bool(metrics)),
                                 ("lr", "lr" in history)) if show]
     fig = new_figure(fig, figsize=(7.0, 2.4 * len(panels) + 0.4))
     axes = fig.subplots(len(panels), 1, sharex=True, squeeze=False)[:, 0]
     ax_of = dict(zip(panels, axes))
-    colors = iter(f"C{i}" for i in range(100))
+    palette = iter(f"C{i % 10}" for i in range(1000))
+    color_of = {}
+
+    def sparse_line(ax, col, style, label):
+        c = color_of.get(_training_name(str(col))) or next(palette)
+        v = history[col].to_numpy(dtype=np.float64)
+        drawn = [rows & np.isfinite(v) for rows in segments]
+        for k, ok in enumerate([ok for ok in drawn if ok.any()]):
+            ax.plot(x[ok], v[ok], style, ms=3, lw=1.2, color=c, label=label if k == 0 else None)
+
     if "loss" in ax_of:
         ax = ax_of["loss"]
         for col in losses:
-            c, v = next(colors), history[col].to_numpy(dtype=np.float64)
+            c = color_of[str(col)] = next(palette)
+            v = history[col].to_numpy(dtype=np.float64)
             drawn = [rows for rows in segments if np.isfinite(v[rows]).any()]
             for k, rows in enumerate(drawn):  # one line per stage: no jump across stages
                 label = col if k == 0 else None
@@ -130,17 +163,16 @@ def plot_history(
                     ax.plot(x[rows], _smooth(v[rows], window), color=c, lw=1.6, label=label)
                 else:
                     ax.plot(x[rows], v[rows], color=c, lw=1.4, label=label)
-        ax.set_ylabel("training loss")
+        for col in val_losses:
+            sparse_line(ax, col, "o--", col)
+        ax.set_ylabel("loss")
         if log_loss:
             ax.set_yscale("log")
-        ax.legend(frameon=False, fontsize="small", ncols=min(4, len(losses)))
+        ax.legend(frameon=False, fontsize="small", ncols=min(4, len(losses) + len(val_losses)))
     if "metric" in ax_of:
         ax = ax_of["metric"]
         for col in metrics:
-            c, v = next(colors), history[col].to_numpy(dtype=np.float64)
-            drawn = [rows & np.isfinite(v) for rows in segments]
-            for k, ok in enumerate([ok for ok in drawn if ok.any()]):
-                ax.plot(x[ok], v[ok], "o-", ms=3, lw=1.4, color=c, label=col if k == 0 else None)
+            sparse_line(ax, col, "o-", col)
         ax.set_ylabel("validation")
         ax.legend(frameon=False, fontsize="small", ncols=min(4, len(metrics)))
     if "lr" in ax_of:
@@ -165,5 +197,6 @@ def _mark_stages(axes, x, stages) -> None:
         for ax in axes:
             if start > x.min():
                 ax.axvline(start, color="0.5", lw=1, ls=":")
-        axes[0].text(start, 1.01, f"stage {stage}", transform=axes[0].get_xaxis_transform(),
+        label = str(stage) if isinstance(stage, str) else f"stage {stage}"
+        axes[0].text(start, 1.01, label, transform=axes[0].get_xaxis_transform(),
                      fontsize="small", va="bottom")

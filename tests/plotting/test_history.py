@@ -65,21 +65,36 @@ def test_plot_history_from_loop(check_png):
 
 
 def test_two_stage_history_laid_end_to_end(check_png):
-    first = _run(30, 0.05, 0, stage="I").rename(columns={"mse": "dice"})
-    second = _run(20, 0.02, 1, stage="II").rename(columns={"mse": "nll"})
+    # AdaMSS's layout: stage I logs dice_loss and validation "dice", stage II nll and "cindex"
+    first = _run(30, 0.05, 0, stage="segmentation").rename(
+        columns={"mse": "dice_loss", "val_mse": "dice"})
+    second = _run(20, 0.02, 1, stage="survival").rename(
+        columns={"mse": "nll", "val_mse": "cindex"})
     history = pd.concat([first, second], ignore_index=True)  # iterations restart at 1
     losses, metrics = split_history_columns(history)
-    assert losses == ["loss", "dice", "l1", "nll"] and metrics == ["val_mse"]
+    assert losses == ["loss", "dice_loss", "l1", "nll"] and metrics == ["dice", "cindex"]
     fig = plot_history(history, smooth=5)
     loss_ax = fig.axes[0]
     # curves only (the stage marker is an axvline with two points)
     xs = [np.asarray(line.get_xdata()) for line in loss_ax.lines if len(line.get_xdata()) > 2]
-    assert len(xs) == 2 * 3 + 2 * 3  # raw + smoothed, loss/dice/l1 then loss/l1/nll
+    assert len(xs) == 2 * 3 + 2 * 3  # raw + smoothed: loss/dice_loss/l1, then loss/l1/nll
     # stage II is drawn after stage I, and no line crosses the boundary at x = 30
     assert max(x.max() for x in xs) == 50
     assert all(x.max() <= 30 or x.min() > 30 for x in xs)
-    assert [t.get_text() for t in loss_ax.texts] == ["stage I", "stage II"]
+    assert [t.get_text() for t in loss_ax.texts] == ["segmentation", "survival"]
     check_png(fig, "history_two_stage")
+
+
+def test_validation_loss_drawn_with_its_training_loss():
+    # DeepMTS's layout: cox_loss / val_cox_loss, and val_c_index as a metric
+    history = _run(40, 0.05, 0).rename(columns={"mse": "cox_loss", "val_mse": "val_cox_loss"})
+    history["val_c_index"] = np.where(history["val_cox_loss"].notna(), 0.6, np.nan)
+    fig = plot_history(history, smooth=1)
+    loss_ax, metric_ax, _ = fig.axes
+    by_label = {line.get_label(): line for line in loss_ax.lines}
+    assert by_label["val_cox_loss"].get_color() == by_label["cox_loss"].get_color()
+    assert by_label["val_cox_loss"].get_linestyle() == "--"
+    assert [line.get_label() for line in metric_ax.lines] == ["val_c_index"]
 
 
 def test_smoothing_is_running_mean():
