@@ -53,11 +53,15 @@ def is_dicom(path: str | os.PathLike) -> bool:
 
 def _check_3d(image: sitk.Image, path: str) -> sitk.Image:
     if image.GetNumberOfComponentsPerPixel() != 1:
-        raise ValueError(f"{path}: expected a scalar image, got "
-                         f"{image.GetNumberOfComponentsPerPixel()} components per voxel.")
+        raise ValueError(
+            f"{path}: expected a scalar image, got "
+            f"{image.GetNumberOfComponentsPerPixel()} components per voxel."
+        )
     if image.GetDimension() != 3:
-        raise ValueError(f"{path}: expected a 3D image, got a {image.GetDimension()}D image of "
-                         f"size {image.GetSize()}.")
+        raise ValueError(
+            f"{path}: expected a 3D image, got a {image.GetDimension()}D image of "
+            f"size {image.GetSize()}."
+        )
     return image
 
 
@@ -86,8 +90,10 @@ def _read_series(folder: str, series_id: str | None, with_tags: bool):
     image = reader.Execute()
     tags = []
     if with_tags:
-        tags = [{k: reader.GetMetaData(i, k) for k in reader.GetMetaDataKeys(i)}
-                for i in range(len(files))]
+        tags = [
+            {k: reader.GetMetaData(i, k) for k in reader.GetMetaDataKeys(i)}
+            for i in range(len(files))
+        ]
     return image, list(files), tags
 
 
@@ -189,8 +195,10 @@ def read_pet(
         source = os.fspath(path)
         modality = tags[0].get(_MODALITY, "").strip()
         if modality != "PT":
-            raise ValueError(f"{source} is not a PET series: Modality (0008,0060) is "
-                             f"{modality or 'missing'!r}, expected 'PT'.")
+            raise ValueError(
+                f"{source} is not a PET series: Modality (0008,0060) is "
+                f"{modality or 'missing'!r}, expected 'PT'."
+            )
         if tags[0].get("0054|1001", "").strip().upper() != "GML":
             items = read_radiopharmaceutical(files[0])
             if items is not None and len(items) != 1:
@@ -198,8 +206,9 @@ def read_pet(
                     f"{source}: the Radiopharmaceutical Information Sequence (0054,0016) has "
                     f"{len(items)} items; SUV needs exactly one radiopharmaceutical."
                 )
-            parameters = suv_parameters(tags[0], items[0] if items else None,
-                                        acquisition=tags, source=source)
+            parameters = suv_parameters(
+                tags[0], items[0] if items else None, acquisition=tags, source=source
+            )
     image = sitk.Cast(image, sitk.sitkFloat32)
     if parameters is not None:
         image = image * parameters.scale_factor
@@ -224,8 +233,10 @@ def select_labels(image: sitk.Image, labels: Iterable[int] | None = None) -> sit
     """
     values = sitk.GetArrayViewFromImage(image)
     if np.issubdtype(values.dtype, np.floating) and not np.array_equal(values, np.round(values)):
-        raise ValueError("a label image must hold whole numbers; this one has fractional "
-                         "values (was it resampled with linear interpolation?).")
+        raise ValueError(
+            "a label image must hold whole numbers; this one has fractional "
+            "values (was it resampled with linear interpolation?)."
+        )
     if labels is None:
         binary = values != 0
     else:
@@ -238,8 +249,9 @@ def select_labels(image: sitk.Image, labels: Iterable[int] | None = None) -> sit
     return mask
 
 
-def read_mask(path: str | os.PathLike, labels: Iterable[int] | None = None, *,
-              series_id: str | None = None) -> sitk.Image:
+def read_mask(
+    path: str | os.PathLike, labels: Iterable[int] | None = None, *, series_id: str | None = None
+) -> sitk.Image:
     """Read a label image and keep ``labels`` as a binary ``uint8`` mask (see
     :func:`select_labels`)."""
     return select_labels(read_image(path, series_id=series_id), labels)
@@ -258,6 +270,7 @@ def write_image(image: sitk.Image, path: str | os.PathLike, *, compress: bool = 
     """
     path = os.fspath(path)
     if _suffix(path) not in IMAGE_SUFFIXES or _suffix(path) == ".dcm":
-        raise ValueError(f"{path}: write NIfTI, NRRD or MetaImage files "
-                         f"({', '.join(IMAGE_SUFFIXES[:-1])}).")
+        raise ValueError(
+            f"{path}: write NIfTI, NRRD or MetaImage files ({', '.join(IMAGE_SUFFIXES[:-1])})."
+        )
     sitk.WriteImage(image, path, useCompression=compress)

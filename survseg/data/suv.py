@@ -76,8 +76,9 @@ def _name(key: str) -> str:
     return f"{_TAG_NAMES.get(key, 'tag')} ({key.replace('|', ',')})"
 
 
-def suv_scale_factor(weight_kg: float, injected_dose_bq: float, half_life_s: float,
-                     decay_time_s: float) -> float:
+def suv_scale_factor(
+    weight_kg: float, injected_dose_bq: float, half_life_s: float, decay_time_s: float
+) -> float:
     r"""Factor that turns Bq/mL into SUV (body weight): :math:`1000\,W / (D\,2^{-\Delta t/T_{1/2}})`.
 
     Parameters
@@ -97,8 +98,11 @@ def suv_scale_factor(weight_kg: float, injected_dose_bq: float, half_life_s: flo
     factor : float
         Multiply a Bq/mL image by it to get SUV in g/mL.
     """
-    for name, value in (("weight_kg", weight_kg), ("injected_dose_bq", injected_dose_bq),
-                        ("half_life_s", half_life_s)):
+    for name, value in (
+        ("weight_kg", weight_kg),
+        ("injected_dose_bq", injected_dose_bq),
+        ("half_life_s", half_life_s),
+    ):
         if not (math.isfinite(value) and value > 0):
             raise ValueError(f"{name} must be a positive finite number; got {value!r}.")
     if not (math.isfinite(decay_time_s) and decay_time_s >= 0):
@@ -136,8 +140,9 @@ class SUVParameters:
     @property
     def scale_factor(self) -> float:
         """SUV per Bq/mL (see :func:`suv_scale_factor`)."""
-        return suv_scale_factor(self.weight_kg, self.injected_dose_bq, self.half_life_s,
-                                self.decay_time_s)
+        return suv_scale_factor(
+            self.weight_kg, self.injected_dose_bq, self.half_life_s, self.decay_time_s
+        )
 
 
 # --------------------------------------------------------------------------- tag values
@@ -246,8 +251,11 @@ def suv_parameters(
     """
     units = _get(tags, UNITS, source).upper()
     if units != "BQML":
-        hint = (" The image is already in SUV (g/mL): read it without conversion."
-                if units == "GML" else "")
+        hint = (
+            " The image is already in SUV (g/mL): read it without conversion."
+            if units == "GML"
+            else ""
+        )
         raise ValueError(
             f"cannot convert PET to SUV from {_name(UNITS)} = {units!r} in {source}; only "
             f"activity concentration ('BQML') is supported.{hint}"
@@ -261,8 +269,11 @@ def suv_parameters(
         )
     weight = _float(tags, PATIENT_WEIGHT, source)
     rp = tags if radiopharmaceutical is None else radiopharmaceutical
-    rp_source = source if radiopharmaceutical is None else (
-        f"the {_name(RADIOPHARMACEUTICAL_SEQUENCE)} of {source}")
+    rp_source = (
+        source
+        if radiopharmaceutical is None
+        else (f"the {_name(RADIOPHARMACEUTICAL_SEQUENCE)} of {source}")
+    )
     dose = _float(rp, RADIONUCLIDE_TOTAL_DOSE, rp_source)
     half_life = _float(rp, RADIONUCLIDE_HALF_LIFE, rp_source)
 
@@ -270,15 +281,17 @@ def suv_parameters(
     scan_day = _first_date(tags, (SERIES_DATE, ACQUISITION_DATE, STUDY_DATE))
     if str(tags.get(SERIES_TIME, "")).strip(" \x00"):
         scan_clock = _parse_time(_get(tags, SERIES_TIME, source), SERIES_TIME)
-        scan_start = (datetime.combine(scan_day or date.min, datetime.min.time()) + scan_clock)
+        scan_start = datetime.combine(scan_day or date.min, datetime.min.time()) + scan_clock
     else:
         starts = []
-        for slice_tags in (acquisition or [tags]):
+        for slice_tags in acquisition or [tags]:
             value = str(slice_tags.get(ACQUISITION_TIME, "")).strip(" \x00")
             if value:
                 day = _first_date(slice_tags, (ACQUISITION_DATE, SERIES_DATE, STUDY_DATE))
-                starts.append(datetime.combine(day or scan_day or date.min, datetime.min.time())
-                              + _parse_time(value, ACQUISITION_TIME))
+                starts.append(
+                    datetime.combine(day or scan_day or date.min, datetime.min.time())
+                    + _parse_time(value, ACQUISITION_TIME)
+                )
         if not starts:
             raise MissingDicomTagError(
                 f"cannot convert PET to SUV: neither {_name(SERIES_TIME)} nor "
@@ -293,8 +306,9 @@ def suv_parameters(
         if scan_day is None:  # no date on the scan side: compare clock times on one day
             injection = datetime.combine(date.min, injection.time())
     else:
-        clock = _parse_time(_get(rp, RADIOPHARMACEUTICAL_START_TIME, rp_source),
-                            RADIOPHARMACEUTICAL_START_TIME)
+        clock = _parse_time(
+            _get(rp, RADIOPHARMACEUTICAL_START_TIME, rp_source), RADIOPHARMACEUTICAL_START_TIME
+        )
         injection = datetime.combine(scan_start.date(), datetime.min.time()) + clock
     if scan_start < injection:
         raise ValueError(
@@ -313,8 +327,21 @@ _DEFLATED_LE = "1.2.840.10008.1.2.1.99"
 _UNDEFINED = 0xFFFFFFFF
 _ITEM, _ITEM_END, _SEQUENCE_END = (0xFFFE, 0xE000), (0xFFFE, 0xE00D), (0xFFFE, 0xE0DD)
 # VRs with a 2-byte reserved field and a 4-byte length in explicit VR (PS3.5 Table 7.1-1).
-_LONG_VRS = {b"OB", b"OD", b"OF", b"OL", b"OV", b"OW", b"SQ", b"SV", b"UC", b"UN", b"UR",
-             b"UT", b"UV"}
+_LONG_VRS = {
+    b"OB",
+    b"OD",
+    b"OF",
+    b"OL",
+    b"OV",
+    b"OW",
+    b"SQ",
+    b"SV",
+    b"UC",
+    b"UN",
+    b"UR",
+    b"UT",
+    b"UV",
+}
 _SEQUENCE_TAG = (0x0054, 0x0016)
 
 
@@ -420,7 +447,10 @@ def read_radiopharmaceutical(path: str | os.PathLike) -> list[dict[str, str]] | 
     if items is None:
         return None
     return [
-        {f"{g:04x}|{e:04x}": v.decode("ascii", "replace").strip(" \x00")
-         for (g, e), v in item.items() if isinstance(v, bytes)}
+        {
+            f"{g:04x}|{e:04x}": v.decode("ascii", "replace").strip(" \x00")
+            for (g, e), v in item.items()
+            if isinstance(v, bytes)
+        }
         for item in items
     ]

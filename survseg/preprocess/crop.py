@@ -68,8 +68,9 @@ def crop_grid(image: sitk.Image | Grid, start, size) -> Grid:
     grid = image if isinstance(image, Grid) else Grid.from_image(image)
     size = _size(size)
     origin = grid.index_to_point(np.asarray(start, dtype=float))
-    return Grid(tuple(int(s) for s in size), grid.spacing, tuple(float(v) for v in origin),
-                grid.direction)
+    return Grid(
+        tuple(int(s) for s in size), grid.spacing, tuple(float(v) for v in origin), grid.direction
+    )
 
 
 def crop_or_pad(image: sitk.Image, start, size, *, pad_value: float = 0.0) -> sitk.Image:
@@ -99,6 +100,5 @@ def crop_or_pad(image: sitk.Image, start, size, *, pad_value: float = 0.0) -> si
     upper = np.maximum(0, start + size - np.asarray(image.GetSize()))
     if lower.any() or upper.any():
         # SimpleITK moves the origin with the lower padding: physical positions are kept.
-        image = sitk.ConstantPad(image, [int(v) for v in lower], [int(v) for v in upper],
-                                 pad_value)
+        image = sitk.ConstantPad(image, [int(v) for v in lower], [int(v) for v in upper], pad_value)
     return sitk.RegionOfInterest(image, [int(v) for v in size], [int(v) for v in start + lower])

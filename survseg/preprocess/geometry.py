@@ -44,8 +44,12 @@ class Grid:
     @classmethod
     def from_image(cls, image: sitk.Image) -> Grid:
         """The grid of a SimpleITK image."""
-        return cls(tuple(int(s) for s in image.GetSize()), _floats(image.GetSpacing()),
-                   _floats(image.GetOrigin()), _floats(image.GetDirection()))
+        return cls(
+            tuple(int(s) for s in image.GetSize()),
+            _floats(image.GetSpacing()),
+            _floats(image.GetOrigin()),
+            _floats(image.GetDirection()),
+        )
 
     @property
     def shape(self) -> tuple[int, int, int]:
@@ -128,8 +132,9 @@ def to_image(array, geometry: Grid | CaseGeometry) -> sitk.Image:
     grid = geometry.grid if isinstance(geometry, CaseGeometry) else geometry
     array = np.asarray(array)
     if array.shape != grid.shape:
-        raise ValueError(f"array of shape {array.shape} does not fit the grid of shape "
-                         f"{grid.shape} (z, y, x).")
+        raise ValueError(
+            f"array of shape {array.shape} does not fit the grid of shape {grid.shape} (z, y, x)."
+        )
     if array.dtype == bool:
         array = array.astype(np.uint8)
     image = sitk.GetImageFromArray(array)
@@ -185,5 +190,4 @@ def to_original_space(
     # Resample maps reference (original) points to input (preprocessed) points: the inverse
     # of the registration, which maps preprocessed points to original ones.
     inverse = geometry.sitk_transform().GetInverse()
-    return sitk.Resample(image, reference, inverse, interpolator, default_value,
-                         image.GetPixelID())
+    return sitk.Resample(image, reference, inverse, interpolator, default_value, image.GetPixelID())

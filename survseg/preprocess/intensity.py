@@ -42,8 +42,9 @@ def zscore(image, mask=None):
         The image (or masked region) is constant or empty, so :math:`\sigma = 0`.
     """
     if mask is not None:
-        selected = (sitk.GetArrayFromImage(mask) if isinstance(mask, sitk.Image)
-                    else np.asarray(mask)) != 0
+        selected = (
+            sitk.GetArrayFromImage(mask) if isinstance(mask, sitk.Image) else np.asarray(mask)
+        ) != 0
 
     def function(values):
         region = values if mask is None else values[selected]
@@ -51,8 +52,10 @@ def zscore(image, mask=None):
             raise ValueError("zscore: the mask selects no voxel.")
         mean, std = region.mean(), region.std()
         if not std > 0:
-            raise ValueError(f"zscore: the image is constant ({mean:g}), so its standard "
-                             "deviation is 0 and it cannot be standardised.")
+            raise ValueError(
+                f"zscore: the image is constant ({mean:g}), so its standard "
+                "deviation is 0 and it cannot be standardised."
+            )
         return ((values - mean) / std).astype(np.float32)
 
     return _apply(image, function)

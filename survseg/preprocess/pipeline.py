@@ -97,7 +97,8 @@ class Preprocessing:
     crop_size: tuple[int, int, int] = (160, 160, 160)
     crop_center: tuple[float, float, float] | None = None
     intensity: Mapping[str, str | None] = field(
-        default_factory=lambda: {"pet": "zscore", "ct": "window"})
+        default_factory=lambda: {"pet": "zscore", "ct": "window"}
+    )
     ct_window: tuple[float, float] = (-1024.0, 1024.0)
     pad_values: Mapping[str, float] = field(default_factory=lambda: {"ct": -1024.0})
     mask_labels: tuple[int, ...] | None = None
@@ -107,14 +108,16 @@ class Preprocessing:
             raise ValueError(f"crop must be one of {_CROPS}; got {self.crop!r}.")
         size = np.asarray(self.crop_size)
         if size.shape != (3,) or not np.issubdtype(size.dtype, np.integer) or (size < 1).any():
-            raise ValueError(f"crop_size must be 3 positive integers (x, y, z); "
-                             f"got {self.crop_size!r}.")
+            raise ValueError(
+                f"crop_size must be 3 positive integers (x, y, z); got {self.crop_size!r}."
+            )
         bad = {k: v for k, v in dict(self.intensity).items() if v not in _INTENSITY_METHODS}
         if bad:
             raise ValueError(f"intensity methods must be 'zscore', 'window' or None; got {bad}.")
         if self.crop_center is not None and np.shape(self.crop_center) != (3,):
-            raise ValueError(f"crop_center must be a physical point (x, y, z) in mm; "
-                             f"got {self.crop_center!r}.")
+            raise ValueError(
+                f"crop_center must be a physical point (x, y, z) in mm; got {self.crop_center!r}."
+            )
         if self.registration is not None and self.template is None:
             raise ValueError("registration parameters were given but no template to register to.")
 
@@ -128,8 +131,13 @@ class Preprocessing:
     def deepmts(cls, template, crop_center=None, **changes) -> Preprocessing:
         """DeepMTS (Sec. 4.2): 1 mm voxels, rigid registration to ``template``, a fixed
         128x128x112 box (x, y, z) at ``crop_center``, PET and CT z-score."""
-        params = dict(template=template, crop="fixed", crop_size=(128, 128, 112),
-                      crop_center=crop_center, intensity={"pet": "zscore", "ct": "zscore"})
+        params = dict(
+            template=template,
+            crop="fixed",
+            crop_size=(128, 128, 112),
+            crop_center=crop_center,
+            intensity={"pet": "zscore", "ct": "zscore"},
+        )
         params.update(changes)
         return cls(**params)
 
@@ -179,8 +187,9 @@ def _normalise(image: sitk.Image, method: str | None, p: Preprocessing) -> sitk.
     return image
 
 
-def preprocess_case(case: Mapping, preprocessing: Preprocessing | None = None, *,
-                    template: sitk.Image | None = None):
+def preprocess_case(
+    case: Mapping, preprocessing: Preprocessing | None = None, *, template: sitk.Image | None = None
+):
     """Preprocess one patient (see :func:`preprocess` for the steps).
 
     Parameters
@@ -203,15 +212,20 @@ def preprocess_case(case: Mapping, preprocessing: Preprocessing | None = None, *
     """
     p = Preprocessing() if preprocessing is None else preprocessing
     if p.reference not in case:
-        raise ValueError(f"the reference modality {p.reference!r} is not among the images "
-                         f"{sorted(case)}; set Preprocessing(reference=...).")
+        raise ValueError(
+            f"the reference modality {p.reference!r} is not among the images "
+            f"{sorted(case)}; set Preprocessing(reference=...)."
+        )
     if p.template is not None and template is None:
         template = _template_image(p)
     images = {name: _load(value, name, p.mask_labels) for name, value in case.items()}
     mask = images.pop(MASK, None)
     if mask is not None and not sitk.GetArrayViewFromImage(mask).any():
-        raise ValueError("the mask is empty" + (
-            f" for labels {tuple(p.mask_labels)}" if p.mask_labels is not None else "") + ".")
+        raise ValueError(
+            "the mask is empty"
+            + (f" for labels {tuple(p.mask_labels)}" if p.mask_labels is not None else "")
+            + "."
+        )
     reference = images[p.reference]
 
     # 2. output grid (and registration)
@@ -242,11 +256,14 @@ def preprocess_case(case: Mapping, preprocessing: Preprocessing | None = None, *
         out = resample_to_reference(mask, grid, transform=transform, interpolator="nearest")
         arrays[MASK] = sitk.GetArrayFromImage(out).astype(np.uint8, copy=False)
         if not arrays[MASK].any():
-            raise ValueError("the mask is empty after resampling and cropping (the tumour "
-                             "is outside the box, or smaller than one output voxel).")
+            raise ValueError(
+                "the mask is empty after resampling and cropping (the tumour "
+                "is outside the box, or smaller than one output voxel)."
+            )
     for name, image in images.items():
-        out = resample_to_reference(image, grid, transform=transform, interpolator="linear",
-                                    default_value=p.pad_value(name))
+        out = resample_to_reference(
+            image, grid, transform=transform, interpolator="linear", default_value=p.pad_value(name)
+        )
         # 5. per-patient intensity normalisation
         try:
             out = _normalise(out, dict(p.intensity).get(name), p)
@@ -269,8 +286,9 @@ def _template_image(p: Preprocessing) -> sitk.Image:
     image = p.template if isinstance(p.template, sitk.Image) else read_image(p.template)
     image = sitk.Cast(image, sitk.sitkFloat32)
     if p.spacing is not None:
-        image = resample_to_reference(image, grid_for_spacing(image, p.spacing),
-                                      default_value=p.pad_value(p.reference))
+        image = resample_to_reference(
+            image, grid_for_spacing(image, p.spacing), default_value=p.pad_value(p.reference)
+        )
     return image
 
 
@@ -360,11 +378,15 @@ def preprocess(
     keys = set(cases[0])
     for case_id, case in zip(ids, cases, strict=True):
         if not isinstance(case, Mapping):
-            raise TypeError(f"patient {case_id!r}: a case must be a mapping of modality "
-                            f"name to image, got {type(case).__name__}.")
+            raise TypeError(
+                f"patient {case_id!r}: a case must be a mapping of modality "
+                f"name to image, got {type(case).__name__}."
+            )
         if set(case) != keys:
-            raise ValueError(f"patient {case_id!r} has images {sorted(case)} but patient "
-                             f"{ids[0]!r} has {sorted(keys)}; all patients need the same.")
+            raise ValueError(
+                f"patient {case_id!r} has images {sorted(case)} but patient "
+                f"{ids[0]!r} has {sorted(keys)}; all patients need the same."
+            )
     template_array = template_grid = None
     if p.template is not None:
         template = _template_image(p)
@@ -374,9 +396,14 @@ def preprocess(
         memory = os.fspath(memory)
     run = check_memory(memory).cache(_run_case, ignore=["case_id"])
     tasks = (
-        delayed(run)({k: (v if isinstance(v, sitk.Image) else os.fspath(v)) for k, v in
-                      case.items()}, {k: _stamp(v) for k, v in case.items()}, p,
-                     template_array, template_grid, case_id)
+        delayed(run)(
+            {k: (v if isinstance(v, sitk.Image) else os.fspath(v)) for k, v in case.items()},
+            {k: _stamp(v) for k, v in case.items()},
+            p,
+            template_array,
+            template_grid,
+            case_id,
+        )
         for case, case_id in zip(cases, ids, strict=True)
     )
     results = Parallel(n_jobs=n_jobs, return_as="generator")(tasks)

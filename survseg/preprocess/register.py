@@ -12,8 +12,10 @@ import SimpleITK as sitk
 
 __all__ = ["register_rigid"]
 
-_INITIALIZATIONS = {"geometry": sitk.CenteredTransformInitializerFilter.GEOMETRY,
-                    "moments": sitk.CenteredTransformInitializerFilter.MOMENTS}
+_INITIALIZATIONS = {
+    "geometry": sitk.CenteredTransformInitializerFilter.GEOMETRY,
+    "moments": sitk.CenteredTransformInitializerFilter.MOMENTS,
+}
 
 
 def register_rigid(
@@ -69,22 +71,30 @@ def register_rigid(
     moving = sitk.Cast(moving, sitk.sitkFloat32)
     if initialization is None:
         transform = sitk.Euler3DTransform()
-        transform.SetCenter(fixed.TransformContinuousIndexToPhysicalPoint(
-            (np.asarray(fixed.GetSize()) - 1) / 2.0))
+        transform.SetCenter(
+            fixed.TransformContinuousIndexToPhysicalPoint((np.asarray(fixed.GetSize()) - 1) / 2.0)
+        )
     elif initialization in _INITIALIZATIONS:
-        transform = sitk.Euler3DTransform(sitk.CenteredTransformInitializer(
-            fixed, moving, sitk.Euler3DTransform(), _INITIALIZATIONS[initialization]))
+        transform = sitk.Euler3DTransform(
+            sitk.CenteredTransformInitializer(
+                fixed, moving, sitk.Euler3DTransform(), _INITIALIZATIONS[initialization]
+            )
+        )
     else:
-        raise ValueError(f"initialization must be 'geometry', 'moments' or None; "
-                         f"got {initialization!r}.")
+        raise ValueError(
+            f"initialization must be 'geometry', 'moments' or None; got {initialization!r}."
+        )
     method = sitk.ImageRegistrationMethod()
     method.SetMetricAsMattesMutualInformation(numberOfHistogramBins=int(n_bins))
     method.SetMetricSamplingStrategy(method.RANDOM)
     method.SetMetricSamplingPercentage(float(sampling_percentage), int(random_state))
     method.SetInterpolator(sitk.sitkLinear)
     method.SetOptimizerAsRegularStepGradientDescent(
-        learningRate=float(learning_rate), minStep=float(min_step),
-        numberOfIterations=int(max_iter), relaxationFactor=0.5)
+        learningRate=float(learning_rate),
+        minStep=float(min_step),
+        numberOfIterations=int(max_iter),
+        relaxationFactor=0.5,
+    )
     method.SetOptimizerScalesFromPhysicalShift()
     method.SetShrinkFactorsPerLevel([int(f) for f in shrink_factors])
     method.SetSmoothingSigmasPerLevel([float(s) for s in smoothing_sigmas])

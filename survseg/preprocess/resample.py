@@ -22,8 +22,9 @@ def _interpolator(name: str) -> int:
     try:
         return INTERPOLATORS[name]
     except KeyError:
-        raise ValueError(f"interpolator must be one of {sorted(INTERPOLATORS)}; "
-                         f"got {name!r}.") from None
+        raise ValueError(
+            f"interpolator must be one of {sorted(INTERPOLATORS)}; got {name!r}."
+        ) from None
 
 
 def _spacing(spacing) -> np.ndarray:
@@ -43,8 +44,12 @@ def grid_for_spacing(image: sitk.Image | Grid, spacing=1.0) -> Grid:
     new_spacing = _spacing(spacing)
     extent = np.asarray(grid.size, dtype=float) * np.asarray(grid.spacing)
     new_size = np.maximum(np.round(extent / new_spacing), 1).astype(int)
-    return Grid(tuple(int(s) for s in new_size), tuple(float(s) for s in new_spacing),
-                grid.origin, grid.direction)
+    return Grid(
+        tuple(int(s) for s in new_size),
+        tuple(float(s) for s in new_spacing),
+        grid.origin,
+        grid.direction,
+    )
 
 
 def resample_to_spacing(
@@ -75,8 +80,12 @@ def resample_to_spacing(
     image : SimpleITK.Image
         Same pixel type as the input.
     """
-    return resample_to_reference(image, grid_for_spacing(image, spacing),
-                                 interpolator=interpolator, default_value=default_value)
+    return resample_to_reference(
+        image,
+        grid_for_spacing(image, spacing),
+        interpolator=interpolator,
+        default_value=default_value,
+    )
 
 
 def resample_to_reference(
@@ -109,7 +118,13 @@ def resample_to_reference(
     """
     grid = reference if isinstance(reference, Grid) else Grid.from_image(reference)
     return sitk.Resample(
-        image, list(grid.size), transform if transform is not None else sitk.Transform(),
-        _interpolator(interpolator), grid.origin, grid.spacing, grid.direction,
-        default_value, image.GetPixelID(),
+        image,
+        list(grid.size),
+        transform if transform is not None else sitk.Transform(),
+        _interpolator(interpolator),
+        grid.origin,
+        grid.spacing,
+        grid.direction,
+        default_value,
+        image.GetPixelID(),
     )

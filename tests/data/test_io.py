@@ -23,8 +23,16 @@ def make_image(shape=(5, 6, 7), seed=0, dtype=np.float32):
     return image, array
 
 
-def write_dicom_series(folder, array, *, spacing=(2.0, 2.0, 3.0), origin=(10.0, 20.0, 30.0),
-                       tags=None, series_uid="1.2.826.0.1.3680043.2.1125.9.1", slopes=None):
+def write_dicom_series(
+    folder,
+    array,
+    *,
+    spacing=(2.0, 2.0, 3.0),
+    origin=(10.0, 20.0, 30.0),
+    tags=None,
+    series_uid="1.2.826.0.1.3680043.2.1125.9.1",
+    slopes=None,
+):
     """Write a (z, y, x) float array as a DICOM series, one file per slice, with SimpleITK.
 
     ``tags``: extra "gggg|eeee" -> value for every slice (a callable of the slice index may give
@@ -41,12 +49,16 @@ def write_dicom_series(folder, array, *, spacing=(2.0, 2.0, 3.0), origin=(10.0, 
             "0020|000e": series_uid,
             "0008|0018": f"{series_uid}.{z + 1}",
             "0020|0013": str(z + 1),
-            "0020|0032": "\\".join(f"{v:g}" for v in (origin[0], origin[1],
-                                                      origin[2] + spacing[2] * z)),
+            "0020|0032": "\\".join(
+                f"{v:g}" for v in (origin[0], origin[1], origin[2] + spacing[2] * z)
+            ),
             "0020|0037": "1\\0\\0\\0\\1\\0",
             "0018|0050": f"{spacing[2]:g}",
             # int16 storage with a per-slice slope, as PET scanners write
-            "0028|0100": "16", "0028|0101": "16", "0028|0102": "15", "0028|0103": "1",
+            "0028|0100": "16",
+            "0028|0101": "16",
+            "0028|0102": "15",
+            "0028|0103": "1",
             "0028|1052": "0",
             "0028|1053": f"{(slopes[z] if slopes is not None else 1.0):g}",
         }
@@ -91,16 +103,24 @@ def test_write_image_round_trips_and_rejects_dicom(tmp_path):
 def test_dicom_series_folder_round_trips(tmp_path):
     rng = np.random.default_rng(1)
     array = np.round(rng.uniform(-1000, 1500, size=(4, 6, 5)))
-    write_dicom_series(tmp_path / "ct", array, spacing=(0.8, 0.9, 2.5),
-                       origin=(-5.0, 3.0, 40.0), tags={"0008|0060": "CT"})
+    write_dicom_series(
+        tmp_path / "ct",
+        array,
+        spacing=(0.8, 0.9, 2.5),
+        origin=(-5.0, 3.0, 40.0),
+        tags={"0008|0060": "CT"},
+    )
     image = read_image(tmp_path / "ct")
     assert is_dicom(tmp_path / "ct")
     np.testing.assert_allclose(sitk.GetArrayFromImage(image), array)
     np.testing.assert_allclose(image.GetSpacing(), (0.8, 0.9, 2.5), atol=1e-6)
     np.testing.assert_allclose(image.GetOrigin(), (-5.0, 3.0, 40.0), atol=1e-6)
     # A voxel's world position matches the slice position written in its file.
-    np.testing.assert_allclose(image.TransformIndexToPhysicalPoint((2, 3, 3)),
-                               (-5.0 + 2 * 0.8, 3.0 + 3 * 0.9, 40.0 + 3 * 2.5), atol=1e-6)
+    np.testing.assert_allclose(
+        image.TransformIndexToPhysicalPoint((2, 3, 3)),
+        (-5.0 + 2 * 0.8, 3.0 + 3 * 0.9, 40.0 + 3 * 2.5),
+        atol=1e-6,
+    )
 
 
 def test_dicom_per_slice_rescale_slopes_are_applied(tmp_path):

@@ -59,9 +59,16 @@ def _element(tag, value: bytes, vr: bytes | None) -> bytes:
     return struct.pack("<HH", *tag) + vr + struct.pack("<H", len(value)) + value
 
 
-VRS = {(0x0018, 0x0031): b"LO", (0x0018, 0x1072): b"TM", (0x0018, 0x1074): b"DS",
-       (0x0018, 0x1075): b"DS", (0x0018, 0x1078): b"DT", (0x0008, 0x0060): b"CS",
-       (0x0054, 0x1001): b"CS", (0x0008, 0x1150): b"UI"}
+VRS = {
+    (0x0018, 0x0031): b"LO",
+    (0x0018, 0x1072): b"TM",
+    (0x0018, 0x1074): b"DS",
+    (0x0018, 0x1075): b"DS",
+    (0x0018, 0x1078): b"DT",
+    (0x0008, 0x0060): b"CS",
+    (0x0054, 0x1001): b"CS",
+    (0x0008, 0x1150): b"UI",
+}
 
 
 def encode_sequence(tag, items, *, explicit, undefined):
@@ -93,8 +100,10 @@ def insert_sequence(path, items, *, undefined=True):
     """Insert (0054,0016) into a SimpleITK-written (implicit VR) file, in tag order: before
     the first of the elements (0054,1001), (0054,1102), (7FE0,0010) that the file has."""
     data = open(path, "rb").read()
-    found = [data.find(struct.pack("<HH", *t)) for t in ((0x54, 0x1001), (0x54, 0x1102),
-                                                         (0x7FE0, 0x0010))]
+    found = [
+        data.find(struct.pack("<HH", *t))
+        for t in ((0x54, 0x1001), (0x54, 0x1102), (0x7FE0, 0x0010))
+    ]
     at = min(p for p in found if p > 0)
     seq = encode_sequence((0x0054, 0x0016), items, explicit=False, undefined=undefined)
     open(path, "wb").write(data[:at] + seq + data[at:])
@@ -107,8 +116,7 @@ def write_pet(folder, *, tags=None, drop=(), item=None, undefined=True, shape=(3
     files = write_dicom_series(folder, bqml, tags=meta, slopes=[1.0, 0.5, 2.0][: shape[0]])
     if item is not False:
         for f in files:
-            insert_sequence(f, [RADIOPHARMACEUTICAL if item is None else item],
-                            undefined=undefined)
+            insert_sequence(f, [RADIOPHARMACEUTICAL if item is None else item], undefined=undefined)
     return bqml, files
 
 
@@ -174,8 +182,9 @@ def test_flattened_top_level_radiopharmaceutical_tags(tmp_path):
     flat = {f"{g:04x}|{e:04x}": v for (g, e), v in RADIOPHARMACEUTICAL.items()}
     bqml, _ = write_pet(tmp_path / "pet", tags=flat, item=False)
     suv = read_pet(tmp_path / "pet")
-    np.testing.assert_allclose(sitk.GetArrayFromImage(suv), bqml * HAND_FACTOR,
-                               atol=HAND_FACTOR)  # int16 storage, slopes up to 2
+    np.testing.assert_allclose(
+        sitk.GetArrayFromImage(suv), bqml * HAND_FACTOR, atol=HAND_FACTOR
+    )  # int16 storage, slopes up to 2
 
 
 @pytest.mark.parametrize(
@@ -219,8 +228,9 @@ def test_bad_values(tmp_path):
 
 
 def test_units_gml_is_already_suv(tmp_path):
-    bqml, _ = write_pet(tmp_path / "pet", tags={"0054|1001": "GML"}, item=False,
-                        drop=("0010|1030",))
+    bqml, _ = write_pet(
+        tmp_path / "pet", tags={"0054|1001": "GML"}, item=False, drop=("0010|1030",)
+    )
     out, params = read_pet(tmp_path / "pet", return_suv_parameters=True)
     assert params is None
     np.testing.assert_allclose(sitk.GetArrayFromImage(out), bqml, atol=1.0)  # int16, slope 2
@@ -235,8 +245,9 @@ def test_nifti_pet_is_taken_as_suv(tmp_path):
 
 
 def _explicit_file(dataset: bytes, syntax: str) -> bytes:
-    meta = _element((0x0002, 0x0010), _pad(syntax) if len(syntax) % 2 == 0 else
-                    syntax.encode() + b"\0", b"UI")
+    meta = _element(
+        (0x0002, 0x0010), _pad(syntax) if len(syntax) % 2 == 0 else syntax.encode() + b"\0", b"UI"
+    )
     return b"\0" * 128 + b"DICM" + meta + dataset
 
 
@@ -244,13 +255,20 @@ def _explicit_file(dataset: bytes, syntax: str) -> bytes:
 @pytest.mark.parametrize("deflate", [False, True])
 def test_parser_explicit_vr_with_nested_sequences(tmp_path, undefined, deflate):
     # An earlier sequence with a nested sequence must be skipped correctly.
-    earlier = encode_sequence((0x0008, 0x1140), [{(0x0008, 0x1150): "1.2.3",
-                                                   (0x0018, 0x0031): "x"}],
-                              explicit=True, undefined=undefined)
+    earlier = encode_sequence(
+        (0x0008, 0x1140),
+        [{(0x0008, 0x1150): "1.2.3", (0x0018, 0x0031): "x"}],
+        explicit=True,
+        undefined=undefined,
+    )
     item = {**RADIOPHARMACEUTICAL, (0x0018, 0x1078): "20240312090748.000000+0100"}
     seq = encode_sequence((0x0054, 0x0016), [item], explicit=True, undefined=undefined)
-    dataset = (_element((0x0008, 0x0060), _pad("PT"), b"CS") + earlier + seq
-               + _element((0x0054, 0x1001), _pad("BQML"), b"CS"))
+    dataset = (
+        _element((0x0008, 0x0060), _pad("PT"), b"CS")
+        + earlier
+        + seq
+        + _element((0x0054, 0x1001), _pad("BQML"), b"CS")
+    )
     syntax = "1.2.840.10008.1.2.1"
     if deflate:
         syntax = "1.2.840.10008.1.2.1.99"
@@ -258,9 +276,15 @@ def test_parser_explicit_vr_with_nested_sequences(tmp_path, undefined, deflate):
         dataset = compressor.compress(dataset) + compressor.flush()
     (tmp_path / "f.dcm").write_bytes(_explicit_file(dataset, syntax))
     items = read_radiopharmaceutical(tmp_path / "f.dcm")
-    assert items == [{"0018|0031": "Fluorodeoxyglucose", "0018|1072": "090748.000000",
-                      "0018|1074": "370000000", "0018|1075": "6586.2",
-                      "0018|1078": "20240312090748.000000+0100"}]
+    assert items == [
+        {
+            "0018|0031": "Fluorodeoxyglucose",
+            "0018|1072": "090748.000000",
+            "0018|1074": "370000000",
+            "0018|1075": "6586.2",
+            "0018|1078": "20240312090748.000000+0100",
+        }
+    ]
     params = suv_parameters(PET_TAGS, items[0])
     assert params.scale_factor == pytest.approx(HAND_FACTOR, 1e-12)
 

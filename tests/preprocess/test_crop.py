@@ -29,11 +29,13 @@ def test_crop_or_pad_values_and_geometry(start):
     size = (6, 5, 4)
     box = crop_or_pad(image, start, size, pad_value=-1024.0)
     assert box.GetSize() == size
-    np.testing.assert_array_equal(sitk.GetArrayFromImage(box),
-                                  padded_slice(array, start, size, -1024.0))
+    np.testing.assert_array_equal(
+        sitk.GetArrayFromImage(box), padded_slice(array, start, size, -1024.0)
+    )
     # the box's first voxel sits where the original grid puts index `start`
-    np.testing.assert_allclose(box.GetOrigin(),
-                               image.TransformContinuousIndexToPhysicalPoint(start), atol=1e-9)
+    np.testing.assert_allclose(
+        box.GetOrigin(), image.TransformContinuousIndexToPhysicalPoint(start), atol=1e-9
+    )
     assert box.GetSpacing() == image.GetSpacing() and box.GetDirection() == image.GetDirection()
     expected = crop_grid(image, start, size)
     assert expected.size == size
@@ -65,8 +67,10 @@ def test_mask_centroid_is_the_physical_mean_of_the_voxels():
     labels[4, 5, 0] = 2  # any non-zero label counts
     mask = sitk.GetImageFromArray(labels)
     mask.CopyInformation(image)
-    points = [image.TransformIndexToPhysicalPoint((int(x), int(y), int(z)))
-              for z, y, x in np.argwhere(labels)]
+    points = [
+        image.TransformIndexToPhysicalPoint((int(x), int(y), int(z)))
+        for z, y, x in np.argwhere(labels)
+    ]
     np.testing.assert_allclose(mask_centroid(mask), np.mean(points, axis=0), atol=1e-9)
     empty = sitk.GetImageFromArray(np.zeros((3, 3, 3), dtype=np.uint8))
     with pytest.raises(ValueError, match="the mask is empty"):

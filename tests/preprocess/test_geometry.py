@@ -7,7 +7,6 @@ from survseg.preprocess.crop import crop_grid
 from tests.preprocess.conftest import OBLIQUE
 
 
-
 def oblique_image():
     image = sitk.Image([7, 6, 5], sitk.sitkFloat32)
     image.SetSpacing((0.7, 1.3, 2.1))
@@ -24,8 +23,9 @@ def test_grid_maps_points_like_simpleitk():
         expected = image.TransformContinuousIndexToPhysicalPoint(index)
         np.testing.assert_allclose(grid.index_to_point(index), expected, atol=1e-9)
         np.testing.assert_allclose(grid.point_to_index(expected), index, atol=1e-9)
-    np.testing.assert_allclose(grid.center(),
-                               image.TransformContinuousIndexToPhysicalPoint((3, 2.5, 2)))
+    np.testing.assert_allclose(
+        grid.center(), image.TransformContinuousIndexToPhysicalPoint((3, 2.5, 2))
+    )
     blank = grid.image(sitk.sitkUInt8)
     assert Grid.from_image(blank) == grid and blank.GetPixelID() == sitk.sitkUInt8
 
@@ -59,8 +59,12 @@ def test_to_original_space_undoes_the_registration():
     original = sitk.Image([20, 20, 20], sitk.sitkUInt8)
     original.SetSpacing((2.0, 2.0, 2.0))
     t = np.array([4.0, -6.0, 2.0])
-    geometry = CaseGeometry(grid=Grid.from_image(original), original=Grid.from_image(original),
-                            transform=(0.0, 0.0, 0.0, *t), transform_center=(0.0, 0.0, 0.0))
+    geometry = CaseGeometry(
+        grid=Grid.from_image(original),
+        original=Grid.from_image(original),
+        transform=(0.0, 0.0, 0.0, *t),
+        transform_center=(0.0, 0.0, 0.0),
+    )
     mask = np.zeros((20, 20, 20), dtype=np.uint8)
     mask[5, 6, 7] = 1  # at template point (14, 12, 10) mm -> patient point (18, 6, 12)
     back = sitk.GetArrayFromImage(to_original_space(mask, geometry))

@@ -36,12 +36,14 @@ def test_window_clips_and_maps_to_minus_one_one():
     hu = np.array([-3000.0, -1024.0, -512.0, 0.0, 512.0, 1024.0, 3000.0])
     # (clip(x, -1024, 1024) + 1024) / 2048 * 2 - 1 = clip(x) / 1024
     np.testing.assert_allclose(window(hu), [-1.0, -1.0, -0.5, 0.0, 0.5, 1.0, 1.0])
-    np.testing.assert_allclose(window(hu, -100.0, 300.0, (0.0, 1.0)),
-                               [0.0, 0.0, 0.0, 0.25, 1.0, 1.0, 1.0])
+    np.testing.assert_allclose(
+        window(hu, -100.0, 300.0, (0.0, 1.0)), [0.0, 0.0, 0.0, 0.25, 1.0, 1.0, 1.0]
+    )
     image = sitk.GetImageFromArray(hu.reshape(1, 1, 7).astype(np.int16))
     out = window(image)
     assert out.GetPixelID() == sitk.sitkFloat32
-    np.testing.assert_allclose(sitk.GetArrayFromImage(out).ravel(),
-                               [-1.0, -1.0, -0.5, 0.0, 0.5, 1.0, 1.0])
+    np.testing.assert_allclose(
+        sitk.GetArrayFromImage(out).ravel(), [-1.0, -1.0, -0.5, 0.0, 0.5, 1.0, 1.0]
+    )
     with pytest.raises(ValueError, match="low < high"):
         window(hu, 10.0, 10.0)

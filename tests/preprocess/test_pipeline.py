@@ -47,8 +47,9 @@ def test_known_physical_point_lands_on_the_right_voxel():
     pet.SetOrigin(ct.TransformContinuousIndexToPhysicalPoint((-2.0, -2.0, -1.0)))
     pet_point = ct.TransformContinuousIndexToPhysicalPoint((14.0, 8.0, 4.0))
     pet[pet.TransformPhysicalPointToIndex(pet_point)] = 50.0
-    assert np.allclose(pet.TransformIndexToPhysicalPoint(
-        pet.TransformPhysicalPointToIndex(pet_point)), pet_point)
+    assert np.allclose(
+        pet.TransformIndexToPhysicalPoint(pet.TransformPhysicalPointToIndex(pet_point)), pet_point
+    )
     mask = sitk.Image(ct.GetSize(), sitk.sitkUInt8)
     mask.CopyInformation(ct)
     mask[12:15, 6:9, 3:6] = 1
@@ -91,7 +92,8 @@ def test_default_intensity_pet_zscore_ct_window():
     np.testing.assert_allclose(out["pet"], (pet - pet.mean()) / pet.std(), rtol=1e-4, atol=1e-5)
     np.testing.assert_allclose(out["ct"], np.clip(raw["ct"], -1024, 1024) / 1024, atol=1e-6)
     deepmts_like, _ = preprocess_case(
-        case, Preprocessing(**geometry_params, intensity={"ct": "zscore", "pet": None}))
+        case, Preprocessing(**geometry_params, intensity={"ct": "zscore", "pet": None})
+    )
     ct = raw["ct"].astype(np.float64)
     np.testing.assert_allclose(deepmts_like["ct"], (ct - ct.mean()) / ct.std(), atol=1e-4)
     np.testing.assert_allclose(deepmts_like["pet"], raw["pet"])
@@ -123,14 +125,28 @@ def test_registration_to_a_template_and_back(tmp_path):
     template = write_patient(tmp_path, "template")["ct"]
     shifts = [(4.0, -3.0, 3.0), (-3.0, 2.0, -3.0)]
     cases = [make_patient(shift, seed=i + 1) for i, shift in enumerate(shifts)]
-    p = Preprocessing.deepmts(template=template, crop_center=(0.0, 0.0, 0.0), spacing=2.0,
-                              crop_size=(14, 14, 12), intensity=RAW, mask_labels=(1,),
-                              registration=dict(shrink_factors=(2, 1), smoothing_sigmas=(1, 0)))
+    p = Preprocessing.deepmts(
+        template=template,
+        crop_center=(0.0, 0.0, 0.0),
+        spacing=2.0,
+        crop_size=(14, 14, 12),
+        intensity=RAW,
+        mask_labels=(1,),
+        registration=dict(shrink_factors=(2, 1), smoothing_sigmas=(1, 0)),
+    )
     assert p.crop == "fixed" and p.intensity == RAW
     vols, geometries = preprocess(cases, p)
-    reference, _ = preprocess_case(make_patient(), Preprocessing(
-        spacing=2.0, crop="fixed", crop_center=(0.0, 0.0, 0.0), crop_size=(14, 14, 12),
-        intensity=RAW, mask_labels=(1,)))
+    reference, _ = preprocess_case(
+        make_patient(),
+        Preprocessing(
+            spacing=2.0,
+            crop="fixed",
+            crop_center=(0.0, 0.0, 0.0),
+            crop_size=(14, 14, 12),
+            intensity=RAW,
+            mask_labels=(1,),
+        ),
+    )
     for i, (case, geometry) in enumerate(zip(cases, geometries, strict=True)):
         # registered: the tumour sits where the template's does
         assert dice(vols["mask"][i], reference["mask"]) > 0.8
@@ -140,8 +156,7 @@ def test_registration_to_a_template_and_back(tmp_path):
         assert back.GetSize() == case["ct"].GetSize()
         original = sitk.GetArrayFromImage(case["mask"]) == 1
         assert dice(sitk.GetArrayFromImage(back) == 1, original) > 0.8
-        np.testing.assert_allclose(mask_centroid(back), mask_centroid(case["mask"] == 1),
-                                   atol=1.0)
+        np.testing.assert_allclose(mask_centroid(back), mask_centroid(case["mask"] == 1), atol=1.0)
 
 
 def test_cohort_from_files_is_valid_with_parallel_jobs(tmp_path):
@@ -175,8 +190,9 @@ def test_cache_is_used_and_invalidated_by_file_changes(tmp_path, monkeypatch):
     with pytest.raises(AssertionError, match="recomputed"):
         preprocess(cases, p, memory=tmp_path / "cache")
     with pytest.raises(AssertionError, match="recomputed"):  # other parameters, new key
-        preprocess(cases[:1], Preprocessing(spacing=2.0, crop_size=(6, 6, 6)),
-                   memory=tmp_path / "cache")
+        preprocess(
+            cases[:1], Preprocessing(spacing=2.0, crop_size=(6, 6, 6)), memory=tmp_path / "cache"
+        )
 
 
 def test_progress_bar(tmp_path, capsys):
@@ -189,12 +205,18 @@ def test_errors_name_the_patient(tmp_path):
     p = Preprocessing(spacing=3.0, crop_size=(4, 4, 4))
     with pytest.raises(PreprocessingError, match=r"patient 'b': .*mask is empty for labels \(3,\)"):
         labelled_3 = {**case, "mask": (case["mask"] == 1) * 3}
-        preprocess([labelled_3, case], Preprocessing(spacing=3.0, crop_size=(4, 4, 4),
-                                                     mask_labels=(3,)), ids=["a", "b"])
+        preprocess(
+            [labelled_3, case],
+            Preprocessing(spacing=3.0, crop_size=(4, 4, 4), mask_labels=(3,)),
+            ids=["a", "b"],
+        )
     with pytest.raises(PreprocessingError, match="patient '1': image not found: .*nope.nii.gz"):
         preprocess([case, {**case, "pet": tmp_path / "nope.nii.gz"}], p)
-    with pytest.raises(ValueError, match=r"patient '1' has images \['ct', 'pet'\] but patient "
-                                         r"'0' has \['ct', 'mask', 'pet'\]"):
+    with pytest.raises(
+        ValueError,
+        match=r"patient '1' has images \['ct', 'pet'\] but patient "
+        r"'0' has \['ct', 'mask', 'pet'\]",
+    ):
         preprocess([case, {"ct": case["ct"], "pet": case["pet"]}], p)
     no_mask = {"ct": case["ct"], "pet": case["pet"]}
     with pytest.raises(PreprocessingError, match="crop='tumour' needs a 'mask'"):
@@ -203,8 +225,12 @@ def test_errors_name_the_patient(tmp_path):
         preprocess([{"pet": case["pet"], "mask": case["mask"]}], p)
     moved = make_patient(shift=(6.0, 0.0, 0.0))
     with pytest.raises(PreprocessingError, match="mask is empty after resampling and cropping"):
-        preprocess([moved], Preprocessing(spacing=3.0, crop="fixed", crop_size=(3, 3, 3),
-                                          crop_center=(-15.0, -15.0, -15.0)))
+        preprocess(
+            [moved],
+            Preprocessing(
+                spacing=3.0, crop="fixed", crop_size=(3, 3, 3), crop_center=(-15.0, -15.0, -15.0)
+            ),
+        )
     small = {k: resample_to_spacing(v, 2.5, interpolator="nearest") for k, v in case.items()}
     with pytest.raises(PreprocessingError, match="preprocessed shape .* set crop="):
         preprocess([case, small], Preprocessing(spacing=None, crop=None))

@@ -5,8 +5,12 @@ import SimpleITK as sitk
 from survseg.preprocess import register_rigid, resample_to_reference
 from tests.preprocess.conftest import make_patient, sample
 
-BLOBS = [((6.0, 0.0, -4.0), 6.0, 800.0), ((-8.0, 10.0, 2.0), 4.0, -600.0),
-         ((2.0, -12.0, 10.0), 5.0, 400.0), ((-10.0, -4.0, -12.0), 3.0, 1000.0)]
+BLOBS = [
+    ((6.0, 0.0, -4.0), 6.0, 800.0),
+    ((-8.0, 10.0, 2.0), 4.0, -600.0),
+    ((2.0, -12.0, 10.0), 5.0, 400.0),
+    ((-10.0, -4.0, -12.0), 3.0, 1000.0),
+]
 
 
 def blobs(shift=(0.0, 0.0, 0.0), angle_z=0.0):
@@ -28,8 +32,9 @@ def blobs(shift=(0.0, 0.0, 0.0), angle_z=0.0):
 
 def test_recovers_a_known_translation():
     shift = np.array([3.0, -2.0, 1.5])
-    transform = register_rigid(blobs(), blobs(shift), shrink_factors=(2, 1),
-                               smoothing_sigmas=(1.0, 0.0))
+    transform = register_rigid(
+        blobs(), blobs(shift), shrink_factors=(2, 1), smoothing_sigmas=(1.0, 0.0)
+    )
     # template point p maps to the patient point p + shift
     np.testing.assert_allclose(transform.GetTranslation(), shift, atol=0.2)
     np.testing.assert_allclose(transform.GetParameters()[:3], 0.0, atol=0.01)
@@ -38,19 +43,26 @@ def test_recovers_a_known_translation():
 
 def test_recovers_a_small_rotation():
     angle = np.deg2rad(4.0)
-    transform = register_rigid(blobs(), blobs(angle_z=angle), shrink_factors=(2, 1),
-                               smoothing_sigmas=(1.0, 0.0), initialization=None)
+    transform = register_rigid(
+        blobs(),
+        blobs(angle_z=angle),
+        shrink_factors=(2, 1),
+        smoothing_sigmas=(1.0, 0.0),
+        initialization=None,
+    )
     assert transform.GetAngleZ() == pytest.approx(angle, abs=np.deg2rad(0.5))
 
 
 def test_registered_patient_overlays_the_template():
     template = make_patient()["ct"]
     moved = make_patient(shift=(4.0, -3.0, 3.0), seed=1)
-    transform = register_rigid(template, moved["ct"], shrink_factors=(2, 1),
-                               smoothing_sigmas=(1.0, 0.0))
+    transform = register_rigid(
+        template, moved["ct"], shrink_factors=(2, 1), smoothing_sigmas=(1.0, 0.0)
+    )
     np.testing.assert_allclose(transform.GetTranslation(), (4.0, -3.0, 3.0), atol=0.5)
-    mask = resample_to_reference(moved["mask"], template, transform=transform,
-                                 interpolator="nearest")
+    mask = resample_to_reference(
+        moved["mask"], template, transform=transform, interpolator="nearest"
+    )
     reference = sitk.GetArrayFromImage(make_patient()["mask"]) == 1
     aligned = sitk.GetArrayFromImage(mask) == 1
     dice = 2 * (reference & aligned).sum() / (reference.sum() + aligned.sum())

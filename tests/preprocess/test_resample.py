@@ -25,11 +25,11 @@ def test_resample_to_spacing_geometry():
 def test_linear_resampling_reproduces_a_linear_function():
     # PET on its own grid, resampled onto an oblique CT grid inside the PET field of view.
     pet = sample(ramp, (20, 20, 20), (3.0, 3.0, 3.0), (-30.0, -30.0, -30.0))
-    ct_grid = sample(lambda x, y, z: x * 0, (9, 8, 7), (1.7, 1.3, 2.2), (-5.0, -4.0, -6.0),
-                     OBLIQUE)
+    ct_grid = sample(lambda x, y, z: x * 0, (9, 8, 7), (1.7, 1.3, 2.2), (-5.0, -4.0, -6.0), OBLIQUE)
     out = resample_to_reference(pet, ct_grid)
-    expected = sitk.GetArrayFromImage(sample(ramp, (9, 8, 7), (1.7, 1.3, 2.2), (-5.0, -4.0, -6.0),
-                                             OBLIQUE))
+    expected = sitk.GetArrayFromImage(
+        sample(ramp, (9, 8, 7), (1.7, 1.3, 2.2), (-5.0, -4.0, -6.0), OBLIQUE)
+    )
     np.testing.assert_allclose(sitk.GetArrayFromImage(out), expected, rtol=1e-5, atol=1e-3)
     assert out.GetOrigin() == ct_grid.GetOrigin() and out.GetSpacing() == ct_grid.GetSpacing()
 
@@ -47,13 +47,13 @@ def test_bright_voxel_lands_where_simpleitk_says():
     assert array[expected[2], expected[1], expected[0]] == 1000.0
     # the bright region's centre of mass is the point itself
     found = np.argwhere(array == 1000.0).mean(axis=0)[::-1]  # (x, y, z)
-    np.testing.assert_allclose(out.TransformContinuousIndexToPhysicalPoint(found), point,
-                               atol=0.5)
+    np.testing.assert_allclose(out.TransformContinuousIndexToPhysicalPoint(found), point, atol=0.5)
 
 
 def test_nearest_keeps_labels_and_default_value_pads():
-    labels = sitk.GetImageFromArray(np.random.default_rng(0).integers(0, 3, (6, 7, 8))
-                                    .astype(np.uint8))
+    labels = sitk.GetImageFromArray(
+        np.random.default_rng(0).integers(0, 3, (6, 7, 8)).astype(np.uint8)
+    )
     out = resample_to_spacing(labels, 0.4, interpolator="nearest")
     assert set(np.unique(sitk.GetArrayFromImage(out))) <= {0, 1, 2}
     assert out.GetPixelID() == sitk.sitkUInt8
