@@ -19,10 +19,11 @@ _LAZY = {
     "DeepMTSRegressor": "survseg.estimators",
     "AdaMSSRegressor": "survseg.estimators",
     "FoldEnsemble": "survseg.estimators",
+    "LassoCoxCV": "survseg.estimators",
+    "make_survival_pipeline": "survseg.estimators",
     "make_radiomics_pipeline": "survseg.estimators",
     "RadiomicsExtractor": "survseg.radiomics",
     "benchmark": "survseg.evaluation.benchmark",
-    "preprocess": "survseg.preprocess",
 }
 
 __all__ = ["__version__", "from_dataframe", "load_cohort", "save_cohort", "volumes", *_LAZY]
