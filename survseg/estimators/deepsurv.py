@@ -22,6 +22,9 @@ from ._deep import DeepSurvivalBase
 __all__ = ["DeepSurv"]
 
 
+_MAX_LOG_RISK_SPREAD = 700.0  # exp(700) ~ 1e304: beyond this Breslow's curves overflow
+
+
 def _full_batches(n):
     index = np.arange(n)
     while True:
@@ -180,6 +183,10 @@ class DeepSurv(CoxSurvivalMixin, DeepSurvivalBase):
         from sksurv.metrics import concordance_index_censored
 
         self._validate_params()
+        if y is None:
+            raise ValueError(
+                f"{type(self).__name__} requires y to be passed, but the target y is None."
+            )
         X = validate_data(self, X, dtype=np.float64, ensure_min_samples=2)
         event, time = check_survival(y, X.shape[0])
         if self.batch_norm and (self.batch_size or X.shape[0]) < 2:
@@ -202,7 +209,8 @@ class DeepSurv(CoxSurvivalMixin, DeepSurvivalBase):
             raise ValueError("the training split holds no event.")
 
         def tensor(a, dtype=torch.float32):
-            return torch.as_tensor(np.ascontiguousarray(a), dtype=dtype, device=device)
+            # writable C-contiguous copy when needed: torch refuses read-only (memmap) arrays
+            return torch.as_tensor(np.require(a, requirements=["C", "W"]), dtype=dtype, device=device)
 
         Xt, et, tt = tensor(X), tensor(event, torch.bool), tensor(time, torch.float64)
 
@@ -260,13 +268,23 @@ class DeepSurv(CoxSurvivalMixin, DeepSurvivalBase):
         self.network_ = net.eval()
         self.history_ = result.history
         self.best_iteration_ = result.best_iteration
-        self._fit_baseline(self._risk(X), event, time)
+        risk = self._risk(X)
+        spread = np.ptp(risk) if np.isfinite(risk).all() else np.inf
+        if spread > _MAX_LOG_RISK_SPREAD:
+            raise FloatingPointError(
+                f"the trained network's log-risks span {spread:.3g} on the training data, beyond "
+                "what a survival curve exp(-H0 exp(eta)) can represent: training diverged or the "
+                "inputs are not standardised (DeepSurv uses them as given)."
+            )
+        self._fit_baseline(risk, event, time)
         return self
 
     def _risk(self, X) -> np.ndarray:
         net = self._network()
         with torch.no_grad():
-            x = torch.as_tensor(np.ascontiguousarray(X), dtype=torch.float32, device=self._device())
+            x = torch.as_tensor(
+                np.require(X, requirements=["C", "W"]), dtype=torch.float32, device=self._device()
+            )
             return net(x).squeeze(1).double().cpu().numpy()
 
     def predict(self, X):

@@ -157,6 +157,10 @@ class LassoCoxCV(SurvivalMixin, BaseEstimator):
         from sksurv.metrics import concordance_index_censored
 
         self._validate_params()
+        if y is None:
+            raise ValueError(
+                f"{type(self).__name__} requires y to be passed, but the target y is None."
+            )
         X = validate_data(self, X, dtype=np.float64, ensure_min_samples=2)
         event, time = check_survival(y, X.shape[0])
         if isinstance(self.cv, numbers.Integral):

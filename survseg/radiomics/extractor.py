@@ -281,13 +281,7 @@ class RadiomicsExtractor(TransformerMixin, BaseEstimator):
         """
         self._validate_params()
         modalities = self._resolve_modalities(X)
-        check_cohort(
-            X,
-            modalities=modalities,
-            require_mask=isinstance(self.mask, str),
-            mask_field=self.mask if isinstance(self.mask, str) else "mask",
-            check_values=False,
-        )
+        self._check_cohort(X, modalities=modalities, check_values=False)
         self.spacing_ = self._triple(self.spacing, "spacing")
         config = self._build_config(modalities)
         self.modalities_ = modalities
@@ -319,18 +313,28 @@ class RadiomicsExtractor(TransformerMixin, BaseEstimator):
         features : pandas.DataFrame of shape (n_patients, n_features)
         """
         check_is_fitted(self, "feature_names_out_")
-        check_cohort(
-            X,
-            modalities=self.modalities_,
-            require_mask=isinstance(self.mask, str),
-            mask_field=self.mask if isinstance(self.mask, str) else "mask",
-            check_values=True,
-        )
+        self._check_cohort(X, check_values=True)
         masks = self._masks(X)
         values = self._extract(X, masks)
         return pd.DataFrame(values, columns=list(self.feature_names_out_))
 
     # ------------------------------------------------------------------ internals
+    def _check_cohort(self, X, modalities=None, check_values=True):
+        """Images finite, mask field present; empty masks are left to the empty_mask policy."""
+        field = self.mask if isinstance(self.mask, str) else "mask"
+        check_cohort(
+            X,
+            modalities=modalities or self.modalities_,
+            require_mask=isinstance(self.mask, str) and not check_values,
+            mask_field=field,
+            check_values=check_values,
+        )
+        if isinstance(self.mask, str) and field not in X.dtype.names:
+            raise ValueError(
+                f"X has no {field!r} field to take the tumour masks from "
+                f"(its fields are {list(X.dtype.names)})."
+            )
+
     def _masks(self, X):
         """The mask source: a field view, or the callable's validated output."""
         if isinstance(self.mask, str):
