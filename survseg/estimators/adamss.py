@@ -755,6 +755,23 @@ class AdaMSSRegressor(DeepSurvivalBase):
         )
         return net, res
 
+    def _init_survival_bias(self, net, ctx):
+        r"""Start the survival head at the population curve instead of :math:`p_j = 0.5`.
+
+        The output bias is set to the logit of the no-covariate maximum-likelihood estimate of
+        the discrete-time model on the training patients, :math:`\hat p_j = 1 - d_j / r_j`
+        (:math:`d_j = \sum_i f_{ij}` events in interval :math:`j`, :math:`r_j =
+        \sum_i (s_{ij} + f_{ij})` patients contributing to it), clipped to [0.01, 0.99]. With
+        ``N = 10`` intervals a logit of 0 would start every patient at :math:`S(b_N) = 2^{-10}`.
+        """
+        rows = torch.as_tensor(ctx.train_idx, device=ctx.device)
+        s, f = ctx.s[rows].double(), ctx.f[rows].double()
+        at_risk = (s + f).sum(dim=0)
+        p = 1.0 - f.sum(dim=0) / at_risk.clamp(min=1.0)
+        p = torch.where(at_risk > 0, p, torch.full_like(p, 0.5)).clamp(0.01, 0.99)
+        with torch.no_grad():
+            net.survival_head.net[-1].bias.copy_(torch.logit(p).float())
+
     def _survival_batches(self, ctx):
         n_ev = max(1, self.batch_size // 2)
         return balanced_batches(ctx.event[ctx.train_idx], n_ev, self.batch_size - n_ev, ctx.rng)
@@ -764,6 +781,7 @@ class AdaMSSRegressor(DeepSurvivalBase):
         net = self._build_network(0 if ctx.extra is None else ctx.extra.shape[1])
         if init is not None:
             transfer_pretrained_weights(init, net)
+        self._init_survival_bias(net, ctx)
 
         def loss_fn(module, idx):
             rows, images, _, extra = self._batch(ctx, idx, with_mask=False)
@@ -787,6 +805,7 @@ class AdaMSSRegressor(DeepSurvivalBase):
     def _train_multitask(self, ctx):
         max_iter = self.max_iter_survival or self.max_iter
         net = self._build_network(0 if ctx.extra is None else ctx.extra.shape[1])
+        self._init_survival_bias(net, ctx)
 
         def loss_fn(module, idx):
             rows, images, masks, extra = self._batch(ctx, idx, with_mask=True)
