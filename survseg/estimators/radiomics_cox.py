@@ -51,7 +51,8 @@ class RadiomicsCox(SurvivalMixin, BaseEstimator):
         Which feature of a correlated group survives (see ``CorrelationFilter``).
     n_alphas : int, default=100
         Length of the penalty path.
-    alpha_min_ratio : float or "auto", default="auto"
+    alpha_min_ratio : float or "auto", default=0.01
+        Smallest penalty of the path relative to the largest (see ``LassoCoxCV``).
     cv : int or CV splitter, default=5
         Inner folds for the penalty.
     max_iter : int, default=100000
@@ -115,7 +116,7 @@ class RadiomicsCox(SurvivalMixin, BaseEstimator):
         correlation_threshold=0.7,
         correlation_order="column",
         n_alphas=100,
-        alpha_min_ratio="auto",
+        alpha_min_ratio=0.01,
         cv=5,
         max_iter=100000,
         random_state=None,
@@ -184,18 +185,19 @@ class RadiomicsCox(SurvivalMixin, BaseEstimator):
 
     def predict(self, X):
         """Risk score (Cox linear predictor; higher = earlier event)."""
-        return self.model_.predict(self._features(X))
+        features = self._features(X)
+        return self.model_.predict(features)
 
     def predict_survival_function(self, X, return_array=False):
         """Survival functions: sksurv ``StepFunction``\\ s, or an array over
         ``unique_times_`` when ``return_array`` is true."""
-        return self.model_.predict_survival_function(self._features(X), return_array=return_array)
+        features = self._features(X)
+        return self.model_.predict_survival_function(features, return_array=return_array)
 
     def predict_cumulative_hazard_function(self, X, return_array=False):
         """Cumulative hazard functions, as :meth:`predict_survival_function`."""
-        return self.model_.predict_cumulative_hazard_function(
-            self._features(X), return_array=return_array
-        )
+        features = self._features(X)
+        return self.model_.predict_cumulative_hazard_function(features, return_array=return_array)
 
     def __sklearn_tags__(self):
         tags = super().__sklearn_tags__()
