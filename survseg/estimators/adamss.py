@@ -155,9 +155,11 @@ class AdaMSSRegressor(DeepSurvivalBase):
         is about 20 times faster.
     correlation_threshold : float, default=0.7
         Features with Spearman :math:`|\\rho|` above it with a kept feature are dropped.
-    max_radiomics_features : int, default=10
-        At most this many features are kept by the Lasso-Cox path (the largest penalty that
-        selects up to this many).
+    max_radiomics_features : int or None, default=10
+        At most this many features are kept: the smallest penalty of the Lasso-Cox path that
+        selects no more than this many. ``None``: the penalty with the best inner
+        cross-validated C-index (:class:`~survseg.estimators.lasso_cox.LassoCoxCV`), which with
+        a few dozen training patients is noisy and often keeps no feature.
     n_intervals : int, default=10
         Number of discrete survival intervals :math:`N`.
     single_channels, fuse_channels, n_convs : sequence of int
@@ -262,7 +264,7 @@ class AdaMSSRegressor(DeepSurvivalBase):
         "radiomics": ["boolean"],
         "radiomics_params": [None, dict],
         "correlation_threshold": [Interval(numbers.Real, 0, 1, closed="right")],
-        "max_radiomics_features": [Interval(numbers.Integral, 1, None, closed="left")],
+        "max_radiomics_features": [None, Interval(numbers.Integral, 1, None, closed="left")],
         "n_intervals": [Interval(numbers.Integral, 1, None, closed="left")],
         "single_channels": [list, tuple],
         "fuse_channels": [list, tuple],
@@ -610,7 +612,7 @@ class AdaMSSRegressor(DeepSurvivalBase):
         Features that pyradiomics could not compute for some training patient, or that are
         constant, are dropped first. The Lasso penalty is the smallest on the path that keeps
         at most ``max_radiomics_features`` features (with a few dozen patients, choosing it
-        by cross-validation is too noisy to be worth its cost).
+        by cross-validation is noisy), or with ``None`` the cross-validated one.
         """
         from sksurv.linear_model import CoxnetSurvivalAnalysis
         from sksurv.util import Surv
@@ -628,8 +630,11 @@ class AdaMSSRegressor(DeepSurvivalBase):
         cols, z = cols[kept], z[:, kept]
         if not event.any():
             return []
+        y = Surv.from_arrays(event, time)
+        if self.max_radiomics_features is None:
+            return [str(c) for c in cols[self._lasso_cv(z, y, event)]]
         coxnet = CoxnetSurvivalAnalysis(l1_ratio=1.0, n_alphas=100, alpha_min_ratio=0.01)
-        coxnet.fit(z, Surv.from_arrays(event, time))
+        coxnet.fit(z, y)
         nonzero = (np.abs(coxnet.coef_) > 0).sum(axis=0)  # per alpha, decreasing alphas
         over = np.flatnonzero(nonzero > self.max_radiomics_features)
         last = over[0] - 1 if over.size else len(nonzero) - 1
@@ -637,6 +642,21 @@ class AdaMSSRegressor(DeepSurvivalBase):
             return []
         chosen = np.abs(coxnet.coef_[:, last]) > 0
         return [str(c) for c in cols[chosen]]
+
+    def _lasso_cv(self, z, y, event):
+        """Non-zero coefficients of a Lasso-Cox whose penalty is picked by inner CV (C-index)."""
+        from .lasso_cox import LassoCoxCV
+
+        n_folds = min(5, int(event.sum()), int((~event).sum()))
+        if n_folds < 2:
+            raise ValueError(
+                "max_radiomics_features=None picks the Lasso penalty by cross-validation, which "
+                "needs at least 2 events and 2 censored training patients; give a number of "
+                "features instead."
+            )
+        seed = seed_from(self.random_state)
+        model = LassoCoxCV(cv=n_folds, random_state=seed).fit(z, y)
+        return np.abs(model.coef_) > 0
 
     # ------------------------------------------------------------------ training stages
     def _optimizer(self, net, lrs, max_iter):

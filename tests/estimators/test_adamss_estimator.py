@@ -170,6 +170,17 @@ def test_radiomics_from_predicted_masks_reach_the_prediction(cohort):
     np.testing.assert_array_equal(r1[1:], r2[1:])
 
 
+def test_radiomics_lasso_penalty_by_cross_validation(cohort):
+    X, y = cohort
+    params = {**TINY, "radiomics": True, "radiomics_params": FAST_RADIOMICS, "max_iter": 1}
+    est = AdaMSSRegressor(**params, max_radiomics_features=None).fit(X, y)
+    capped = AdaMSSRegressor(**params, max_radiomics_features=1).fit(X, y)
+    assert len(capped.radiomics_features_) <= 1
+    columns = set(est._radiomics_table(X).columns)
+    assert set(est.radiomics_features_) <= columns and set(capped.radiomics_features_) <= columns
+    assert est.network_.n_extra_features == len(est.radiomics_features_)
+
+
 def test_fusion_weights_and_attention_maps(cohort):
     X, y = cohort
     est = AdaMSSRegressor(**TINY).fit(X, y)
