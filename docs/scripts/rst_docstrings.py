@@ -55,7 +55,7 @@ def _math_blocks(lines: list[str]) -> list[str]:
                 out += [pad + (" \\\\\n" + pad).join(eqs)]
                 out += [pad + "\\end{gathered}"]
             else:
-                out += [pad + l for l in eqs[0].split("\n")] if eqs else []
+                out += [pad + row for row in eqs[0].split("\n")] if eqs else []
             out += [pad + "$$", ""]
             continue
         out.append(line)
@@ -115,7 +115,7 @@ def _literal_blocks(lines: list[str]) -> list[str]:
                     j += 1
                 pad = " " * indent
                 out += ["", pad + "```text"]
-                out += [pad + l for l in textwrap.dedent("\n".join(block)).strip("\n").split("\n")]
+                out += [pad + row for row in textwrap.dedent("\n".join(block)).strip("\n").split("\n")]
                 out += [pad + "```", ""]
                 i = j
                 continue
