@@ -106,8 +106,8 @@ class DeepMTSRegressor(CoxSurvivalMixin, DeepSurvivalBase):
     batch_size : int, default=8
     balanced : bool, default=True
         Each batch holds ``batch_size // 2`` patients with an event and the rest censored
-        (drawn with replacement from a group that is too small). ``False``: random batches;
-        a batch without an event then contributes a zero Cox loss.
+        (drawn with replacement from a group that is too small). ``False`` (or no survival
+        head): random batches; a batch without an event then contributes a zero Cox loss.
     learning_rate : float, default=1e-4
     lr_milestones : sequence of int, default=(2500, 5000, 10000)
         Iterations of a 15,000-iteration run at which the learning rate drops; scaled by
@@ -445,7 +445,7 @@ class DeepMTSRegressor(CoxSurvivalMixin, DeepSurvivalBase):
         """Endless augmented batches (dicts of device tensors) over the training patients."""
         with_mask = self.segmentation or self.mask_input
         fields = list(self.modalities) + ([self.mask_field] if with_mask else [])
-        if self.balanced:
+        if self.balanced and (self.hard_sharing or self.cascade):
             n_ev = self.batch_size // 2
             sampler = balanced_batches(event[train_idx], n_ev, self.batch_size - n_ev, rng)
         else:

@@ -141,6 +141,18 @@ def test_plain_backbone_has_no_shortcuts():
     assert any("shortcut" in n for n, _ in SegmentationBackbone().named_parameters())
 
 
+def test_segmentation_head_starts_at_the_prior():
+    bias = SegmentationBackbone().seg_head.bias
+    torch.testing.assert_close(bias, torch.tensor([-4.59512]), atol=1e-5, rtol=0)  # logit(0.01)
+    net = DeepMTS(seg_prior=0.2, **TINY).eval()
+    with torch.no_grad():
+        net.backbone.seg_head.weight.zero_()
+        prob = torch.sigmoid(net(torch.randn(1, 2, *SHAPE)).seg_logits)
+    torch.testing.assert_close(prob, torch.full_like(prob, 0.2))
+    with pytest.raises(ValueError, match="seg_prior"):
+        DeepMTS(seg_prior=1.0)
+
+
 def test_head_weights_are_the_fc_kernels():
     net = DeepMTS(n_clinical=1, **TINY)
     weights = net.head_weights()
