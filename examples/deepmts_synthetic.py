@@ -54,7 +54,8 @@ def model(max_iter=400, **kw):
     # a short run: a 10x larger learning rate than the paper's, held until the last third
     params = dict(network_params=SMALL, max_iter=max_iter, learning_rate=1e-3,
                   lr_factors=(1.0, 1.0, 0.1), validation_fraction=1 / 3,
-                  validate_every=max(1, max_iter // 20), random_state=0, device="cpu")
+                  validate_every=max(1, max_iter // 20), monitor="cox_loss", random_state=0,
+                  device="cpu")
     params.update(kw)
     return DeepMTSRegressor(**params)
 

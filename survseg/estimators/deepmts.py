@@ -129,10 +129,15 @@ class DeepMTSRegressor(CoxSurvivalMixin, DeepSurvivalBase):
     flip : bool, default=True
         Augmentation: random left-right (sagittal) flip.
     validation_fraction : float or None, default=None
-        Hold out this fraction of the patients (stratified by event) to select the best
-        checkpoint by validation C-index (Dice without a survival head).
+        Hold out this fraction of the patients (stratified by event): validation metrics are
+        recorded in ``history_`` and the best checkpoint (see ``monitor``) is kept.
     validate_every : int or None, default=None
         Validation interval in iterations (default ``max_iter // 20``).
+    monitor : {"c_index", "cox_loss", "dice"} or None, default="c_index"
+        Validation metric that selects the kept checkpoint: highest C-index, lowest Cox loss
+        or highest Dice; ``None`` keeps the last iteration. Without a survival head
+        "c_index" falls back to "dice". The C-index of a small validation split is noisy;
+        the Cox loss is a smoother criterion.
     random_state : int, RandomState or None, default=None
         Seeds network initialisation, dropout, batch sampling, augmentation and the split.
     device : {"auto", "cpu", "cuda", "cuda:N"}, default="auto"
@@ -225,6 +230,7 @@ class DeepMTSRegressor(CoxSurvivalMixin, DeepSurvivalBase):
         flip=True,
         validation_fraction=None,
         validate_every=None,
+        monitor="c_index",
         random_state=None,
         device="auto",
         amp="auto",
@@ -257,6 +263,7 @@ class DeepMTSRegressor(CoxSurvivalMixin, DeepSurvivalBase):
         self.flip = flip
         self.validation_fraction = validation_fraction
         self.validate_every = validate_every
+        self.monitor = monitor
         self.random_state = random_state
         self.device = device
         self.amp = amp
@@ -310,6 +317,12 @@ class DeepMTSRegressor(CoxSurvivalMixin, DeepSurvivalBase):
             )
         if list(self.lr_milestones) != sorted(self.lr_milestones) or any(m <= 0 for m in self.lr_milestones):
             raise ValueError(f"lr_milestones must be positive and increasing; got {tuple(self.lr_milestones)}.")
+        if self.monitor not in ("c_index", "cox_loss", "dice", None):
+            raise ValueError(f"monitor must be 'c_index', 'cox_loss', 'dice' or None; got {self.monitor!r}.")
+        if self.monitor == "cox_loss" and not (self.hard_sharing or self.cascade):
+            raise ValueError("monitor='cox_loss' needs a survival head (hard_sharing or cascade).")
+        if self.monitor == "dice" and not self.segmentation:
+            raise ValueError("monitor='dice' needs segmentation=True.")
         if self.amp not in ("auto", True, False):
             raise ValueError(f"amp must be 'auto', True or False; got {self.amp!r}.")
         if self.preload not in ("auto", True, False):
@@ -418,11 +431,14 @@ class DeepMTSRegressor(CoxSurvivalMixin, DeepSurvivalBase):
             rng, gen = make_generators(seed, device)
             batches = self._batches(X, train_idx, event, time, device, rng, gen)
             validate = None if val_idx is None else self._validator(X, val_idx, event, time, device)
+            monitor = "dice" if self.monitor == "c_index" and not survival else self.monitor
+            key, mode = {"c_index": ("val_c_index", "max"), "cox_loss": ("val_cox_loss", "min"),
+                         "dice": ("val_dice", "max"), None: (None, "max")}[monitor]
             result = train(
                 net, batches, self._loss, optimizer, max_iter=self.max_iter, device=device,
                 scheduler=scheduler, validate=validate, validate_every=self.validate_every,
-                monitor=None if validate is None else ("val_c_index" if survival else "val_dice"),
-                mode="max", amp=amp, verbose=self.verbose, desc="DeepMTS",
+                monitor=None if validate is None else key, mode=mode, amp=amp,
+                verbose=self.verbose, desc="DeepMTS",
             )
         self.history_ = result.history
         self.best_iteration_ = result.best_iteration

@@ -113,6 +113,16 @@ def test_history_and_validation(fitted):
     assert fitted.best_iteration_ == best
 
 
+@pytest.mark.parametrize("monitor, pick", [("cox_loss", np.argmin), ("dice", np.argmax), (None, None)])
+def test_monitor_selects_the_checkpoint(monitor, pick, cohort):
+    X, y = cohort
+    est = tiny(validation_fraction=0.34, validate_every=1, max_iter=3, monitor=monitor).fit(X, y)
+    h = est.history_
+    col = {"cox_loss": "val_cox_loss", "dice": "val_dice"}.get(monitor)
+    expected = 3 if pick is None else int(h["iteration"].iloc[int(pick(h[col].to_numpy()))])
+    assert est.best_iteration_ == expected
+
+
 def test_lr_schedule_is_the_paper_schedule_scaled():
     # 15k iterations with drops at 2.5k, 5k, 10k scaled to 6: drops after iterations 1, 2 and 4
     X, y = sphere_cohort(n=8)
@@ -288,6 +298,8 @@ def test_bad_input_is_named(cohort):
         (dict(validation_fraction=1.5), "validation_fraction"),
         (dict(learning_rate=0.0), "learning_rate"),
         (dict(amp="yes"), "amp"),
+        (dict(monitor="auc"), "monitor"),
+        (dict(monitor="dice", segmentation=False), "monitor='dice'"),
         (dict(device="tpu"), "device"),
     ],
 )
