@@ -108,15 +108,21 @@ def test_custom_head_is_cloned(data):
     assert pipe.named_steps["model"] is not head and not hasattr(head, "coef_")
 
 
-@pytest.mark.parametrize("head", ["lasso_cox", "rsf", "deepsurv"])
-def test_ready_made_radiomics_pipelines_cross_validate(data, head):
+@pytest.mark.parametrize("head, cls", [("lasso_cox", LassoCoxCV), ("rsf", RandomSurvivalForest), ("deepsurv", DeepSurv)])
+def test_ready_made_radiomics_pipelines(data, head, cls):
     X, y, spacing = data
     ext = RadiomicsExtractor(feature_classes=["firstorder", "glcm", "shape"], image_types=["original"],
                              bin_width={"pet": 0.5, "ct": 25.0}, spacing=spacing)
     pipe = make_radiomics_pipeline(head, extractor=ext, clinical=["tnm_stage"], random_state=0)
-    cv = StratifiedKFold(3, shuffle=True, random_state=0).split(X, y["event"])
-    scores = cross_val_score(pipe, X, y, cv=list(cv))
-    assert np.all((scores >= 0) & (scores <= 1))
+    assert isinstance(pipe.named_steps["model"], cls)
+    if head == "rsf":  # one cross-validation end to end (RadiomicsCox's test covers Lasso-Cox)
+        cv = StratifiedKFold(3, shuffle=True, random_state=0).split(X, y["event"])
+        scores = cross_val_score(pipe, X, y, cv=list(cv))
+        assert np.all((scores >= 0) & (scores <= 1))
+    else:
+        pipe.fit(X[:45], y[:45])
+        assert np.isfinite(pipe.predict(X[45:])).all()
+        assert "clinical_tnm_stage" in pipe[:-1].get_feature_names_out()
 
 
 def test_default_extractor_is_the_papers():
