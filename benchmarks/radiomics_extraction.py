@@ -65,7 +65,12 @@ def make_cohort(n, seed=0):
         tex = _smooth_noise(rng, SHAPE)
         core = np.clip(1 - r / radius, 0, 1)
         pet = 1.0 + 0.15 * rng.normal(size=SHAPE) + mask * (8.0 + 1.5 * tex - 4.0 * core**2)
-        ct = 40 + 15 * _smooth_noise(rng, SHAPE, 1) + 10 * rng.normal(size=SHAPE) + mask * (15 + 12 * tex)
+        ct = (
+            40
+            + 15 * _smooth_noise(rng, SHAPE, 1)
+            + 10 * rng.normal(size=SHAPE)
+            + mask * (15 + 12 * tex)
+        )
         pets.append(pet.astype(np.float32))
         cts.append(ct.astype(np.float32))
         masks.append(mask)
@@ -125,7 +130,11 @@ def main():
 
     roi = X["mask"].astype(bool)
     bins = {
-        m: float(np.median([np.ptp(X[m][i][roi[i]]) / BIN_WIDTH[m]["original"] + 1 for i in range(len(X))]))
+        m: float(
+            np.median(
+                [np.ptp(X[m][i][roi[i]]) / BIN_WIDTH[m]["original"] + 1 for i in range(len(X))]
+            )
+        )
         for m in ("pet", "ct")
     }
     result = {
@@ -135,7 +144,10 @@ def main():
             "shape_DHW": list(SHAPE),
             "spacing_mm": 1.0,
             "tumour_volume_ml_mean": round(float(volumes_ml.mean()), 2),
-            "tumour_volume_ml_range": [round(float(volumes_ml.min()), 2), round(float(volumes_ml.max()), 2)],
+            "tumour_volume_ml_range": [
+                round(float(volumes_ml.min()), 2),
+                round(float(volumes_ml.max()), 2),
+            ],
             "median_grey_levels_original": bins,
         },
         "features": int(f1.shape[1]),

@@ -210,7 +210,9 @@ class DeepSurv(CoxSurvivalMixin, DeepSurvivalBase):
 
         def tensor(a, dtype=torch.float32):
             # writable C-contiguous copy when needed: torch refuses read-only (memmap) arrays
-            return torch.as_tensor(np.require(a, requirements=["C", "W"]), dtype=dtype, device=device)
+            return torch.as_tensor(
+                np.require(a, requirements=["C", "W"]), dtype=dtype, device=device
+            )
 
         Xt, et, tt = tensor(X), tensor(event, torch.bool), tensor(time, torch.float64)
 
@@ -224,7 +226,9 @@ class DeepSurv(CoxSurvivalMixin, DeepSurvivalBase):
                 batch_norm=self.batch_norm,
                 output_bias=False,
             ).to(device)
-            optimizer = torch.optim.Adam(net.parameters(), lr=self.lr, weight_decay=self.weight_decay)
+            optimizer = torch.optim.Adam(
+                net.parameters(), lr=self.lr, weight_decay=self.weight_decay
+            )
             if self.batch_size is None:
                 batches = (fit_idx[b] for b in _full_batches(len(fit_idx)))
             else:

@@ -101,7 +101,10 @@ class LassoCoxCV(SurvivalMixin, BaseEstimator):
 
     _parameter_constraints = {
         "n_alphas": [Interval(numbers.Integral, 1, None, closed="left")],
-        "alpha_min_ratio": [Interval(numbers.Real, 0, None, closed="neither"), StrOptions({"auto"})],
+        "alpha_min_ratio": [
+            Interval(numbers.Real, 0, None, closed="neither"),
+            StrOptions({"auto"}),
+        ],
         "alphas": [None, "array-like"],
         "l1_ratio": [Interval(numbers.Real, 0, 1, closed="right")],
         "cv": [Interval(numbers.Integral, 2, None, closed="left"), HasMethods(["split"])],
@@ -190,7 +193,9 @@ class LassoCoxCV(SurvivalMixin, BaseEstimator):
                 fold = self._coxnet(self.alphas_, baseline=False).fit(X[train], y[train])
             scores.append(
                 [
-                    concordance_index_censored(event[test], time[test], fold.predict(X[test], alpha=a))[0]
+                    concordance_index_censored(
+                        event[test], time[test], fold.predict(X[test], alpha=a)
+                    )[0]
                     for a in self.alphas_
                 ]
             )
@@ -212,7 +217,9 @@ class LassoCoxCV(SurvivalMixin, BaseEstimator):
         ``unique_times_`` when ``return_array`` is true."""
         check_is_fitted(self, "coef_")
         X = validate_data(self, X, dtype=np.float64, reset=False)
-        return self.estimator_.predict_survival_function(X, alpha=self.alpha_, return_array=return_array)
+        return self.estimator_.predict_survival_function(
+            X, alpha=self.alpha_, return_array=return_array
+        )
 
     def predict_cumulative_hazard_function(self, X, return_array=False):
         """Cumulative hazard functions (Breslow baseline), as :meth:`predict_survival_function`."""

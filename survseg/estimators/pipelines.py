@@ -174,7 +174,9 @@ def make_survival_pipeline(
     """
     if not hasattr(features, "transform"):
         raise TypeError(f"features must be a transformer; got {type(features).__name__}.")
-    if isinstance(correlation_threshold, bool) or not isinstance(correlation_threshold, numbers.Real):
+    if isinstance(correlation_threshold, bool) or not isinstance(
+        correlation_threshold, numbers.Real
+    ):
         raise TypeError(f"correlation_threshold must be a number; got {correlation_threshold!r}.")
     feats = clone(features)
     if clinical is not None:
@@ -185,15 +187,19 @@ def make_survival_pipeline(
     pipe = Pipeline(
         [
             ("features", feats),
-            ("select", make_feature_selector(correlation_threshold, correlation_order=correlation_order)),
+            (
+                "select",
+                make_feature_selector(correlation_threshold, correlation_order=correlation_order),
+            ),
             ("model", _head(head, random_state)),
         ]
     )
     return pipe.set_output(transform="pandas")
 
 
-def make_radiomics_pipeline(head="lasso_cox", extractor=None, *, clinical=None, random_state=None,
-                            **kwargs):
+def make_radiomics_pipeline(
+    head="lasso_cox", extractor=None, *, clinical=None, random_state=None, **kwargs
+):
     """Radiomics features + one of the papers' survival models, as a Pipeline.
 
     The papers' feature-based baselines: ``"lasso_cox"`` (the traditional benchmark),

@@ -102,7 +102,10 @@ class RadiomicsCox(SurvivalMixin, BaseEstimator):
         "correlation_threshold": [Interval(numbers.Real, 0, 1, closed="both")],
         "correlation_order": [StrOptions({"column", "concordance"})],
         "n_alphas": [Interval(numbers.Integral, 1, None, closed="left")],
-        "alpha_min_ratio": [Interval(numbers.Real, 0, None, closed="neither"), StrOptions({"auto"})],
+        "alpha_min_ratio": [
+            Interval(numbers.Real, 0, None, closed="neither"),
+            StrOptions({"auto"}),
+        ],
         "cv": [Interval(numbers.Integral, 2, None, closed="left"), HasMethods(["split"])],
         "max_iter": [Interval(numbers.Integral, 1, None, closed="left")],
         "random_state": ["random_state"],
@@ -174,7 +177,9 @@ class RadiomicsCox(SurvivalMixin, BaseEstimator):
         self.feature_names_ = np.asarray(self.pipeline_[:-1].get_feature_names_out(), dtype=object)
         self.coef_ = pd.Series(self.model_.coef_, index=list(self.feature_names_), name="coef")
         nonzero = self.coef_[self.coef_ != 0]
-        self.selected_features_ = list(nonzero.abs().sort_values(ascending=False, kind="stable").index)
+        self.selected_features_ = list(
+            nonzero.abs().sort_values(ascending=False, kind="stable").index
+        )
         self.alpha_ = self.model_.alpha_
         self.unique_times_ = self.model_.unique_times_
         return self

@@ -62,7 +62,9 @@ class MLP(nn.Module):
         if not 0.0 <= dropout < 1.0:
             raise ValueError(f"dropout must be in [0, 1); got {dropout}.")
         if activation not in _ACTIVATIONS:
-            raise ValueError(f"activation must be one of {sorted(_ACTIVATIONS)}; got {activation!r}.")
+            raise ValueError(
+                f"activation must be one of {sorted(_ACTIVATIONS)}; got {activation!r}."
+            )
         layers = []
         width = int(in_features)
         for h in sizes:
@@ -79,5 +81,7 @@ class MLP(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """Map ``(n, in_features)`` inputs to ``(n, out_features)`` outputs."""
         if x.ndim != 2:
-            raise ValueError(f"MLP expects a 2D (n_samples, n_features) input; got shape {tuple(x.shape)}.")
+            raise ValueError(
+                f"MLP expects a 2D (n_samples, n_features) input; got shape {tuple(x.shape)}."
+            )
         return self.output(self.hidden(x))

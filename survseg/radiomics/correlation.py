@@ -146,7 +146,10 @@ class CorrelationFilter(SelectorMixin, BaseEstimator):
             raise ValueError('order="concordance" needs the survival outcomes y in fit.')
         event, time = check_survival(y, X.shape[0])
         strength = np.array(
-            [abs(concordance_index_censored(event, time, X[:, j])[0] - 0.5) for j in range(X.shape[1])]
+            [
+                abs(concordance_index_censored(event, time, X[:, j])[0] - 0.5)
+                for j in range(X.shape[1])
+            ]
         )
         return np.argsort(-strength, kind="stable")
 

@@ -461,7 +461,10 @@ class RadiomicsExtractor(TransformerMixin, BaseEstimator):
 
     def _n_bins(self, image, mask, unit) -> float:
         settings = self.config_[unit]["settings"]
-        if settings.get("binCount") is not None or "Original" not in self.config_[unit]["image_types"]:
+        if (
+            settings.get("binCount") is not None
+            or "Original" not in self.config_[unit]["image_types"]
+        ):
             return np.inf
         roi = image[mask > 0]
         return float(roi.max() - roi.min()) / settings["binWidth"] + 1.0

@@ -40,8 +40,16 @@ def test_cindex_close_to_coxph_on_whas500(whas500):
     folds = StratifiedKFold(5, shuffle=True, random_state=0).split(X, y["fstat"])
     deep, cox = [], []
     for tr, te in folds:
-        cox.append(make_pipeline(StandardScaler(), CoxPHSurvivalAnalysis(ties="efron")).fit(X[tr], y[tr]).score(X[te], y[te]))
-        deep.append(make_pipeline(StandardScaler(), DeepSurv(random_state=0)).fit(X[tr], y[tr]).score(X[te], y[te]))
+        cox.append(
+            make_pipeline(StandardScaler(), CoxPHSurvivalAnalysis(ties="efron"))
+            .fit(X[tr], y[tr])
+            .score(X[te], y[te])
+        )
+        deep.append(
+            make_pipeline(StandardScaler(), DeepSurv(random_state=0))
+            .fit(X[tr], y[tr])
+            .score(X[te], y[te])
+        )
     assert abs(np.mean(deep) - np.mean(cox)) < 0.02, (np.mean(deep), np.mean(cox))
 
 
@@ -50,8 +58,9 @@ def test_linear_deepsurv_recovers_the_cox_model(whas500_scaled):
     X, y = whas500_scaled
     X = X[:, :5]
     cox = CoxPHSurvivalAnalysis(ties="efron").fit(X, y)
-    net = DeepSurv(hidden_layer_sizes=(), dropout=0.0, weight_decay=0.0, lr=0.1, max_iter=300,
-                   random_state=0).fit(X, y)
+    net = DeepSurv(
+        hidden_layer_sizes=(), dropout=0.0, weight_decay=0.0, lr=0.1, max_iter=300, random_state=0
+    ).fit(X, y)
     weight = net.network_.output.weight.detach().double().numpy().ravel()
     np.testing.assert_allclose(weight, cox.coef_, atol=1e-4)
     np.testing.assert_allclose(net.predict(X), X @ cox.coef_, atol=1e-4)
@@ -74,8 +83,9 @@ def test_survival_functions_are_breslow_of_training_risks(whas500_scaled):
 
 def test_minibatches_and_early_stopping(whas500_scaled):
     X, y = whas500_scaled
-    model = DeepSurv(batch_size=64, max_iter=60, early_stopping=True, validation_interval=5,
-                     random_state=0).fit(X, y)
+    model = DeepSurv(
+        batch_size=64, max_iter=60, early_stopping=True, validation_interval=5, random_state=0
+    ).fit(X, y)
     hist = model.history_
     assert len(hist) == 60 and {"loss", "val_loss", "val_cindex"} <= set(hist.columns)
     checked = hist.dropna(subset=["val_loss"])

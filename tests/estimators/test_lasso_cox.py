@@ -67,9 +67,7 @@ def numeric_y_failures(estimator):
     return {name: NUMERIC_Y_REASON for name in NUMERIC_Y_CHECKS}
 
 
-@parametrize_with_checks(
-    [LassoCoxCV(n_alphas=10, cv=2)], expected_failed_checks=numeric_y_failures
-)
+@parametrize_with_checks([LassoCoxCV(n_alphas=10, cv=2)], expected_failed_checks=numeric_y_failures)
 def test_sklearn_checks_with_numeric_y(estimator, check):
     check(estimator)
 
@@ -101,8 +99,10 @@ def test_alpha_is_the_cross_validated_best_of_coxnet(whas500):
     for tr, te in folds:
         fold = CoxnetSurvivalAnalysis(l1_ratio=1.0, alphas=path.alphas_).fit(X[tr], y[tr])
         scores.append(
-            [concordance_index_censored(event[te], time[te], fold.predict(X[te], alpha=a))[0]
-             for a in path.alphas_]
+            [
+                concordance_index_censored(event[te], time[te], fold.predict(X[te], alpha=a))[0]
+                for a in path.alphas_
+            ]
         )
     mean = np.mean(scores, axis=0)
     best = int(np.flatnonzero(mean == mean.max())[0])

@@ -24,7 +24,9 @@ from survseg.radiomics import RadiomicsExtractor
 
 @pytest.fixture(scope="module")
 def data():
-    X, y, truth = make_petct_cohort(60, (24, 24, 24), random_state=0, event_rate=0.5, return_truth=True)
+    X, y, truth = make_petct_cohort(
+        60, (24, 24, 24), random_state=0, event_rate=0.5, return_truth=True
+    )
     return X, y, truth.spacing_mm
 
 
@@ -47,7 +49,9 @@ class TumourStats(TransformerMixin, BaseEstimator):
         )
 
     def get_feature_names_out(self, input_features=None):
-        return np.array(["deep_volume", "deep_volume_copy", "deep_suv_mean", "deep_suv_max"], dtype=object)
+        return np.array(
+            ["deep_volume", "deep_volume_copy", "deep_suv_mean", "deep_suv_max"], dtype=object
+        )
 
 
 def test_clinical_columns(data):
@@ -56,7 +60,10 @@ def test_clinical_columns(data):
     assert list(out.columns) == ["clinical_age", "clinical_hpv"]
     np.testing.assert_array_equal(out["clinical_age"], X["age"].astype(float))
     assert list(ClinicalColumns().fit(X).get_feature_names_out()) == [
-        "clinical_age", "clinical_sex", "clinical_hpv", "clinical_tnm_stage"
+        "clinical_age",
+        "clinical_sex",
+        "clinical_hpv",
+        "clinical_tnm_stage",
     ]
     with pytest.raises(ValueError, match=r"\['bmi'\] not in X"):
         ClinicalColumns(["bmi"]).fit(X)
@@ -86,7 +93,9 @@ def test_selector_by_hand():
     np.testing.assert_allclose(out["f_a"], (a - a.mean()) / a.std())
 
 
-@pytest.mark.parametrize("head, cls", [("lasso_cox", LassoCoxCV), ("rsf", RandomSurvivalForest), ("deepsurv", DeepSurv)])
+@pytest.mark.parametrize(
+    "head, cls", [("lasso_cox", LassoCoxCV), ("rsf", RandomSurvivalForest), ("deepsurv", DeepSurv)]
+)
 def test_any_features_with_each_head(data, head, cls):
     X, y, _ = data
     pipe = make_survival_pipeline(TumourStats(), head, clinical=["age"], random_state=0)
@@ -108,11 +117,17 @@ def test_custom_head_is_cloned(data):
     assert pipe.named_steps["model"] is not head and not hasattr(head, "coef_")
 
 
-@pytest.mark.parametrize("head, cls", [("lasso_cox", LassoCoxCV), ("rsf", RandomSurvivalForest), ("deepsurv", DeepSurv)])
+@pytest.mark.parametrize(
+    "head, cls", [("lasso_cox", LassoCoxCV), ("rsf", RandomSurvivalForest), ("deepsurv", DeepSurv)]
+)
 def test_ready_made_radiomics_pipelines(data, head, cls):
     X, y, spacing = data
-    ext = RadiomicsExtractor(feature_classes=["firstorder", "glcm", "shape"], image_types=["original"],
-                             bin_width={"pet": 0.5, "ct": 25.0}, spacing=spacing)
+    ext = RadiomicsExtractor(
+        feature_classes=["firstorder", "glcm", "shape"],
+        image_types=["original"],
+        bin_width={"pet": 0.5, "ct": 25.0},
+        spacing=spacing,
+    )
     pipe = make_radiomics_pipeline(head, extractor=ext, clinical=["tnm_stage"], random_state=0)
     assert isinstance(pipe.named_steps["model"], cls)
     if head == "rsf":  # one cross-validation end to end (RadiomicsCox's test covers Lasso-Cox)

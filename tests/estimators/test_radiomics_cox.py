@@ -22,7 +22,9 @@ from survseg.radiomics import RadiomicsExtractor, clear_cache
 
 @pytest.fixture(scope="module")
 def data():
-    X, y, truth = make_petct_cohort(60, (24, 24, 24), random_state=0, event_rate=0.5, return_truth=True)
+    X, y, truth = make_petct_cohort(
+        60, (24, 24, 24), random_state=0, event_rate=0.5, return_truth=True
+    )
     return X, y, truth.spacing_mm
 
 
@@ -41,7 +43,9 @@ def small_extractor(spacing, **kwargs):
 def fitted(data):
     X, y, spacing = data
     train = np.arange(45)
-    model = RadiomicsCox(small_extractor(spacing), clinical=["age", "tnm_stage"], cv=3, random_state=0)
+    model = RadiomicsCox(
+        small_extractor(spacing), clinical=["age", "tnm_stage"], cv=3, random_state=0
+    )
     return model.fit(X[train], y[train])
 
 
@@ -52,8 +56,11 @@ def test_model_is_readable_and_predicts_from_its_coefficients(data, fitted):
     assert list(model.coef_.index) == list(model.feature_names_)
     nonzero = model.coef_[model.coef_ != 0]
     assert sorted(model.selected_features_) == sorted(nonzero.index)
-    assert list(np.abs(model.coef_[model.selected_features_])) == sorted(np.abs(nonzero), reverse=True)
+    assert list(np.abs(model.coef_[model.selected_features_])) == sorted(
+        np.abs(nonzero), reverse=True
+    )
     assert {"clinical_age", "clinical_tnm_stage"} <= set(model.feature_names_)
+
     # risk = z-scored features (training mean / population sd) times the readable coefficients
     def table(rows):
         f = small_extractor(spacing).fit_transform(X[rows])
@@ -64,7 +71,9 @@ def test_model_is_readable_and_predicts_from_its_coefficients(data, fitted):
     train, test = table(np.arange(45)), table(np.arange(45, 60))
     cols = list(model.feature_names_)
     mean, sd = train[cols].mean(), train[cols].std(ddof=0)
-    np.testing.assert_allclose(model.predict(X[45:]), ((test[cols] - mean) / sd) @ model.coef_, atol=1e-8)
+    np.testing.assert_allclose(
+        model.predict(X[45:]), ((test[cols] - mean) / sd) @ model.coef_, atol=1e-8
+    )
 
 
 def test_kept_radiomics_features_are_not_redundant(data, fitted):
@@ -97,10 +106,14 @@ def test_cross_validation_extracts_each_patient_once(data, monkeypatch):
     X, y, spacing = data
     calls = []
     original = extractor_module._run_unit
-    monkeypatch.setattr(extractor_module, "_run_unit", lambda i, *a: calls.append(i) or original(i, *a))
+    monkeypatch.setattr(
+        extractor_module, "_run_unit", lambda i, *a: calls.append(i) or original(i, *a)
+    )
     clear_cache()
     cv = StratifiedKFold(3, shuffle=True, random_state=0).split(X, y["event"])
-    scores = cross_val_score(RadiomicsCox(small_extractor(spacing), cv=3, random_state=0), X, y, cv=list(cv))
+    scores = cross_val_score(
+        RadiomicsCox(small_extractor(spacing), cv=3, random_state=0), X, y, cv=list(cv)
+    )
     assert scores.shape == (3,) and np.all((scores >= 0) & (scores <= 1))
     assert len(calls) == len(X) * 3  # (pet, ct, shape) per patient, across 3 folds x (fit, score)
 
@@ -121,9 +134,15 @@ def test_clone_pickle_and_nested_parameters(data, fitted):
 
 def test_clinical_all_and_seeded_inner_cv(data):
     X, y, spacing = data
-    a = RadiomicsCox(small_extractor(spacing), clinical="all", cv=3, random_state=1).fit(X[:45], y[:45])
-    b = RadiomicsCox(small_extractor(spacing), clinical="all", cv=3, random_state=1).fit(X[:45], y[:45])
-    assert {"clinical_age", "clinical_sex", "clinical_hpv", "clinical_tnm_stage"} <= set(a.feature_names_)
+    a = RadiomicsCox(small_extractor(spacing), clinical="all", cv=3, random_state=1).fit(
+        X[:45], y[:45]
+    )
+    b = RadiomicsCox(small_extractor(spacing), clinical="all", cv=3, random_state=1).fit(
+        X[:45], y[:45]
+    )
+    assert {"clinical_age", "clinical_sex", "clinical_hpv", "clinical_tnm_stage"} <= set(
+        a.feature_names_
+    )
     np.testing.assert_array_equal(a.predict(X[45:]), b.predict(X[45:]))
 
 
@@ -135,7 +154,9 @@ def test_empty_mask_policy_through_the_model(data):
         RadiomicsCox(small_extractor(spacing), cv=3).fit(X, y[:45])
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
-        model = RadiomicsCox(small_extractor(spacing, empty_mask="nan"), cv=3, random_state=0).fit(X, y[:45])
+        model = RadiomicsCox(small_extractor(spacing, empty_mask="nan"), cv=3, random_state=0).fit(
+            X, y[:45]
+        )
         risk = model.predict(X)
     assert any("patient 3" in str(w.message) for w in caught)
     assert np.isfinite(risk).all()  # the patient gets the training medians, not NaN
@@ -164,9 +185,19 @@ def test_bad_input(data):
 def test_papers_full_feature_set_end_to_end():
     """The default extractor (1,456 features, wavelets) through 3-fold CV on 40 patients."""
     X, y = make_petct_cohort(40, (32, 32, 32), random_state=1, event_rate=0.5)
-    model = RadiomicsCox(RadiomicsExtractor(bin_width={"pet": {"original": 0.5, "wavelet": 0.25},
-                                                      "ct": {"original": 25, "wavelet": 10}},
-                                           spacing=5.0), cv=3, random_state=0)
-    scores = cross_val_score(model, X, y, cv=StratifiedKFold(3, shuffle=True, random_state=0).split(X, y["event"]))
+    model = RadiomicsCox(
+        RadiomicsExtractor(
+            bin_width={
+                "pet": {"original": 0.5, "wavelet": 0.25},
+                "ct": {"original": 25, "wavelet": 10},
+            },
+            spacing=5.0,
+        ),
+        cv=3,
+        random_state=0,
+    )
+    scores = cross_val_score(
+        model, X, y, cv=StratifiedKFold(3, shuffle=True, random_state=0).split(X, y["event"])
+    )
     assert np.all((scores >= 0) & (scores <= 1))
     assert len(model.fit(X, y).extractor_.get_feature_names_out()) == 1456

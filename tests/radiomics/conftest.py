@@ -28,11 +28,15 @@ def textured_cohort(n=3, shape=(20, 22, 24), seed=0):
         )
         mask = (d <= 1).astype(np.uint8)
         texture = rng.normal(0, 1, shape)
-        texture = (texture + np.roll(texture, 1, 0) + np.roll(texture, 1, 1) + np.roll(texture, 1, 2)) / 2
+        texture = (
+            texture + np.roll(texture, 1, 0) + np.roll(texture, 1, 1) + np.roll(texture, 1, 2)
+        ) / 2
         pets.append(1.0 + 0.2 * rng.normal(0, 1, shape) + mask * (6.0 + 1.5 * texture))
         cts.append(30.0 + 15 * rng.normal(0, 1, shape) + mask * (20.0 + 40 * texture))
         masks.append(mask)
-    return volumes(pet=np.stack(pets), ct=np.stack(cts), mask=np.stack(masks), age=rng.uniform(40, 80, n))
+    return volumes(
+        pet=np.stack(pets), ct=np.stack(cts), mask=np.stack(masks), age=rng.uniform(40, 80, n)
+    )
 
 
 @pytest.fixture(autouse=True)

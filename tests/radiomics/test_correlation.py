@@ -37,7 +37,13 @@ def test_hand_built_spearman_values():
     # a kept; rho 0.6 kept; rho 0.794 dropped for a; -a^3 and 2a+1 dropped (|rho| = 1 with a)
     assert f.get_support().tolist() == [True, True, False, False, False]
     assert f.redundant_with_.tolist() == [-1, -1, 0, 0, 0]
-    assert CorrelationFilter(threshold=0.5).fit(X).get_support().tolist() == [True, False, False, False, False]
+    assert CorrelationFilter(threshold=0.5).fit(X).get_support().tolist() == [
+        True,
+        False,
+        False,
+        False,
+        False,
+    ]
     assert CorrelationFilter(threshold=1.0).fit(X).get_support().all()
 
 

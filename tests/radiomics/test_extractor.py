@@ -20,7 +20,11 @@ from survseg.radiomics import RadiomicsExtractor, clear_cache
 # pykwalify (pyradiomics' parameter-dict validation, used by `direct`) imports the old way.
 pytestmark = pytest.mark.filterwarnings("ignore:the load_module:DeprecationWarning")
 
-FAST = dict(feature_classes=["firstorder", "shape"], image_types=["original"], bin_width={"pet": 0.5, "ct": 10.0})
+FAST = dict(
+    feature_classes=["firstorder", "shape"],
+    image_types=["original"],
+    bin_width={"pet": 0.5, "ct": 10.0},
+)
 
 
 def direct(image, mask, spacing_xyz, param_dict):
@@ -75,7 +79,9 @@ def test_features_equal_pyradiomics_direct_with_anisotropic_spacing(make_cohort)
             )
             ref.pop("original_firstorder_StandardDeviation", None)
             cols = [f"{m}_{k}" for k in ref]
-            np.testing.assert_allclose(got.loc[i, cols].to_numpy(float), list(ref.values()), rtol=1e-9)
+            np.testing.assert_allclose(
+                got.loc[i, cols].to_numpy(float), list(ref.values()), rtol=1e-9
+            )
         shape_ref = direct(
             X["pet"][i],
             mask,
@@ -83,7 +89,9 @@ def test_features_equal_pyradiomics_direct_with_anisotropic_spacing(make_cohort)
             {"setting": {"label": 1}, "featureClass": {"shape": None}},
         )
         cols = ["shape_" + k.split("_shape_")[1] for k in shape_ref]
-        np.testing.assert_allclose(got.loc[i, cols].to_numpy(float), list(shape_ref.values()), rtol=1e-9)
+        np.testing.assert_allclose(
+            got.loc[i, cols].to_numpy(float), list(shape_ref.values()), rtol=1e-9
+        )
         # analytic: physical volume of the voxels and the raw mean intensity in the mask
         assert got.loc[i, "shape_VoxelVolume"] == pytest.approx(mask.sum() * 2.0 * 1.5 * 1.0)
         assert got.loc[i, "ct_original_firstorder_Mean"] == pytest.approx(
@@ -109,8 +117,11 @@ def test_pre_crop_off_and_resampling_equal_pyradiomics(cohort):
         ({"resampling": (2.0, 2.0, 2.0)}, {"resampledPixelSpacing": [2.0, 2.0, 2.0]}),
     ]:
         got = RadiomicsExtractor(
-            modalities=["ct"], feature_classes=["firstorder", "glcm", "shape"],
-            image_types=["original"], bin_width=10.0, **kwargs,
+            modalities=["ct"],
+            feature_classes=["firstorder", "glcm", "shape"],
+            image_types=["original"],
+            bin_width=10.0,
+            **kwargs,
         ).fit_transform(X)
         ref = direct(
             X["ct"][0],
@@ -122,9 +133,7 @@ def test_pre_crop_off_and_resampling_equal_pyradiomics(cohort):
             },
         )
         ref.pop("original_firstorder_StandardDeviation", None)
-        cols = [
-            "shape_" + k.split("_shape_")[1] if "_shape_" in k else f"ct_{k}" for k in ref
-        ]
+        cols = ["shape_" + k.split("_shape_")[1] if "_shape_" in k else f"ct_{k}" for k in ref]
         np.testing.assert_allclose(got.loc[0, cols].to_numpy(float), list(ref.values()), rtol=1e-9)
 
 
@@ -136,7 +145,13 @@ def test_papers_feature_set_has_1456_columns(cohort):
     for m in ("pet", "ct"):
         mine = [n for n in names if n.startswith(m + "_")]
         assert len(mine) == 9 * 80
-        for cls, count in {"firstorder": 19, "glcm": 24, "glrlm": 16, "glszm": 16, "ngtdm": 5}.items():
+        for cls, count in {
+            "firstorder": 19,
+            "glcm": 24,
+            "glrlm": 16,
+            "glszm": 16,
+            "ngtdm": 5,
+        }.items():
             assert sum(f"_{cls}_" in n for n in mine) == 9 * count
     for name in [
         "pet_wavelet-LLH_glcm_Contrast",
@@ -266,7 +281,9 @@ def test_mask_pyradiomics_rejects_follows_the_policy(cohort):
 
 def test_coarse_bin_width_warns(cohort):
     with pytest.warns(UserWarning, match="'pet' tumours span a median"):
-        RadiomicsExtractor(feature_classes=["glcm"], image_types=["original"], bin_width=25.0).fit_transform(cohort)
+        RadiomicsExtractor(
+            feature_classes=["glcm"], image_types=["original"], bin_width=25.0
+        ).fit_transform(cohort)
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         RadiomicsExtractor(
@@ -278,7 +295,10 @@ def test_coarse_bin_width_warns(cohort):
     "params, match",
     [
         ({"feature_classes": ["glcm", "nope"]}, "unknown feature class 'nope'"),
-        ({"feature_classes": {"glcm": ["Contrast", "Nope"]}}, r"unknown glcm feature\(s\) \['Nope'\]"),
+        (
+            {"feature_classes": {"glcm": ["Contrast", "Nope"]}},
+            r"unknown glcm feature\(s\) \['Nope'\]",
+        ),
         ({"feature_classes": "glcm"}, "feature_classes"),
         ({"feature_classes": ["shape2D"]}, "2D"),
         ({"image_types": ["original", "fourier"]}, "unknown image type"),
@@ -313,3 +333,15 @@ def test_bad_cohorts(cohort):
         ext.transform(X)
     with pytest.raises(ValueError, match=r"\['ct'\] not in X"):
         ext.transform(volumes(pet=cohort["pet"], mask=cohort["mask"]))
+
+
+def test_memory_mapped_cohort(cohort, tmp_path):
+    from survseg.data.cohort import load_cohort, save_cohort
+
+    save_cohort(tmp_path / "cohort.npy", cohort)
+    X = load_cohort(tmp_path / "cohort.npy")
+    assert isinstance(X, np.memmap)
+    got = RadiomicsExtractor(**FAST, cache=False).fit_transform(X)
+    pd.testing.assert_frame_equal(
+        got, RadiomicsExtractor(**FAST, cache=False).fit_transform(cohort)
+    )
