@@ -12,7 +12,7 @@
 #
 # This is a small CPU run (32^3 volumes, a narrower network, 250 iterations per stage, 50
 # training patients): the numbers say whether each variant learns, not which strategy is best.
-# Run it as a script (about 15 minutes on one core; ``SURVSEG_ADAMSS_ITER=20`` for a quick
+# Run it as a script (about 7 minutes on one core; ``SURVSEG_ADAMSS_ITER=20`` for a quick
 # smoke run). Results go to ``survseg_demo_output/``.
 
 # %%
@@ -93,7 +93,7 @@ VARIANTS = {
 rows = []
 for name, params in VARIANTS.items():
     start = time.perf_counter()
-    model = AdaMSSRegressor(**COMMON, **params).fit(X[train], y[train])
+    model = AdaMSSRegressor(**{**COMMON, **params}).fit(X[train], y[train])
     seconds = time.perf_counter() - start
     dice = dice_score(X["mask"][test], model.predict_mask(X[test]))
     rows.append(

@@ -13,6 +13,7 @@ from __future__ import annotations
 import dataclasses
 import os
 import warnings
+from collections import Counter
 from collections.abc import Mapping, Sequence
 
 import numpy as np
@@ -107,14 +108,16 @@ def _load_table(
     image_columns = dict(image_columns)
     if not image_columns:
         raise ValueError("image_columns is empty: name at least one image column.")
-    if mask_column is not None and "mask" in image_columns:
-        raise ValueError("'mask' is reserved for the mask; name the image field otherwise.")
+    if "mask" in image_columns:
+        raise ValueError(
+            "'mask' is reserved for the mask (mask_column); name the image field otherwise."
+        )
     clinical_columns = list(clinical_columns)
     path_columns = {**image_columns, **({"mask": mask_column} if mask_column else {})}
     _check_columns(
         table, [*path_columns.values(), time_column, event_column, *clinical_columns], source
     )
-    duplicated = sorted(set(i for i in ids if ids.count(i) > 1))
+    duplicated = sorted(i for i, count in Counter(ids).items() if count > 1)
     if duplicated:
         raise ValueError(f"{source}: patient id(s) {duplicated} appear more than once.")
 

@@ -14,6 +14,12 @@ r"""Standardised uptake value (body weight) of a PET DICOM series, from the seri
   (0008,0021)/(0008,0031); the earliest Acquisition Date/Time (0008,0022)/(0008,0032) of the
   slices when the series time is absent).
 
+The series time is the scan start the DICOM standard defines for Decay Correction ``START``;
+some scanners rewrite it when a series is reconstructed again later (the QIBA SUV notes
+discuss vendor-specific tags for that case, which this module does not read): check
+:attr:`SUVParameters.decay_time_s` (``read_pet(..., return_suv_parameters=True)``) when
+converting such data.
+
 The dose is decayed to the scan start because the image is decay-corrected to it; with
 Decay Correction ``ADMIN`` the image is corrected to the injection time and :math:`\Delta t = 0`.
 Tissue density is taken as 1 g/mL, so SUV is in g/mL (dimensionless in practice).

@@ -13,7 +13,7 @@ Training (``learning_strategy="ssl"``, the paper's Sec. 3.4 and 4.2):
    decoder features in the survival head.
 
 Each stage keeps the weights that scored best on an internal validation split (Dice for
-stage I, Harrell's C for stage II).
+stage I, Harrell's C for stage II, their mean for the multi-task network).
 
 Every variant of the paper's tables is a parameter setting:
 
@@ -130,6 +130,14 @@ class AdaMSSRegressor(DeepSurvivalBase):
     ----------
     modalities : sequence of str, default=("pet", "ct")
         Image fields of ``X`` fed to the network (one encoder branch each); any number >= 1.
+    intensity : dict or None, default=None
+        Per-patient intensity normalisation of the image fields, done on the device for every
+        batch: ``{"pet": "zscore", "ct": "window"}`` is the paper's (PET z-score, CT
+        [-1024, 1024] HU to [-1, 1]). Values: ``"zscore"``, ``"window"``,
+        ``("window", low, high)`` or ``None``. Leave ``None`` for cohorts already normalised by
+        :func:`survseg.preprocess.preprocess`; set it for cohorts in physical units (SUV, HU)
+        such as :func:`survseg.datasets.make_petct_cohort`. Radiomics are extracted from the
+        images as given.
     mask_field : str, default="mask"
         Tumour-mask field used as the segmentation target at ``fit``.
     clinical : list of str or None, default=None
@@ -257,6 +265,7 @@ class AdaMSSRegressor(DeepSurvivalBase):
 
     _parameter_constraints = {
         "modalities": [list, tuple],
+        "intensity": [dict, None],
         "mask_field": [str],
         "clinical": [None, list, tuple],
         "learning_strategy": [StrOptions({"ssl", "mtl", "stl"})],
@@ -303,6 +312,7 @@ class AdaMSSRegressor(DeepSurvivalBase):
         self,
         *,
         modalities=("pet", "ct"),
+        intensity=None,
         mask_field="mask",
         clinical=None,
         learning_strategy="ssl",
@@ -339,6 +349,7 @@ class AdaMSSRegressor(DeepSurvivalBase):
         verbose=0,
     ):
         self.modalities = modalities
+        self.intensity = intensity
         self.mask_field = mask_field
         self.clinical = clinical
         self.learning_strategy = learning_strategy
@@ -390,6 +401,7 @@ class AdaMSSRegressor(DeepSurvivalBase):
             raise ValueError(
                 f"modalities must name distinct image fields; got {self.modalities!r}."
             )
+        self._intensity()  # raises on a bad intensity parameter
         n_lr = len(self.lr_milestones) + 1
         for name in ("stage1_lr", "stage2_lr"):
             lrs = getattr(self, name)
@@ -676,7 +688,7 @@ class AdaMSSRegressor(DeepSurvivalBase):
 
     def _batch(self, ctx, idx, with_mask):
         rows = ctx.train_idx[idx]
-        images = image_tensor(ctx.X, ctx.modalities, rows, device=ctx.device)
+        images = image_tensor(ctx.X, ctx.modalities, rows, device=ctx.device, intensity=self._intensity())
         masks = None
         if with_mask:
             m = np.asarray(ctx.X[self.mask_field][rows], dtype=np.float32)
@@ -707,7 +719,7 @@ class AdaMSSRegressor(DeepSurvivalBase):
         seg, surv = [], []
         for start in range(0, len(ctx.val_idx), self.predict_batch_size):
             rows = ctx.val_idx[start : start + self.predict_batch_size]
-            images = image_tensor(ctx.X, ctx.modalities, rows, device=ctx.device)
+            images = image_tensor(ctx.X, ctx.modalities, rows, device=ctx.device, intensity=self._intensity())
             extra = None if ctx.extra is None or task == "segmentation" else ctx.extra[rows]
             out = net(images, extra, task=task)
             if out.seg_logits is not None:
@@ -734,6 +746,8 @@ class AdaMSSRegressor(DeepSurvivalBase):
                 scores["cindex"] = float(concordance_index_censored(ev, t, risk)[0])
             except (ValueError, ZeroDivisionError):  # no event / no comparable pair
                 scores["cindex"] = math.nan
+        if seg is not None and surv is not None:  # multi-task: one model for both tasks
+            scores["mean_dice_cindex"] = 0.5 * (scores["dice"] + scores["cindex"])
         return scores
 
     def _run(self, net, ctx, loss_fn, batches, lrs, max_iter, task, monitor, desc):
@@ -842,7 +856,7 @@ class AdaMSSRegressor(DeepSurvivalBase):
             self.stage1_lr,
             max_iter,
             "both",
-            "cindex",
+            "mean_dice_cindex",
             "AdaMSS multi-task",
         )
         return net, res

@@ -76,6 +76,13 @@ class DeepMTSRegressor(CoxSurvivalMixin, DeepSurvivalBase):
     modalities : sequence of str, default=("pet", "ct")
         Image fields of ``X`` fed to the network, as channels in this order. Volumes are
         ``(D, H, W)`` with W the left-right axis (the sagittal flip mirrors W).
+    intensity : dict or None, default=None
+        Per-patient intensity normalisation of the image fields, done on the device for every
+        batch: ``{"pet": "zscore", "ct": "zscore"}`` is the paper's. Values: ``"zscore"``,
+        ``"window"`` ([-1024, 1024] HU to [-1, 1]), ``("window", low, high)`` or ``None``.
+        Leave ``None`` for cohorts already normalised by :func:`survseg.preprocess.preprocess`;
+        set it for cohorts in physical units (SUV, HU) such as
+        :func:`survseg.datasets.make_petct_cohort`.
     clinical : sequence of str or None, default=None
         Scalar fields of ``X`` concatenated before the risk layer (e.g. ``["tnm_stage"]``);
         z-scored with the training statistics.
@@ -100,7 +107,9 @@ class DeepMTSRegressor(CoxSurvivalMixin, DeepSurvivalBase):
     network_params : dict or None, default=None
         Layer shapes passed to :class:`survseg.networks.deepmts.DeepMTS` (``channels``,
         ``encoder_convs``, ``decoder_convs``, ``feature_channels``, ``dense_*``, ``fc_units``,
-        ``fc_dropout``); the paper's values are the defaults.
+        ``fc_dropout``; the paper's values are the defaults) and ``seg_prior``, the initial
+        tumour probability of the segmentation head (0.01; see
+        :class:`~survseg.networks.deepmts.SegmentationBackbone`).
     max_iter : int, default=15000
         Training iterations (batches).
     batch_size : int, default=8
@@ -207,6 +216,7 @@ class DeepMTSRegressor(CoxSurvivalMixin, DeepSurvivalBase):
         self,
         *,
         modalities=("pet", "ct"),
+        intensity=None,
         clinical=None,
         mask_field="mask",
         segmentation=True,
@@ -240,6 +250,7 @@ class DeepMTSRegressor(CoxSurvivalMixin, DeepSurvivalBase):
         predict_batch_size=4,
     ):
         self.modalities = modalities
+        self.intensity = intensity
         self.clinical = clinical
         self.mask_field = mask_field
         self.segmentation = segmentation
@@ -295,6 +306,7 @@ class DeepMTSRegressor(CoxSurvivalMixin, DeepSurvivalBase):
             raise ValueError(f"learning_rate must be > 0; got {self.learning_rate!r}.")
         if isinstance(self.modalities, str) or len(self.modalities) == 0:
             raise ValueError(f"modalities must be a non-empty sequence of field names; got {self.modalities!r}.")
+        self._intensity()  # raises on a bad intensity parameter
         if self.clinical is not None and isinstance(self.clinical, str):
             raise ValueError(f"clinical must be a list of field names; got the string {self.clinical!r}.")
         if self.backbone not in ("residual", "plain"):
@@ -468,14 +480,14 @@ class DeepMTSRegressor(CoxSurvivalMixin, DeepSurvivalBase):
             sampler = random_batches(len(train_idx), self.batch_size, rng)
         cache = None
         if self._use_preload(X, len(train_idx), device):
-            cache = image_tensor(X, fields, train_idx, device=device)
+            cache = image_tensor(X, fields, train_idx, device=device, intensity=self._intensity())
         ev = torch.as_tensor(event[train_idx], device=device)
         tm = torch.as_tensor(time[train_idx], device=device)
         n_img = len(self.modalities)
         for local in sampler:
             index = train_idx[local]
             vols = cache[torch.as_tensor(local, device=device)] if cache is not None else \
-                image_tensor(X, fields, index, device=device)
+                image_tensor(X, fields, index, device=device, intensity=self._intensity())
             images, masks = vols[:, :n_img], (vols[:, n_img:] if with_mask else None)
             images, masks = random_affine(
                 images, masks, max_translation=self.max_translation,
@@ -518,7 +530,7 @@ class DeepMTSRegressor(CoxSurvivalMixin, DeepSurvivalBase):
             risks, dices, dice_losses = [], [], []
             for start in range(0, len(Xv), self.predict_batch_size):
                 idx = np.arange(start, min(start + self.predict_batch_size, len(Xv)))
-                images, clin = self._inputs(Xv, image_tensor(Xv, self.modalities, idx, device=device), idx, device)
+                images, clin = self._inputs(Xv, image_tensor(Xv, self.modalities, idx, device=device, intensity=self._intensity()), idx, device)
                 with self._autocast(device):
                     out = module(images, clin)
                 if out.log_risk is not None:

@@ -23,11 +23,13 @@ key includes each input file's size and modification time.
 
 from __future__ import annotations
 
+import dataclasses
 import os
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import NamedTuple
 
+import joblib
 import numpy as np
 import SimpleITK as sitk
 from joblib import Parallel, delayed
@@ -91,7 +93,7 @@ class Preprocessing:
 
     spacing: float | tuple[float, float, float] | None = 1.0
     reference: str = "ct"
-    template: object = None
+    template: str | os.PathLike | sitk.Image | None = None
     registration: Mapping | None = None
     crop: str | None = "tumour"
     crop_size: tuple[int, int, int] = (160, 160, 160)
@@ -251,11 +253,11 @@ def preprocess_case(
         grid = crop_grid(grid, box_around_point(grid, centre, p.crop_size), p.crop_size)
 
     # 4. one resampling per modality, straight onto the box
-    arrays = {}
-    if mask is not None:
+    arrays, mask_array = {}, None
+    if mask is not None:  # first: an empty box is the error to report
         out = resample_to_reference(mask, grid, transform=transform, interpolator="nearest")
-        arrays[MASK] = sitk.GetArrayFromImage(out).astype(np.uint8, copy=False)
-        if not arrays[MASK].any():
+        mask_array = sitk.GetArrayFromImage(out).astype(np.uint8, copy=False)
+        if not mask_array.any():
             raise ValueError(
                 "the mask is empty after resampling and cropping (the tumour "
                 "is outside the box, or smaller than one output voxel)."
@@ -270,6 +272,8 @@ def preprocess_case(
         except ValueError as error:
             raise ValueError(f"{name} image: {error}") from error
         arrays[name] = sitk.GetArrayFromImage(out).astype(np.float32, copy=False)
+    if mask_array is not None:
+        arrays[MASK] = mask_array
     geometry = CaseGeometry(
         grid=grid,
         original=Grid.from_image(reference),
@@ -307,7 +311,10 @@ def _stamp(value):
 
 
 def _run_case(case, stamps, p, template_array, template_grid, case_id):
-    del stamps  # only part of the cache key
+    # ``stamps`` only feeds the cache key; ``p.template`` then holds the template's hash and
+    # the template itself comes as an array (joblib memory-maps it into worker processes and
+    # the cache does not hash it again for every patient).
+    del stamps
     template = None
     if template_array is not None:
         template = sitk.GetImageFromArray(template_array)
@@ -391,10 +398,11 @@ def preprocess(
     if p.template is not None:
         template = _template_image(p)
         template_array, template_grid = sitk.GetArrayFromImage(template), Grid.from_image(template)
+        p = dataclasses.replace(p, template=f"template:{joblib.hash(template_array)}")
 
     if isinstance(memory, os.PathLike):
         memory = os.fspath(memory)
-    run = check_memory(memory).cache(_run_case, ignore=["case_id"])
+    run = check_memory(memory).cache(_run_case, ignore=["template_array", "case_id"])
     tasks = (
         delayed(run)(
             {k: (v if isinstance(v, sitk.Image) else os.fspath(v)) for k, v in case.items()},

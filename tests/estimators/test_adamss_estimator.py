@@ -87,7 +87,7 @@ def test_ablations_fit_and_predict(cohort, params):
     assert len(est.history_) == 4 * len(stages)
     if params.get("learning_strategy") == "mtl":
         assert est.segmentation_network_ is est.network_
-        assert {"dice_loss", "focal_loss", "nll"} <= set(est.history_.columns)
+        assert {"dice_loss", "focal_loss", "nll", "mean_dice_cindex"} <= set(est.history_.columns)
 
 
 def test_three_modalities(cohort):

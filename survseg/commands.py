@@ -1,0 +1,267 @@
+"""The data commands of the ``survseg`` CLI: preprocess, benchmark, fit, predict.
+
+A *dataset folder* (``survseg preprocess`` output, see :mod:`survseg.data.store`) carries the
+cohort, its outcomes, patient ids and each patient's geometry, so ``survseg predict`` can
+write masks as NIfTI files that overlay the patient's original CT.
+"""
+
+from __future__ import annotations
+
+import ast
+import warnings
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+__all__ = ["add_data_commands", "make_model", "MODEL_NAMES"]
+
+MODEL_NAMES = (
+    "RadiomicsCox",
+    "Radiomics+RSF",
+    "Radiomics+DeepSurv",
+    "DeepMTS",
+    "DeepMTS-features+LassoCox",
+    "AdaMSS",
+)
+
+
+def make_model(name: str, params=None, *, random_state=0):
+    """A fresh estimator by its CLI name, with ``params`` applied by ``set_params``."""
+    from .estimators import (
+        AdaMSSRegressor,
+        DeepMTSRegressor,
+        RadiomicsCox,
+        make_radiomics_pipeline,
+        make_survival_pipeline,
+    )
+
+    factories = {
+        "RadiomicsCox": lambda: RadiomicsCox(random_state=random_state),
+        "Radiomics+RSF": lambda: make_radiomics_pipeline("rsf", random_state=random_state),
+        "Radiomics+DeepSurv": lambda: make_radiomics_pipeline("deepsurv", random_state=random_state),
+        "DeepMTS": lambda: DeepMTSRegressor(random_state=random_state),
+        "DeepMTS-features+LassoCox": lambda: make_survival_pipeline(
+            DeepMTSRegressor(random_state=random_state), "lasso_cox", random_state=random_state),
+        "AdaMSS": lambda: AdaMSSRegressor(random_state=random_state),
+    }
+    if name not in factories:
+        raise ValueError(f"unknown model {name!r}; choose from {list(factories)}.")
+    model = factories[name]()
+    if params:
+        model.set_params(**params)
+    return model
+
+
+def _parse_params(items) -> dict:
+    """``["max_iter=500", "device=cpu"]`` -> ``{"max_iter": 500, "device": "cpu"}``."""
+    params = {}
+    for item in items or ():
+        key, sep, value = item.partition("=")
+        if not sep or not key:
+            raise ValueError(f"--param expects key=value; got {item!r}.")
+        try:
+            params[key.strip()] = ast.literal_eval(value)
+        except (ValueError, SyntaxError):
+            params[key.strip()] = value
+    return params
+
+
+def _geometries(raw):
+    """CaseGeometry objects from a dataset folder's JSON records (``None`` if absent)."""
+    if not raw:
+        return None
+    from .preprocess.geometry import CaseGeometry, Grid
+
+    def grid(d):
+        return Grid(**{k: tuple(v) for k, v in d.items()})
+
+    def opt(v):
+        return None if v is None else tuple(v)
+
+    return [CaseGeometry(grid=grid(g["grid"]), original=grid(g["original"]),
+                         transform=opt(g.get("transform")),
+                         transform_center=opt(g.get("transform_center"))) for g in raw]
+
+
+# --------------------------------------------------------------------------- preprocess
+
+
+def _cmd_preprocess(args) -> int:
+    from .data.loaders import load_hecktor, load_manifest
+    from .data.store import save_dataset
+    from .preprocess import Preprocessing
+
+    size = tuple(args.crop_size) * (3 if len(args.crop_size) == 1 else 1)
+    prep = Preprocessing(spacing=args.spacing, template=args.template,
+                         crop=None if args.crop == "none" else args.crop, crop_size=size)
+    common = dict(preprocessing=prep, n_jobs=args.n_jobs, memory=args.cache,
+                  verbose=args.verbose, return_geometry=True)
+    if args.clinical:
+        common["clinical_columns"] = args.clinical
+    if args.manifest:
+        X, y, ids, geoms = load_manifest(args.manifest, labels=args.labels, **common)
+    else:
+        X, y, ids, geoms = load_hecktor(args.hecktor, labels=tuple(args.labels or (1,)), **common)
+    meta = {"source": str(args.manifest or args.hecktor), "spacing": args.spacing,
+            "crop": args.crop, "crop_size": size, "labels": args.labels}
+    path = save_dataset(args.output, X, y, ids, geoms, meta)
+    print(f"{len(X)} patients, fields {list(X.dtype.names)} -> {path}")
+    return 0
+
+
+# --------------------------------------------------------------------------- benchmark
+
+
+def _cmd_benchmark(args) -> int:
+    from .data.store import load_dataset
+    from .evaluation.benchmark import benchmark
+
+    ds = load_dataset(args.dataset)
+    if ds.y is None:
+        raise ValueError(f"{args.dataset} has no survival outcomes (y.npy); cannot benchmark.")
+    params = _parse_params(args.param)
+    models = {name: make_model(name, {k: v for k, v in params.items() if _accepts(name, k)},
+                               random_state=args.seed) for name in args.models}
+    test = load_dataset(args.test) if args.test else None
+    result = benchmark(models, ds.X, ds.y, cv=args.folds, reference=args.reference,
+                       X_test=None if test is None else test.X,
+                       y_test=None if test is None else test.y,
+                       n_bootstrap=args.n_bootstrap, random_state=args.seed, n_jobs=args.n_jobs,
+                       output_dir=args.output, keep_models=not args.no_plots)
+    if not args.no_plots:
+        from .demo import write_figures
+
+        write_figures(args.output, ds.X, ds.y, result)
+    with pd.option_context("display.float_format", "{:.3f}".format, "display.width", 140):
+        print(result.table.to_string(index=False))
+    return 0
+
+
+def _accepts(name: str, key: str) -> bool:
+    """Whether model ``name`` has parameter ``key`` (so one --param can target several)."""
+    return key in make_model(name).get_params(deep=True)
+
+
+# --------------------------------------------------------------------------- fit / predict
+
+
+def _cmd_fit(args) -> int:
+    import joblib
+
+    from .data.store import load_dataset
+
+    ds = load_dataset(args.dataset)
+    if ds.y is None:
+        raise ValueError(f"{args.dataset} has no survival outcomes (y.npy); cannot fit.")
+    model = make_model(args.model, _parse_params(args.param), random_state=args.seed)
+    model.fit(ds.X, ds.y)
+    out = Path(args.output)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    joblib.dump({"model": model, "name": args.model, "fields": list(ds.X.dtype.names)}, out)
+    print(f"fitted {args.model} on {len(ds.X)} patients; training C-index "
+          f"{model.score(ds.X, ds.y):.3f} -> {out}")
+    return 0
+
+
+def _cmd_predict(args) -> int:
+    import joblib
+
+    from .data.io import write_image
+    from .data.store import load_dataset
+
+    path = Path(args.model)
+    if not path.exists():
+        raise FileNotFoundError(f"model file {path} not found (create it with `survseg fit`).")
+    bundle = joblib.load(path)
+    model = bundle["model"]
+    ds = load_dataset(args.dataset)
+    out = Path(args.output)
+    out.mkdir(parents=True, exist_ok=True)
+    risk = model.predict(ds.X)
+    pd.DataFrame({"patient_id": ds.patient_ids, "risk": risk}).to_csv(out / "risk.csv", index=False)
+    written = ["risk.csv"]
+    if hasattr(model, "predict_survival_function"):
+        fns = model.predict_survival_function(ds.X)
+        times = np.asarray(args.times) if args.times else np.unique(
+            np.quantile(fns[0].x, np.linspace(0, 1, 11)))
+        surv = np.vstack([fn(np.clip(times, fn.x[0], fn.x[-1])) for fn in fns])
+        frame = pd.DataFrame(surv, columns=[f"S({t:g})" for t in times])
+        frame.insert(0, "patient_id", ds.patient_ids)
+        frame.to_csv(out / "survival.csv", index=False)
+        written.append("survival.csv")
+    if hasattr(model, "predict_mask") and not args.no_masks:
+        masks = model.predict_mask(ds.X)
+        geoms = _geometries(ds.geometries)
+        (out / "masks").mkdir(exist_ok=True)
+        if geoms is None:
+            warnings.warn("the dataset has no geometry: masks are written on the preprocessed "
+                          "grid with unit spacing, not in the patients' original space.",
+                          stacklevel=2)
+        for i, pid in enumerate(ds.patient_ids):
+            if geoms is None:
+                import SimpleITK as sitk
+
+                image = sitk.GetImageFromArray(np.asarray(masks[i], dtype=np.uint8))
+            else:
+                from .preprocess.geometry import to_original_space
+
+                image = to_original_space(np.asarray(masks[i], dtype=np.uint8), geoms[i])
+            write_image(image, out / "masks" / f"{pid}.nii.gz")
+        written.append(f"masks/ ({len(ds.patient_ids)} NIfTI files)")
+    print(f"predicted {len(ds.X)} patients with {bundle.get('name', type(model).__name__)} -> "
+          f"{out}: {', '.join(written)}")
+    return 0
+
+
+# --------------------------------------------------------------------------- parser
+
+
+def add_data_commands(sub) -> None:
+    """Register preprocess, benchmark, fit and predict on an argparse sub-parser group."""
+    pre = sub.add_parser("preprocess", help="manifest or HECKTOR folder -> dataset folder")
+    src = pre.add_mutually_exclusive_group(required=True)
+    src.add_argument("--manifest", help="CSV: patient_id, ct, pet, mask, time, event, clinical...")
+    src.add_argument("--hecktor", help="HECKTOR 2022 training folder (imagesTr/, labelsTr/, endpoint CSV)")
+    pre.add_argument("--output", required=True, help="dataset folder to write")
+    pre.add_argument("--spacing", type=float, default=1.0, help="isotropic voxel size in mm")
+    pre.add_argument("--crop", choices=("tumour", "fixed", "none"), default="tumour")
+    pre.add_argument("--crop-size", type=int, nargs="+", default=[160], help="N or X Y Z voxels")
+    pre.add_argument("--template", help="template CT for rigid registration (DeepMTS)")
+    pre.add_argument("--labels", type=int, nargs="+", help="labels forming the mask (HECKTOR: 1)")
+    pre.add_argument("--clinical", nargs="+", help="clinical columns to keep")
+    pre.add_argument("--n-jobs", type=int, default=None)
+    pre.add_argument("--cache", help="cache folder (joblib.Memory)")
+    pre.add_argument("-v", "--verbose", action="store_true")
+    pre.set_defaults(func=_cmd_preprocess)
+
+    bench = sub.add_parser("benchmark", help="cross-validated comparison table with p-values")
+    bench.add_argument("dataset", help="dataset folder (survseg preprocess)")
+    bench.add_argument("--models", nargs="+", default=["RadiomicsCox", "DeepMTS", "AdaMSS"],
+                       choices=MODEL_NAMES)
+    bench.add_argument("--reference", help="model the p-values compare against (default: first)")
+    bench.add_argument("--test", help="external test dataset folder (scored by the fold ensemble)")
+    bench.add_argument("--folds", type=int, default=5)
+    bench.add_argument("--param", nargs="*", help="key=value set on every model that has it")
+    bench.add_argument("--n-bootstrap", type=int, default=1000)
+    bench.add_argument("--n-jobs", type=int, default=None, help="folds in parallel")
+    bench.add_argument("--seed", type=int, default=0)
+    bench.add_argument("--output", default="survseg_benchmark")
+    bench.add_argument("--no-plots", action="store_true")
+    bench.set_defaults(func=_cmd_benchmark)
+
+    fit = sub.add_parser("fit", help="fit one model on a dataset folder and save it")
+    fit.add_argument("dataset")
+    fit.add_argument("--model", required=True, choices=MODEL_NAMES)
+    fit.add_argument("--param", nargs="*", help="key=value estimator parameters")
+    fit.add_argument("--seed", type=int, default=0)
+    fit.add_argument("--output", required=True, help="model file (joblib)")
+    fit.set_defaults(func=_cmd_fit)
+
+    pred = sub.add_parser("predict", help="risks, survival curves and NIfTI masks for new patients")
+    pred.add_argument("model", help="model file from `survseg fit`")
+    pred.add_argument("dataset", help="dataset folder (survseg preprocess)")
+    pred.add_argument("--output", required=True, help="output folder")
+    pred.add_argument("--times", type=float, nargs="+", help="times for survival.csv")
+    pred.add_argument("--no-masks", action="store_true")
+    pred.set_defaults(func=_cmd_predict)
