@@ -53,8 +53,11 @@ class RadiomicsCox(SurvivalMixin, BaseEstimator):
         Length of the penalty path.
     alpha_min_ratio : float or "auto", default=0.01
         Smallest penalty of the path relative to the largest (see ``LassoCoxCV``).
-    cv : int or CV splitter, default=5
+    cv : int, CV splitter or iterable of (train, test) indices, default=5
         Inner folds for the penalty.
+    scoring : {"cindex", "partial_likelihood"}, default="cindex"
+        Inner-fold score of a penalty (see :class:`~survseg.estimators.lasso_cox.LassoCoxCV`;
+        ``"partial_likelihood"`` is steadier when the training folds hold few events).
     max_iter : int, default=100000
     random_state : int, RandomState or None
         Inner-fold shuffling.
@@ -106,7 +109,8 @@ class RadiomicsCox(SurvivalMixin, BaseEstimator):
             Interval(numbers.Real, 0, None, closed="neither"),
             StrOptions({"auto"}),
         ],
-        "cv": [Interval(numbers.Integral, 2, None, closed="left"), HasMethods(["split"])],
+        "cv": ["cv_object"],
+        "scoring": [StrOptions({"cindex", "partial_likelihood"})],
         "max_iter": [Interval(numbers.Integral, 1, None, closed="left")],
         "random_state": ["random_state"],
     }
@@ -121,6 +125,7 @@ class RadiomicsCox(SurvivalMixin, BaseEstimator):
         n_alphas=100,
         alpha_min_ratio=0.01,
         cv=5,
+        scoring="cindex",
         max_iter=100000,
         random_state=None,
     ):
@@ -131,6 +136,7 @@ class RadiomicsCox(SurvivalMixin, BaseEstimator):
         self.n_alphas = n_alphas
         self.alpha_min_ratio = alpha_min_ratio
         self.cv = cv
+        self.scoring = scoring
         self.max_iter = max_iter
         self.random_state = random_state
 
@@ -161,6 +167,7 @@ class RadiomicsCox(SurvivalMixin, BaseEstimator):
             n_alphas=self.n_alphas,
             alpha_min_ratio=self.alpha_min_ratio,
             cv=self.cv,
+            scoring=self.scoring,
             max_iter=self.max_iter,
             random_state=self.random_state,
         )

@@ -148,10 +148,61 @@ def test_bad_input(whas500):
     few = y.copy()
     few["fstat"] = False
     few["fstat"][:2] = True
-    with pytest.raises(ValueError, match="2 events cannot be spread over cv=5"):
+    with pytest.warns(UserWarning, match="2 events cannot be spread over cv=5 inner folds; using 2"):
+        assert LassoCoxCV(cv=5, n_alphas=5).fit(X, few).cv_scores_.shape == (5, 2)
+    few["fstat"][1] = False
+    with pytest.raises(ValueError, match="1 event"):
         LassoCoxCV(cv=5).fit(X, few)
     with pytest.raises(ValueError, match="l1_ratio"):
         LassoCoxCV(l1_ratio=0.0).fit(X, y)
     model = LassoCoxCV(n_alphas=5, cv=2).fit(X, y)
     with pytest.raises(ValueError, match="features"):
         model.predict(X[:, :3])
+
+
+def _breslow_null_loglik(event, time):
+    """log partial likelihood at beta = 0: -sum over events of log |risk set|."""
+    return -sum(np.log(np.sum(time >= t)) for t, e in zip(time, event, strict=True) if e)
+
+
+def test_partial_likelihood_score_at_the_null_model_is_analytic(whas500):
+    X, y = whas500
+    event, time = y["fstat"], y["lenfol"]
+    folds = list(StratifiedKFold(3, shuffle=True, random_state=0).split(X, event))
+    alphas = [10.0, 0.1, 0.03, 0.01, 0.003]  # 10 >> alpha_max of every fold: beta = 0
+    model = LassoCoxCV(alphas=alphas, cv=folds, scoring="partial_likelihood").fit(X, y)
+    # at beta = 0 each fold's term is l(0) - l_{-k}(0)
+    assert np.all(model.estimator_.coef_[:, 0] == 0)
+    expected = [
+        _breslow_null_loglik(event, time) - _breslow_null_loglik(event[tr], time[tr])
+        for tr, _ in folds
+    ]
+    np.testing.assert_allclose(model.cv_scores_[0], expected, rtol=1e-10)
+    # and the data carry signal: a penalty below alpha_max wins
+    assert model.alpha_ < model.alphas_[0]
+    assert np.count_nonzero(model.coef_) > 0
+
+
+def test_fold_without_comparable_pair_is_skipped(whas500):
+    X, y = whas500
+    X, y = X[:60], y[:60].copy()
+    event, time = y["fstat"], y["lenfol"]
+    last = int(np.argmax(time))
+    y["fstat"][last] = True  # the longest time is an event: alone it is comparable to no one
+    others = np.setdiff1d(np.arange(60), [last])
+    censored = others[~event[others]][:3]
+    lonely = np.r_[last, censored]  # its only event is its longest time: no comparable pair
+    rest = np.setdiff1d(np.arange(60), lonely)
+    half = len(rest) // 2
+    folds = [
+        (np.setdiff1d(np.arange(60), lonely), lonely),
+        (np.setdiff1d(np.arange(60), rest[:half]), rest[:half]),
+        (np.setdiff1d(np.arange(60), rest[half:]), rest[half:]),
+    ]
+    model = LassoCoxCV(n_alphas=6, cv=folds).fit(X, y)
+    assert np.isnan(model.cv_scores_[:, 0]).all()
+    assert np.isfinite(model.cv_scores_[:, 1:]).all()
+    best = np.argmax(model.cv_scores_[:, 1:].mean(axis=1))
+    assert model.alpha_ == model.alphas_[best]
+    with pytest.raises(ValueError, match="no inner cross-validation fold has a comparable pair"):
+        LassoCoxCV(n_alphas=6, cv=[folds[0]]).fit(X, y)
