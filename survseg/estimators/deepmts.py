@@ -7,6 +7,7 @@ import numbers
 
 import numpy as np
 import torch
+from sklearn.base import TransformerMixin
 from sklearn.model_selection import train_test_split
 from sklearn.utils.metaestimators import available_if
 from sklearn.utils.validation import check_is_fitted
@@ -57,7 +58,7 @@ def _segments(est) -> bool:
     return True
 
 
-class DeepMTSRegressor(CoxSurvivalMixin, DeepSurvivalBase):
+class DeepMTSRegressor(CoxSurvivalMixin, TransformerMixin, DeepSurvivalBase):
     r"""DeepMTS: deep multi-task survival model with tumour segmentation (Meng et al. 2022).
 
     A residual 3D U-Net segments the primary tumour from PET/CT; its encoder features
@@ -606,7 +607,12 @@ class DeepMTSRegressor(CoxSurvivalMixin, DeepSurvivalBase):
 
     @available_if(_has_survival_head)
     def transform(self, X):
-        """The deep features (hard-sharing then cascade; 124 + 112 = 236 at the defaults)."""
+        """The deep features (hard-sharing then cascade; 124 + 112 = 236 at the defaults).
+
+        A pandas DataFrame with :meth:`get_feature_names_out` columns after
+        ``set_output(transform="pandas")`` (as in :func:`make_survival_pipeline`), so deep
+        features + Lasso-Cox / RSF / DeepSurv (the paper's Table II) are pipelines.
+        """
         return self._forward(X)[1].astype(np.float64)
 
     @available_if(_has_survival_head)

@@ -332,3 +332,22 @@ def test_learns_segmentation_and_survival_on_a_synthetic_cohort():
     cindex = concordance_index(y[test], est.predict(X[test]))
     assert dice > 0.7  # measured 0.89
     assert cindex > 0.6  # measured 0.64 (60 test patients, 30 events)
+
+
+def test_deep_features_pipeline_of_table_two(cohort):
+    """'DeepMTS features + Lasso-Cox' as make_survival_pipeline: named pandas features flow."""
+    from survseg.estimators.pipelines import make_survival_pipeline
+
+    X, y = cohort
+    pipe = make_survival_pipeline(tiny(max_iter=2), "lasso_cox", random_state=0)
+    pipe.set_params(model__cv=2, model__n_alphas=5).fit(X, y)
+    deep = pipe.named_steps["features"]
+    table = deep.transform(X)
+    assert list(table.columns) == list(deep.get_feature_names_out())
+    np.testing.assert_allclose(table.to_numpy(), deep.set_output(transform="default").transform(X))
+    selected = pipe[:-1].get_feature_names_out()
+    assert set(selected) <= set(table.columns)
+    assert pipe.predict(X).shape == (12,)
+    seg_only = tiny(hard_sharing=False, cascade=False, max_iter=1).fit(X, y)
+    with pytest.raises(AttributeError, match="transform"):  # the Seg-Backbone has no features
+        seg_only.transform(X)
