@@ -26,10 +26,10 @@ Tissue density is taken as 1 g/mL, so SUV is in g/mL (dimensionless in practice)
 
 The three radiopharmaceutical tags live inside the Radiopharmaceutical Information Sequence
 (0054,0016). SimpleITK (GDCM) does not expose sequence contents in its metadata dictionary, so
-this module reads that one sequence from the file itself (DICOM PS3.5 encoding: implicit or
-explicit VR little endian, deflated explicit VR; defined or undefined lengths). Tags that are
-not nested (as some converters write them) are used when the sequence is absent. A missing or
-unusable tag is an error that names it; no value is ever assumed.
+this module reads that one sequence with pydicom (:func:`read_radiopharmaceutical`); dates and
+times are parsed with pydicom's DA/TM/DT value representations. Tags that are not nested (as
+some converters write them) are used when the sequence is absent. A missing or unusable tag is
+an error that names it; no value is ever assumed.
 """
 
 from __future__ import annotations
@@ -41,6 +41,13 @@ import zlib
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
+
+import pydicom
+from pydicom.datadict import dictionary_has_tag, dictionary_VR
+from pydicom.errors import InvalidDicomError
+from pydicom.multival import MultiValue
+from pydicom.tag import BaseTag
+from pydicom.valuerep import DA, DT, TM
 
 __all__ = [
     "MissingDicomTagError",
@@ -180,36 +187,45 @@ def _float(tags: Mapping[str, str], key: str, source: str) -> float:
 
 
 def _parse_date(value: str, key: str) -> date:
-    digits = value.strip().replace(".", "").replace("-", "")  # old ACR-NEMA wrote YYYY.MM.DD
+    """DICOM DA ``YYYYMMDD`` (ACR-NEMA ``YYYY.MM.DD`` and ``YYYY-MM-DD`` tolerated)."""
     try:
-        return datetime.strptime(digits[:8], "%Y%m%d").date()
+        parsed = DA(value.strip().replace("-", ""))
     except ValueError:
-        raise ValueError(f"{_name(key)} is not a DICOM date (YYYYMMDD): {value!r}.") from None
+        parsed = None
+    if parsed is None:  # pydicom gives None for an empty value
+        raise ValueError(f"{_name(key)} is not a DICOM date (YYYYMMDD): {value!r}.")
+    return date(parsed.year, parsed.month, parsed.day)
 
 
 def _parse_time(value: str, key: str) -> timedelta:
     """DICOM TM ``HH[MM[SS[.F{1,6}]]]`` (colons of ACR-NEMA tolerated) -> time since midnight."""
-    text = value.strip().replace(":", "")
-    whole, _, fraction = text.partition(".")
-    if not whole.isdigit() or len(whole) not in (2, 4, 6) or (fraction and not fraction.isdigit()):
+    try:
+        parsed = TM(value.strip().replace(":", ""))
+    except ValueError:
+        parsed = None
+    if parsed is None:
         raise ValueError(f"{_name(key)} is not a DICOM time (HHMMSS.FFFFFF): {value!r}.")
-    hours, minutes, seconds = int(whole[:2]), int(whole[2:4] or 0), int(whole[4:6] or 0)
-    if hours > 23 or minutes > 59 or seconds > 60:
-        raise ValueError(f"{_name(key)} is out of range: {value!r}.")
-    frac = float("0." + fraction) if fraction else 0.0
-    return timedelta(hours=hours, minutes=minutes, seconds=seconds + frac)
+    return timedelta(
+        hours=parsed.hour,
+        minutes=parsed.minute,
+        seconds=parsed.second,
+        microseconds=parsed.microsecond,
+    )
 
 
 def _parse_datetime(value: str, key: str) -> datetime:
     """DICOM DT ``YYYYMMDDHHMMSS.FFFFFF[&ZZXX]``; a UTC offset suffix is ignored (both times
     of an SUV computation come from the same scanner clock)."""
     text = value.strip()
-    for sign in "+-":
-        if sign in text[8:]:
-            text = text[: 8 + text[8:].index(sign)]
-    day = _parse_date(text[:8], key)
-    clock = _parse_time(text[8:], key) if len(text) > 8 else timedelta(0)
-    return datetime.combine(day, datetime.min.time()) + clock
+    try:
+        parsed = DT(text)
+    except ValueError:
+        parsed = None
+    if parsed is None or not text[:8].isdigit():  # pydicom fills a missing month/day with 1
+        raise ValueError(
+            f"{_name(key)} is not a DICOM date-time (YYYYMMDDHHMMSS.FFFFFF): {value!r}."
+        )
+    return datetime.combine(parsed.date(), parsed.time())  # time() drops the offset
 
 
 def _first_date(tags: Mapping[str, str], keys: Sequence[str]) -> date | None:
@@ -327,99 +343,37 @@ def suv_parameters(
 
 # ------------------------------------------------------------- the one sequence we need
 
-_IMPLICIT_LE = "1.2.840.10008.1.2"
-_EXPLICIT_BE = "1.2.840.10008.1.2.2"
-_DEFLATED_LE = "1.2.840.10008.1.2.1.99"
-_UNDEFINED = 0xFFFFFFFF
-_ITEM, _ITEM_END, _SEQUENCE_END = (0xFFFE, 0xE000), (0xFFFE, 0xE00D), (0xFFFE, 0xE0DD)
-# VRs with a 2-byte reserved field and a 4-byte length in explicit VR (PS3.5 Table 7.1-1).
-_LONG_VRS = {
-    b"OB",
-    b"OD",
-    b"OF",
-    b"OL",
-    b"OV",
-    b"OW",
-    b"SQ",
-    b"SV",
-    b"UC",
-    b"UN",
-    b"UR",
-    b"UT",
-    b"UV",
-}
-_SEQUENCE_TAG = (0x0054, 0x0016)
+# Value representations whose value is text (PS3.5 Table 6.2-1); binary ones are of no use here.
+_TEXT_VRS = frozenset(
+    ("AE", "AS", "CS", "DA", "DS", "DT", "IS", "LO", "LT", "PN", "SH", "ST", "TM", "UC", "UI")
+    + ("UR", "UT")
+)
 
 
-def _header(buf: bytes, pos: int, explicit: bool):
-    """(tag, vr, length, value offset) of the data element starting at ``pos``."""
-    group, element = struct.unpack_from("<HH", buf, pos)
-    if group == 0xFFFE or not explicit:  # item tags never carry a VR
-        (length,) = struct.unpack_from("<I", buf, pos + 4)
-        return (group, element), None, length, pos + 8
-    vr = bytes(buf[pos + 4 : pos + 6])
-    if vr in _LONG_VRS:
-        (length,) = struct.unpack_from("<I", buf, pos + 8)
-        return (group, element), vr, length, pos + 12
-    (length,) = struct.unpack_from("<H", buf, pos + 6)
-    return (group, element), vr, length, pos + 8
-
-
-def _dataset(buf: bytes, pos: int, end: int, explicit: bool, stop=None):
-    """Parse elements from ``pos`` to ``end`` (or an item delimiter); sequences recursively."""
-    out = {}
-    while pos + 8 <= end:
-        tag, vr, length, value = _header(buf, pos, explicit)
-        if tag == _ITEM_END:
-            return out, value
-        if stop is not None and tag > stop:
-            return out, pos
-        if vr == b"SQ" or length == _UNDEFINED or tag == _SEQUENCE_TAG:
-            # Undefined-length UN holds an implicit-VR sequence (PS3.5 6.2.2, CP-246).
-            inner_explicit = explicit and vr != b"UN"
-            out[tag], pos = _sequence(buf, value, length, inner_explicit)
-        else:
-            if value + length > len(buf):
-                raise ValueError("DICOM data element runs past the end of the file.")
-            out[tag] = bytes(buf[value : value + length])
-            pos = value + length
-    return out, pos
-
-
-def _sequence(buf: bytes, pos: int, length: int, explicit: bool):
-    end = len(buf) if length == _UNDEFINED else pos + length
-    items = []
-    while pos + 8 <= end:
-        tag, _, item_length, value = _header(buf, pos, explicit)
-        if tag == _SEQUENCE_END:
-            return items, value
-        if tag != _ITEM:
-            raise ValueError(f"malformed DICOM sequence: expected an item, found tag {tag}.")
-        item_end = end if item_length == _UNDEFINED else value + item_length
-        item, pos = _dataset(buf, value, item_end, explicit)
-        items.append(item)
-    return items, end
-
-
-def _dataset_start(buf: bytes):
-    """Offset of the data set after the file meta information, and its encoding."""
-    if buf[128:132] == b"DICM":
-        pos, syntax = 132, None
-        while pos + 8 <= len(buf) and struct.unpack_from("<H", buf, pos)[0] == 0x0002:
-            tag, _, length, value = _header(buf, pos, explicit=True)
-            if tag == (0x0002, 0x0010):
-                syntax = buf[value : value + length].decode("ascii", "replace").strip(" \x00")
-            pos = value + length
-        if syntax is None:
-            raise ValueError("DICOM file meta information has no Transfer Syntax UID (0002,0010).")
-        return pos, syntax
-    # No preamble (old files): guess the encoding from the first element's VR bytes.
-    explicit = len(buf) >= 6 and buf[4:6].isalpha() and buf[4:6].isupper()
-    return 0, (_IMPLICIT_LE if not explicit else "1.2.840.10008.1.2.1")
+def _text(item: pydicom.Dataset, tag: BaseTag) -> str | None:
+    """Text value of one element (multiple values joined by backslash), or ``None`` when
+    its value is not text (a nested sequence, binary data, a private tag of unknown VR)."""
+    vr = dictionary_VR(tag) if dictionary_has_tag(tag) else None  # a known tag's VR, not 'UN'
+    element = item.get_item(tag)  # raw (not yet converted) when freshly read
+    if (vr or element.VR) not in _TEXT_VRS:
+        return None
+    value = element.value
+    # The raw bytes, not pydicom's converted value: an unusable value (e.g. a DS that is not
+    # a number) then fails in this module with a message naming the tag, and only if used.
+    if isinstance(value, bytes):
+        return value.decode("ascii", "replace").strip(" \x00")
+    if isinstance(value, MultiValue):
+        return "\\".join(str(v) for v in value)
+    return "" if value is None else str(value).strip(" \x00")
 
 
 def read_radiopharmaceutical(path: str | os.PathLike) -> list[dict[str, str]] | None:
     """Items of the Radiopharmaceutical Information Sequence (0054,0016) of a DICOM file.
+
+    The header is read with :func:`pydicom.dcmread` (pixel data skipped), so every transfer
+    syntax pydicom reads is supported, as are files without the preamble and meta header.
+    pydicom reads leniently: a file cut short inside the sequence is not always detected.
+    :func:`survseg.data.io.read_pet` only calls this on files GDCM has read in full.
 
     Parameters
     ----------
@@ -429,34 +383,24 @@ def read_radiopharmaceutical(path: str | os.PathLike) -> list[dict[str, str]] | 
     Returns
     -------
     items : list of dict or None
-        One dict per item, tag values as stripped strings keyed ``"gggg|eeee"``; ``None``
-        when the file has no such sequence.
+        One dict per item: the text-valued elements (nested sequences left out) as stripped
+        strings keyed ``"gggg|eeee"``; ``None`` when the file has no such sequence.
 
     Raises
     ------
     ValueError
-        For a big-endian or malformed file.
+        For a file pydicom cannot read as DICOM (the message names it).
     """
-    with open(path, "rb") as fh:
-        buf = fh.read()
-    pos, syntax = _dataset_start(buf)
-    if syntax == _EXPLICIT_BE:
-        raise ValueError(f"{path}: big-endian DICOM (retired transfer syntax) is not supported.")
-    if syntax == _DEFLATED_LE:
-        buf, pos = zlib.decompress(buf[pos:], -zlib.MAX_WBITS), 0
-    explicit = syntax != _IMPLICIT_LE
     try:
-        dataset, _ = _dataset(buf, pos, len(buf), explicit, stop=_SEQUENCE_TAG)
-    except struct.error:
-        raise ValueError(f"{path}: truncated DICOM file.") from None
-    items = dataset.get(_SEQUENCE_TAG)
-    if items is None:
+        # force: GDCM has already read the file as DICOM, including old ones with no preamble.
+        header = pydicom.dcmread(path, stop_before_pixels=True, force=True)
+        sequence = header.get("RadiopharmaceuticalInformationSequence")
+    except (InvalidDicomError, EOFError, ValueError, struct.error, zlib.error) as exc:
+        raise ValueError(f"{path}: cannot read the DICOM header ({exc}).") from exc
+    if sequence is None:
         return None
-    return [
-        {
-            f"{g:04x}|{e:04x}": v.decode("ascii", "replace").strip(" \x00")
-            for (g, e), v in item.items()
-            if isinstance(v, bytes)
-        }
-        for item in items
-    ]
+    items = []
+    for item in sequence:
+        values = {f"{tag.group:04x}|{tag.element:04x}": _text(item, tag) for tag in item.keys()}
+        items.append({key: value for key, value in values.items() if value is not None})
+    return items

@@ -1,16 +1,22 @@
 """SUV (body weight) from DICOM tags, checked against hand computation.
 
-PET series are written with SimpleITK (implicit VR little endian, as GDCM writes) and the
-Radiopharmaceutical Information Sequence, which SimpleITK cannot write, is inserted byte for byte
-as DICOM PS3.5 encodes it. SimpleITK reading the edited files back unchanged shows the files are
-valid DICOM."""
-
-import struct
-import zlib
+PET series are written with SimpleITK (implicit VR little endian, as GDCM writes); the
+Radiopharmaceutical Information Sequence, which SimpleITK cannot write, is added with pydicom.
+SimpleITK reading the edited files back unchanged shows the files are still valid DICOM."""
 
 import numpy as np
+import pydicom
 import pytest
 import SimpleITK as sitk
+from pydicom.datadict import dictionary_VR
+from pydicom.dataset import Dataset, FileMetaDataset
+from pydicom.sequence import Sequence
+from pydicom.uid import (
+    DeflatedExplicitVRLittleEndian,
+    ExplicitVRBigEndian,
+    ExplicitVRLittleEndian,
+    ImplicitVRLittleEndian,
+)
 
 from survseg.data.io import read_pet
 from survseg.data.suv import (
@@ -43,70 +49,34 @@ RADIOPHARMACEUTICAL = {
 }
 
 
-# ----------------------------------------------------------- DICOM byte encoding (PS3.5)
+# ------------------------------------------------------------------- writing with pydicom
 
 
-def _pad(value: str) -> bytes:
-    raw = value.encode("ascii")
-    return raw + b" " if len(raw) % 2 else raw
-
-
-def _element(tag, value: bytes, vr: bytes | None) -> bytes:
-    if vr is None:  # implicit VR: tag, 4-byte length
-        return struct.pack("<HHI", *tag, len(value)) + value
-    if vr in (b"SQ", b"UN", b"OB"):
-        return struct.pack("<HH", *tag) + vr + b"\0\0" + struct.pack("<I", len(value)) + value
-    return struct.pack("<HH", *tag) + vr + struct.pack("<H", len(value)) + value
-
-
-VRS = {
-    (0x0018, 0x0031): b"LO",
-    (0x0018, 0x1072): b"TM",
-    (0x0018, 0x1074): b"DS",
-    (0x0018, 0x1075): b"DS",
-    (0x0018, 0x1078): b"DT",
-    (0x0008, 0x0060): b"CS",
-    (0x0054, 0x1001): b"CS",
-    (0x0008, 0x1150): b"UI",
-}
-
-
-def encode_sequence(tag, items, *, explicit, undefined):
-    """A sequence of items (dicts tag -> str or nested list of dicts) as bytes."""
-    body = b""
-    for item in items:
-        content = b""
-        for t, v in sorted(item.items()):
-            if isinstance(v, list):
-                content += encode_sequence(t, v, explicit=explicit, undefined=undefined)
-            else:
-                content += _element(t, _pad(v), VRS[t] if explicit else None)
-        if undefined:
-            body += struct.pack("<HHI", 0xFFFE, 0xE000, 0xFFFFFFFF) + content
-            body += struct.pack("<HHI", 0xFFFE, 0xE00D, 0)
+def make_item(values, *, undefined=True):
+    """A sequence item from ``{(group, element): value}`` (value: str, or a list of such
+    dicts for a nested sequence), VRs from the DICOM dictionary."""
+    item = Dataset()
+    for tag, value in values.items():
+        if isinstance(value, list):
+            item.add_new(tag, "SQ", make_sequence(value, undefined=undefined))
+            item[tag].is_undefined_length = undefined
         else:
-            body += struct.pack("<HHI", 0xFFFE, 0xE000, len(content)) + content
-    if undefined:
-        body += struct.pack("<HHI", 0xFFFE, 0xE0DD, 0)
-        length = 0xFFFFFFFF
-    else:
-        length = len(body)
-    if explicit:
-        return struct.pack("<HH", *tag) + b"SQ\0\0" + struct.pack("<I", length) + body
-    return struct.pack("<HHI", *tag, length) + body
+            item.add_new(tag, dictionary_VR(tag), value)
+    item.is_undefined_length_sequence_item = undefined
+    return item
+
+
+def make_sequence(items, *, undefined=True):
+    return Sequence([make_item(values, undefined=undefined) for values in items])
 
 
 def insert_sequence(path, items, *, undefined=True):
-    """Insert (0054,0016) into a SimpleITK-written (implicit VR) file, in tag order: before
-    the first of the elements (0054,1001), (0054,1102), (7FE0,0010) that the file has."""
-    data = open(path, "rb").read()
-    found = [
-        data.find(struct.pack("<HH", *t))
-        for t in ((0x54, 0x1001), (0x54, 0x1102), (0x7FE0, 0x0010))
-    ]
-    at = min(p for p in found if p > 0)
-    seq = encode_sequence((0x0054, 0x0016), items, explicit=False, undefined=undefined)
-    open(path, "wb").write(data[:at] + seq + data[at:])
+    """Add the Radiopharmaceutical Information Sequence (0054,0016) with ``items`` (dicts as
+    for :func:`make_item`) to a DICOM file, keeping its transfer syntax."""
+    ds = pydicom.dcmread(path)
+    ds.RadiopharmaceuticalInformationSequence = make_sequence(items, undefined=undefined)
+    ds["RadiopharmaceuticalInformationSequence"].is_undefined_length = undefined
+    ds.save_as(path)
 
 
 def write_pet(folder, *, tags=None, drop=(), item=None, undefined=True, shape=(3, 4, 5)):
@@ -244,37 +214,47 @@ def test_nifti_pet_is_taken_as_suv(tmp_path):
     np.testing.assert_array_equal(sitk.GetArrayFromImage(out), 2.5)
 
 
-def _explicit_file(dataset: bytes, syntax: str) -> bytes:
-    meta = _element(
-        (0x0002, 0x0010), _pad(syntax) if len(syntax) % 2 == 0 else syntax.encode() + b"\0", b"UI"
-    )
-    return b"\0" * 128 + b"DICM" + meta + dataset
+def write_header(path, dataset, transfer_syntax=ImplicitVRLittleEndian, *, preamble=True):
+    """A header-only DICOM file (no pixel data) in the given transfer syntax; without
+    ``preamble`` an old-style file: data set only, implicit VR little endian."""
+    if not preamble:
+        pydicom.dcmwrite(path, dataset, implicit_vr=True, little_endian=True)
+        return
+    dataset.file_meta = FileMetaDataset()
+    dataset.file_meta.TransferSyntaxUID = transfer_syntax
+    dataset.file_meta.MediaStorageSOPClassUID = "1.2.840.10008.5.1.4.1.1.128"  # PET Image
+    dataset.file_meta.MediaStorageSOPInstanceUID = "1.2.826.0.1.3680043.2.1125.9.99"
+    dataset.save_as(path, enforce_file_format=True)
 
 
-@pytest.mark.parametrize("undefined", [True, False])
-@pytest.mark.parametrize("deflate", [False, True])
-def test_parser_explicit_vr_with_nested_sequences(tmp_path, undefined, deflate):
-    # An earlier sequence with a nested sequence must be skipped correctly.
-    earlier = encode_sequence(
-        (0x0008, 0x1140),
-        [{(0x0008, 0x1150): "1.2.3", (0x0018, 0x0031): "x"}],
-        explicit=True,
+@pytest.mark.parametrize("undefined", [True, False], ids=["undefined-length", "defined-length"])
+@pytest.mark.parametrize(
+    "syntax",
+    [
+        ImplicitVRLittleEndian,
+        ExplicitVRLittleEndian,
+        DeflatedExplicitVRLittleEndian,
+        ExplicitVRBigEndian,
+    ],
+    ids=["implicit", "explicit", "deflated", "big-endian"],
+)
+def test_sequence_read_in_every_transfer_syntax(tmp_path, syntax, undefined):
+    # A sequence before it, with a nested sequence, must not disturb the reading; the item's
+    # own nested sequence (Radiopharmaceutical Code Sequence) is left out of the result.
+    item = {
+        **RADIOPHARMACEUTICAL,
+        (0x0018, 0x1078): "20240312090748.000000+0100",
+        (0x0054, 0x0300): [{(0x0008, 0x0100): "C-111A1", (0x0008, 0x0102): "SRT"}],
+    }
+    ds = Dataset()
+    ds.Modality = "PT"
+    ds.ReferencedImageSequence = make_sequence(
+        [{(0x0008, 0x1150): "1.2.3", (0x0008, 0x1140): [{(0x0008, 0x1155): "1.2.3.4"}]}],
         undefined=undefined,
     )
-    item = {**RADIOPHARMACEUTICAL, (0x0018, 0x1078): "20240312090748.000000+0100"}
-    seq = encode_sequence((0x0054, 0x0016), [item], explicit=True, undefined=undefined)
-    dataset = (
-        _element((0x0008, 0x0060), _pad("PT"), b"CS")
-        + earlier
-        + seq
-        + _element((0x0054, 0x1001), _pad("BQML"), b"CS")
-    )
-    syntax = "1.2.840.10008.1.2.1"
-    if deflate:
-        syntax = "1.2.840.10008.1.2.1.99"
-        compressor = zlib.compressobj(wbits=-zlib.MAX_WBITS)
-        dataset = compressor.compress(dataset) + compressor.flush()
-    (tmp_path / "f.dcm").write_bytes(_explicit_file(dataset, syntax))
+    ds.RadiopharmaceuticalInformationSequence = make_sequence([item], undefined=undefined)
+    ds.Units = "BQML"
+    write_header(tmp_path / "f.dcm", ds, syntax)
     items = read_radiopharmaceutical(tmp_path / "f.dcm")
     assert items == [
         {
@@ -285,14 +265,51 @@ def test_parser_explicit_vr_with_nested_sequences(tmp_path, undefined, deflate):
             "0018|1078": "20240312090748.000000+0100",
         }
     ]
+    # the full date-time (offset ignored) and the start time name the same injection
     params = suv_parameters(PET_TAGS, items[0])
+    assert params.decay_time_s == pytest.approx(DELAY)
     assert params.scale_factor == pytest.approx(HAND_FACTOR, 1e-12)
 
 
-def test_parser_returns_none_without_sequence(tmp_path):
-    dataset = _element((0x0008, 0x0060), _pad("PT"), b"CS")
-    (tmp_path / "f.dcm").write_bytes(_explicit_file(dataset, "1.2.840.10008.1.2.1"))
+def test_file_without_preamble(tmp_path):
+    ds = Dataset()
+    ds.Modality = "PT"
+    ds.RadiopharmaceuticalInformationSequence = make_sequence([RADIOPHARMACEUTICAL])
+    write_header(tmp_path / "f.dcm", ds, preamble=False)
+    assert (tmp_path / "f.dcm").read_bytes()[128:132] != b"DICM"
+    (item,) = read_radiopharmaceutical(tmp_path / "f.dcm")
+    assert suv_parameters(PET_TAGS, item).scale_factor == pytest.approx(HAND_FACTOR, 1e-12)
+
+
+def test_no_sequence_gives_none(tmp_path):
+    ds = Dataset()
+    ds.Modality = "PT"
+    write_header(tmp_path / "f.dcm", ds, ExplicitVRLittleEndian)
     assert read_radiopharmaceutical(tmp_path / "f.dcm") is None
+
+
+def test_unusable_value_in_the_sequence_is_named(tmp_path):
+    # pydicom itself refuses to convert '6586.x' as DS; the error must still name the tag
+    ds = Dataset()
+    ds.Modality = "PT"
+    ds.RadiopharmaceuticalInformationSequence = make_sequence([RADIOPHARMACEUTICAL])
+    write_header(tmp_path / "f.dcm", ds, ExplicitVRLittleEndian)
+    raw = (tmp_path / "f.dcm").read_bytes()
+    (tmp_path / "f.dcm").write_bytes(raw.replace(b"6586.2", b"6586.x"))
+    (item,) = read_radiopharmaceutical(tmp_path / "f.dcm")
+    with pytest.raises(ValueError, match=r"RadionuclideHalfLife \(0018,1075\).*not a number"):
+        suv_parameters(PET_TAGS, item)
+
+
+def test_unreadable_header_is_a_clear_error(tmp_path):
+    ds = Dataset()
+    ds.Modality = "PT"
+    ds.RadiopharmaceuticalInformationSequence = make_sequence([RADIOPHARMACEUTICAL])
+    write_header(tmp_path / "f.dcm", ds, DeflatedExplicitVRLittleEndian)
+    raw = (tmp_path / "f.dcm").read_bytes()
+    (tmp_path / "f.dcm").write_bytes(raw[:-3])  # a cut deflate stream
+    with pytest.raises(ValueError, match=r"f\.dcm: cannot read the DICOM header"):
+        read_radiopharmaceutical(tmp_path / "f.dcm")
 
 
 def test_several_radiopharmaceuticals_are_refused(tmp_path):
