@@ -16,6 +16,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import time as time_module
 import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -82,11 +83,15 @@ def _assign_device(estimator, fold: int):
     return estimator
 
 
-def _fit_fold(name, estimator, X, y, train, test, fold, times, X_test):
+def _fit_fold(name, estimator, X, y, train, test, fold, times, X_test, verbose=0):
     """Fit one clone on one fold and collect everything the table needs."""
     model = _assign_device(clone(estimator), fold)
+    start = time_module.perf_counter()
     model.fit(X[train], y[train])
-    out = {"risk": np.asarray(model.predict(X[test]), dtype=np.float64)}
+    out = {
+        "risk": np.asarray(model.predict(X[test]), dtype=np.float64),
+        "fit_seconds": np.float64(time_module.perf_counter() - start),
+    }
     if hasattr(model, "predict_mask") and "mask" in (X.dtype.names or ()):
         out["dice"] = dice_score(X["mask"][test], model.predict_mask(X[test]))
     if hasattr(model, "predict_survival_function") and times is not None and len(times) > 1:
@@ -99,6 +104,12 @@ def _fit_fold(name, estimator, X, y, train, test, fold, times, X_test):
         out["test_risk"] = np.asarray(model.predict(X_test), dtype=np.float64)
         if hasattr(model, "predict_mask") and "mask" in (X_test.dtype.names or ()):
             out["test_dice"] = dice_score(X_test["mask"], model.predict_mask(X_test))
+    if verbose:
+        held_out = y[test]
+        c = (f"C-index {concordance_index(held_out, out['risk']):.3f}"
+             if held_out[held_out.dtype.names[0]].any() else "no event")
+        print(f"[benchmark] {name}, fold {fold + 1}: {c}, fitted in {out['fit_seconds']:.0f} s",
+              flush=True)
     return out, model
 
 
@@ -184,11 +195,15 @@ def benchmark(
     keep_models : bool
         Return the fitted fold models (memory!).
     verbose : int
-        joblib verbosity.
+        If non-zero, one line per finished fold (held-out C-index, fit time).
 
     Returns
     -------
     BenchmarkResult
+        ``table`` has one row per model: ``cindex`` (pooled out-of-fold) with its bootstrap
+        ``cindex_low``/``cindex_high``, ``cindex_fold_mean``/``cindex_fold_sd``, ``dice``,
+        ``auc``, ``ibs``, ``fit_seconds`` (mean per fold), ``p_value`` against the reference
+        and, with a test cohort, the ``test_*`` columns.
     """
     if isinstance(estimators, dict):
         named = dict(estimators)
@@ -234,11 +249,13 @@ def benchmark(
                         continue
             jobs.append((name, k, est, train, test))
 
-    results = Parallel(n_jobs=n_jobs, verbose=verbose)(
-        delayed(_fit_fold)(name, est, X, y, train, test, k, times, X_test)
+    # results come back in order as the folds finish, and each is saved at once, so an
+    # interrupted run keeps every fold finished before the interruption
+    results = Parallel(n_jobs=n_jobs, return_as="generator")(
+        delayed(_fit_fold)(name, est, X, y, train, test, k, times, X_test, verbose)
         for name, k, est, train, test in jobs
     )
-    for (name, k, _, _, test), (out, model) in zip(jobs, results):
+    for (name, k, _, _, test), (out, model) in zip(jobs, results, strict=True):
         done[(name, k)] = (out, model)
         path = fold_path(name, k)
         if path is not None:
@@ -249,10 +266,12 @@ def benchmark(
     for name in named:
         risk = np.empty(len(X))
         dice = np.full(len(X), np.nan)
-        fold_c, aucs, ibss, test_risks, test_dice = [], [], [], [], []
+        fold_c, aucs, ibss, test_risks, test_dice, seconds = [], [], [], [], [], []
         for k, (train, test) in enumerate(splits):
             out, model = done[(name, k)]
             risk[test] = out["risk"]
+            if "fit_seconds" in out:  # absent from fold files of older runs
+                seconds.append(float(out["fit_seconds"]))
             if "dice" in out:
                 dice[test] = out["dice"]
             if event[test].any():
@@ -276,7 +295,8 @@ def benchmark(
                "cindex_fold_mean": np.mean(fold_c), "cindex_fold_sd": np.std(fold_c),
                "dice": np.nanmean(dice) if np.isfinite(dice).any() else np.nan,
                "auc": np.nanmean(aucs) if np.isfinite(aucs).any() else np.nan,
-               "ibs": np.nanmean(ibss) if np.isfinite(ibss).any() else np.nan}
+               "ibs": np.nanmean(ibss) if np.isfinite(ibss).any() else np.nan,
+               "fit_seconds": np.mean(seconds) if seconds else np.nan}
         if test_dice:
             row["test_dice"] = float(np.mean(test_dice))
         if test_risks:

@@ -50,6 +50,28 @@ def test_benchmark_matches_cross_val_predict_by_hand(tmp_path):
     np.testing.assert_allclose(again.table["cindex"], res.table["cindex"])
 
 
+class FailsOnThirdFit(MeanUptake):
+    fits = 0
+
+    def fit(self, X, y):
+        type(self).fits += 1
+        if type(self).fits == 3:
+            raise KeyboardInterrupt  # the user stops the run during the third fold
+        return super().fit(X, y)
+
+
+def test_interrupted_run_keeps_the_finished_folds(tmp_path, capsys):
+    X, y = sphere_cohort(n=30, seed=3)
+    with pytest.raises(KeyboardInterrupt):
+        benchmark({"m": FailsOnThirdFit()}, X, y, cv=3, output_dir=tmp_path, verbose=1)
+    assert sorted(p.name for p in (tmp_path / "folds").glob("*.npz")) == ["m__fold0.npz", "m__fold1.npz"]
+    assert capsys.readouterr().out.count("[benchmark] m, fold") == 2
+    res = benchmark({"m": MeanUptake()}, X, y, cv=3, output_dir=tmp_path, n_bootstrap=50)
+    full = benchmark({"m": MeanUptake()}, X, y, cv=3, n_bootstrap=50)
+    assert res.table.loc[0, "cindex"] == pytest.approx(full.table.loc[0, "cindex"])
+    assert res.table.loc[0, "fit_seconds"] >= 0
+
+
 def test_benchmark_external_test_uses_fold_ensemble():
     X, y = sphere_cohort(n=24, seed=4)
     Xt, yt = sphere_cohort(n=15, seed=5)
