@@ -8,6 +8,7 @@ write masks as NIfTI files that overlay the patient's original CT.
 from __future__ import annotations
 
 import ast
+import difflib
 import warnings
 from pathlib import Path
 
@@ -35,9 +36,11 @@ def make_model(name: str, params=None, *, random_state=0):
         make_radiomics_pipeline,
         make_survival_pipeline,
     )
+    from .radiomics import RadiomicsExtractor
 
     factories = {
-        "RadiomicsCox": lambda: RadiomicsCox(random_state=random_state),
+        # an explicit extractor (the default one) so that ``extractor__<name>`` can be set
+        "RadiomicsCox": lambda: RadiomicsCox(RadiomicsExtractor(), random_state=random_state),
         "Radiomics+RSF": lambda: make_radiomics_pipeline("rsf", random_state=random_state),
         "Radiomics+DeepSurv": lambda: make_radiomics_pipeline("deepsurv", random_state=random_state),
         "DeepMTS": lambda: DeepMTSRegressor(random_state=random_state),
@@ -53,18 +56,65 @@ def make_model(name: str, params=None, *, random_state=0):
     return model
 
 
-def _parse_params(items) -> dict:
-    """``["max_iter=500", "device=cpu"]`` -> ``{"max_iter": 500, "device": "cpu"}``."""
-    params = {}
+def _parse_params(items) -> list[tuple[str | None, str, object]]:
+    """``["max_iter=500", "AdaMSS:device=cpu"]`` -> ``[(None, "max_iter", 500), ("AdaMSS", "device", "cpu")]``.
+
+    Values are Python literals where they parse as one (numbers, tuples, dicts, ``None``),
+    strings otherwise. A ``MODEL:`` prefix restricts the parameter to that model.
+    """
+    params = []
     for item in items or ():
         key, sep, value = item.partition("=")
-        if not sep or not key:
-            raise ValueError(f"--param expects key=value; got {item!r}.")
+        model, colon, key = key.strip().rpartition(":")
+        key = key.strip()
+        if not sep or not key or (colon and model not in MODEL_NAMES):
+            raise ValueError(
+                f"--param expects key=value or MODEL:key=value (MODEL one of {list(MODEL_NAMES)}); "
+                f"got {item!r}."
+            )
         try:
-            params[key.strip()] = ast.literal_eval(value)
+            value = ast.literal_eval(value)
         except (ValueError, SyntaxError):
-            params[key.strip()] = value
+            pass
+        params.append((model or None, key, value))
     return params
+
+
+def _model_params(names, params, defaults=None) -> dict[str, dict]:
+    """The ``--param`` settings of each model in ``names``: those it has.
+
+    ``defaults`` (settings derived from the dataset, e.g. the radiomics voxel spacing) apply
+    where the model has the parameter and ``--param`` does not set it. A parameter that none
+    of the models has is an error (a typo would otherwise be silently ignored).
+    """
+    accepted = {name: set(make_model(name).get_params(deep=True)) for name in names}
+    chosen = {name: {k: v for k, v in (defaults or {}).items() if k in accepted[name]}
+              for name in names}
+    for model, key, value in params:
+        targets = [n for n in names if (model is None or n == model) and key in accepted[n]]
+        if model is not None and model not in names:
+            raise ValueError(f"--param {model}:{key}: {model} is not one of the models {list(names)}.")
+        if not targets:
+            pool = accepted[model] if model else set().union(*accepted.values())
+            close = difflib.get_close_matches(key, sorted(pool), n=1)
+            where = model or (names[0] if len(names) == 1 else f"any of the models {list(names)}")
+            raise ValueError(f"--param {key!r} is not a parameter of {where}"
+                             + (f"; did you mean {close[0]!r}?" if close else "."))
+        for name in targets:
+            chosen[name][key] = value
+    return chosen
+
+
+def _radiomics_spacing(ds) -> dict:
+    """The dataset's voxel spacing (D, H, W order, mm) for the radiomics extractors.
+
+    Without it pyradiomics would measure shape and texture in voxels, not millimetres.
+    """
+    grids = [g["grid"]["spacing"] for g in ds.geometries or ()]
+    if not grids or any(not np.allclose(g, grids[0]) for g in grids):
+        return {}
+    spacing = [float(v) for v in reversed(grids[0])]  # (x, y, z) -> (D, H, W) = (z, y, x)
+    return {"extractor__spacing": spacing, "features__spacing": spacing}
 
 
 def _geometries(raw):
@@ -117,18 +167,35 @@ def _cmd_benchmark(args) -> int:
     from .data.store import load_dataset
     from .evaluation.benchmark import benchmark
 
+    params = _parse_params(args.param)
+    if args.reference is not None and args.reference not in args.models:
+        raise ValueError(f"--reference {args.reference} is not one of --models {args.models}.")
     ds = load_dataset(args.dataset)
     if ds.y is None:
         raise ValueError(f"{args.dataset} has no survival outcomes (y.npy); cannot benchmark.")
-    params = _parse_params(args.param)
-    models = {name: make_model(name, {k: v for k, v in params.items() if _accepts(name, k)},
-                               random_state=args.seed) for name in args.models}
+    settings = _model_params(args.models, params, _radiomics_spacing(ds))
+    models = {name: make_model(name, settings[name], random_state=args.seed)
+              for name in args.models}
     test = load_dataset(args.test) if args.test else None
+    if test is not None and test.y is None:
+        raise ValueError(f"--test {args.test} has no survival outcomes (y.npy).")
     result = benchmark(models, ds.X, ds.y, cv=args.folds, reference=args.reference,
                        X_test=None if test is None else test.X,
                        y_test=None if test is None else test.y,
                        n_bootstrap=args.n_bootstrap, random_state=args.seed, n_jobs=args.n_jobs,
-                       output_dir=args.output, keep_models=not args.no_plots)
+                       output_dir=args.output, keep_models=not args.no_plots,
+                       verbose=int(args.verbose))
+    # predictions.csv numbers patients by row; name them with the datasets' patient ids
+    predictions = result.predictions.copy()
+    ids = np.asarray(ds.patient_ids, dtype=object)
+    is_test = (predictions["set"] == "test").to_numpy()
+    patient_id = np.empty(len(predictions), dtype=object)
+    patient_id[~is_test] = ids[predictions["patient"].to_numpy()[~is_test]]
+    if is_test.any():
+        patient_id[is_test] = np.asarray(test.patient_ids, dtype=object)[
+            predictions["patient"].to_numpy()[is_test]]
+    predictions.insert(predictions.columns.get_loc("patient") + 1, "patient_id", patient_id)
+    predictions.to_csv(Path(args.output) / "predictions.csv", index=False)
     if not args.no_plots:
         from .demo import write_figures
 
@@ -136,11 +203,6 @@ def _cmd_benchmark(args) -> int:
     with pd.option_context("display.float_format", "{:.3f}".format, "display.width", 140):
         print(result.table.to_string(index=False))
     return 0
-
-
-def _accepts(name: str, key: str) -> bool:
-    """Whether model ``name`` has parameter ``key`` (so one --param can target several)."""
-    return key in make_model(name).get_params(deep=True)
 
 
 # --------------------------------------------------------------------------- fit / predict
@@ -151,10 +213,12 @@ def _cmd_fit(args) -> int:
 
     from .data.store import load_dataset
 
+    params = _parse_params(args.param)
     ds = load_dataset(args.dataset)
     if ds.y is None:
         raise ValueError(f"{args.dataset} has no survival outcomes (y.npy); cannot fit.")
-    model = make_model(args.model, _parse_params(args.param), random_state=args.seed)
+    settings = _model_params([args.model], params, _radiomics_spacing(ds))[args.model]
+    model = make_model(args.model, settings, random_state=args.seed)
     model.fit(ds.X, ds.y)
     out = Path(args.output)
     out.parent.mkdir(parents=True, exist_ok=True)
@@ -174,8 +238,14 @@ def _cmd_predict(args) -> int:
     if not path.exists():
         raise FileNotFoundError(f"model file {path} not found (create it with `survseg fit`).")
     bundle = joblib.load(path)
+    if not (isinstance(bundle, dict) and "model" in bundle):
+        raise ValueError(f"{path} is not a model file written by `survseg fit`.")
     model = bundle["model"]
     ds = load_dataset(args.dataset)
+    missing = [f for f in bundle.get("fields", ()) if f not in ds.X.dtype.names]
+    if missing:
+        raise ValueError(f"{args.dataset} lacks the field(s) {missing} the model was fitted with; "
+                         f"it has {list(ds.X.dtype.names)}.")
     out = Path(args.output)
     out.mkdir(parents=True, exist_ok=True)
     risk = model.predict(ds.X)
@@ -242,18 +312,19 @@ def add_data_commands(sub) -> None:
     bench.add_argument("--reference", help="model the p-values compare against (default: first)")
     bench.add_argument("--test", help="external test dataset folder (scored by the fold ensemble)")
     bench.add_argument("--folds", type=int, default=5)
-    bench.add_argument("--param", nargs="*", help="key=value set on every model that has it")
+    bench.add_argument("--param", nargs="*", help="key=value set on every model that has it; MODEL:key=value on that model only")
     bench.add_argument("--n-bootstrap", type=int, default=1000)
     bench.add_argument("--n-jobs", type=int, default=None, help="folds in parallel")
     bench.add_argument("--seed", type=int, default=0)
     bench.add_argument("--output", default="survseg_benchmark")
     bench.add_argument("--no-plots", action="store_true")
+    bench.add_argument("-v", "--verbose", action="store_true", help="per-fold progress lines")
     bench.set_defaults(func=_cmd_benchmark)
 
     fit = sub.add_parser("fit", help="fit one model on a dataset folder and save it")
     fit.add_argument("dataset")
     fit.add_argument("--model", required=True, choices=MODEL_NAMES)
-    fit.add_argument("--param", nargs="*", help="key=value estimator parameters")
+    fit.add_argument("--param", nargs="*", help="key=value estimator parameters (Python literals)")
     fit.add_argument("--seed", type=int, default=0)
     fit.add_argument("--output", required=True, help="model file (joblib)")
     fit.set_defaults(func=_cmd_fit)

@@ -205,3 +205,124 @@ def test_masks_overlay_the_input_ct(hecktor, dataset, fitted, tmp_path, monkeypa
         assert dice > 0.8, (pid, dice)  # measured 0.85-0.91: two nearest-neighbour resamplings
         np.testing.assert_allclose(_centroid(label), centre, atol=0.5)
         np.testing.assert_allclose(_centroid(mask), centre, atol=min(CT_SPACING))
+
+
+def test_benchmark_writes_the_table(dataset, tmp_path):
+    """results.csv has a row per model and the documented columns; its pooled C-index is
+    scikit-survival's on the out-of-fold risks of predictions.csv."""
+    from sksurv.metrics import concordance_index_censored
+
+    from survseg.data.store import load_dataset
+
+    out = tmp_path / "bench"
+    code = main(["benchmark", str(dataset), "--models", "RadiomicsCox", "DeepMTS",
+                 "--folds", "2", "--n-bootstrap", "50", "--no-plots", "--output", str(out),
+                 "--param", "extractor__feature_classes=['firstorder','shape']",
+                 "extractor__image_types=['original']", "extractor__bin_width=0.1",
+                 "RadiomicsCox:cv=2", *[f"DeepMTS:{p}" for p in DEEPMTS_PARAMS]])
+    assert code == 0
+    table = pd.read_csv(out / "results.csv")
+    assert list(table["model"]) == ["RadiomicsCox", "DeepMTS"]
+    expected = ["cindex", "cindex_low", "cindex_high", "cindex_fold_mean", "cindex_fold_sd",
+                "dice", "auc", "ibs", "fit_seconds", "p_value"]
+    assert set(expected) <= set(table.columns)
+    assert np.isnan(table["p_value"][0]) and 0 <= table["p_value"][1] <= 1  # first = reference
+    assert np.isnan(table["dice"][0]) and 0 <= table["dice"][1] <= 1  # only DeepMTS segments
+
+    ds = load_dataset(dataset)
+    pred = pd.read_csv(out / "predictions.csv")
+    for name, row in zip(table["model"], table.itertuples(), strict=True):
+        oof = pred[(pred["model"] == name) & (pred["set"] == "train_cv")].sort_values("patient")
+        assert list(oof["patient"]) == list(range(N_PATIENTS))
+        assert list(oof["patient_id"]) == list(ds.patient_ids)
+        reference = concordance_index_censored(ds.y["event"], ds.y["time"], oof["risk"])[0]
+        assert row.cindex == pytest.approx(reference)
+
+
+def test_fit_uses_the_datasets_spacing_for_radiomics(dataset, tmp_path):
+    path = tmp_path / "cox.joblib"
+    code = main(["fit", str(dataset), "--model", "RadiomicsCox", "--output", str(path),
+                 "--param", "extractor__feature_classes=['firstorder','shape']",
+                 "extractor__image_types=['original']", "extractor__bin_width=0.1", "cv=2"])
+    assert code == 0
+    model = joblib.load(path)["model"]
+    # pyradiomics measures in mm on the preprocessed grid, not in voxels
+    np.testing.assert_allclose(model.extractor_.spacing_, [PREP_SPACING] * 3)
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["preprocess", "--manifest", "{tmp}/absent.csv", "--output", "{tmp}/ds"],
+     "manifest not found"),
+    (["preprocess", "--manifest", "{tmp}/no_mask.csv", "--output", "{tmp}/ds"],
+     "['mask'] not found"),
+    (["preprocess", "--hecktor", "{tmp}/absent", "--output", "{tmp}/ds"],
+     "HECKTOR folder not found"),
+    (["fit", "{tmp}/absent", "--model", "DeepMTS", "--output", "{tmp}/m.joblib"],
+     "not a survseg dataset folder"),
+    (["fit", "{tmp}", "--model", "DeepMTS", "--param", "max_iter", "--output", "{tmp}/m.joblib"],
+     "--param expects key=value"),
+    (["fit", "{tmp}", "--model", "DeepMTS", "--param", "Foo:max_iter=2", "--output", "{tmp}/m"],
+     "--param expects key=value"),
+    (["benchmark", "{tmp}", "--models", "DeepMTS", "--reference", "AdaMSS"],
+     "--reference AdaMSS is not one of --models"),
+    (["predict", "{tmp}/absent.joblib", "{tmp}", "--output", "{tmp}/out"],
+     "model file {tmp}/absent.joblib not found"),
+    (["predict", "{tmp}/not_a_model.joblib", "{tmp}", "--output", "{tmp}/out"],
+     "is not a model file written by `survseg fit`"),
+])
+def test_user_errors_are_one_clear_line(argv, message, tmp_path, capsys):
+    (tmp_path / "no_mask.csv").write_text("patient_id,ct,pet,time,event\nA,a.nii,b.nii,10,1\n")
+    joblib.dump([1, 2], tmp_path / "not_a_model.joblib")
+    argv = [a.format(tmp=tmp_path) for a in argv]
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert f"survseg {argv[0]}: error:" in err and message.format(tmp=tmp_path) in err
+    assert "Traceback" not in err and len(err.strip().splitlines()) == 1
+
+
+def test_bad_parameters_are_named(dataset, fitted, tmp_path, capsys):
+    cases = [
+        (["fit", str(dataset), "--model", "DeepMTS", "--param", "max_itr=2",
+          "--output", str(tmp_path / "m.joblib")], "'max_itr' is not a parameter of DeepMTS; did you mean 'max_iter'?"),
+        (["benchmark", str(dataset), "--models", "DeepMTS", "AdaMSS", "--param", "typo=1",
+          "--output", str(tmp_path / "b")], "'typo' is not a parameter of any of the models"),
+        (["benchmark", str(dataset), "--models", "DeepMTS", "--param", "AdaMSS:max_iter=1",
+          "--output", str(tmp_path / "b")], "AdaMSS is not one of the models ['DeepMTS']"),
+    ]
+    for argv, message in cases:
+        assert main(argv) == 2
+        err = capsys.readouterr().err
+        assert message in err and "Traceback" not in err
+    assert not (tmp_path / "m.joblib").exists() and not (tmp_path / "b").exists()
+
+
+def test_predict_needs_the_fields_the_model_was_fitted_with(fitted, tmp_path, capsys):
+    from survseg.data.cohort import volumes
+    from survseg.data.store import save_dataset
+
+    shape = (CROP, CROP, CROP)
+    X = volumes(pet=np.zeros((2, *shape), np.float32), mask=np.zeros((2, *shape), np.uint8))
+    save_dataset(tmp_path / "ds", X)
+    assert main(["predict", str(fitted), str(tmp_path / "ds"), "--output", str(tmp_path)]) == 2
+    assert "lacks the field(s) ['ct']" in capsys.readouterr().err
+
+
+def test_unknown_model_is_refused_by_argparse(capsys):
+    with pytest.raises(SystemExit) as exc:
+        main(["fit", "ds", "--model", "Nope", "--output", "m.joblib"])
+    assert exc.value.code == 2
+    assert "invalid choice: 'Nope'" in capsys.readouterr().err
+
+
+def test_help(capsys):
+    for command in ("demo", "preprocess", "benchmark", "fit", "predict"):
+        with pytest.raises(SystemExit) as exc:
+            main([command, "--help"])
+        assert exc.value.code == 0
+        assert f"usage: survseg {command}" in capsys.readouterr().out
+    script = shutil.which("survseg")
+    cmd = [script] if script else [sys.executable, "-m", "survseg.cli"]
+    done = subprocess.run([*cmd, "--help"], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0
+    for command in ("demo", "preprocess", "benchmark", "fit", "predict"):
+        assert command in done.stdout
