@@ -35,10 +35,10 @@ def build_parser() -> argparse.ArgumentParser:
 
     demo = sub.add_parser("demo", help="benchmark every model on a synthetic PET/CT cohort")
     demo.add_argument("--output", default="survseg_demo_output", help="output folder")
-    demo.add_argument("--n-patients", type=int, default=60)
-    demo.add_argument("--shape", type=_shape, default=(32, 32, 32), help="volume size, e.g. 32 or 32x32x24")
+    demo.add_argument("--n-patients", type=int, default=80)
+    demo.add_argument("--shape", type=_shape, default=(24, 24, 24), help="volume size, e.g. 24 or 32x32x24")
     demo.add_argument("--folds", type=int, default=3)
-    demo.add_argument("--iterations", type=int, default=300, help="training iterations of the deep models")
+    demo.add_argument("--iterations", type=int, default=200, help="training iterations of the deep models")
     demo.add_argument("--models", nargs="+", help="subset of the demo models")
     demo.add_argument("--seed", type=int, default=0)
     demo.add_argument("--n-jobs", type=int, default=None, help="folds in parallel (joblib)")

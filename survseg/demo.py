@@ -29,7 +29,7 @@ ADAMSS_DEMO_NETWORK = dict(
 
 def demo_models(
     *,
-    iterations: int = 300,
+    iterations: int = 200,
     clinical=("age", "hpv", "tnm_stage"),
     spacing: float = 1.0,
     random_state: int = 0,
@@ -109,10 +109,10 @@ def demo_models(
 def run_demo(
     output_dir="survseg_demo_output",
     *,
-    n_patients: int = 60,
-    shape=(32, 32, 32),
+    n_patients: int = 80,
+    shape=(24, 24, 24),
     n_folds: int = 3,
-    iterations: int = 300,
+    iterations: int = 200,
     models=None,
     n_bootstrap: int = 500,
     random_state: int = 0,

@@ -124,10 +124,10 @@ class DeepMTSRegressor(CoxSurvivalMixin, TransformerMixin, DeepSurvivalBase):
         ``max_iter / 15000`` so a short run keeps the paper's shape.
     lr_factors : sequence of float, default=(0.5, 0.1, 0.01)
         Learning rate after each milestone, as a fraction of ``learning_rate``.
-    weight_decay : float, default=0.1
+    weight_decay : float, default=0.2
         L2 on the FC kernels (Adam's coupled weight decay: the gradient gains
-        ``weight_decay * w``, i.e. a penalty :math:`\tfrac{\lambda}{2}\lVert w\rVert^2`;
-        Keras's ``l2(0.1)`` corresponds to 0.2).
+        ``weight_decay * w``, i.e. a penalty :math:`\tfrac{\lambda}{2}\lVert w\rVert^2`).
+        The default is the paper's :math:`0.1\,\lVert W\rVert^2` (Keras ``l2(0.1)``).
     ties : {"breslow", "efron"}, default="breslow"
         Tie handling of the Cox loss (Breslow is the paper's Eq. 3).
     seg_loss_weight : float, default=1.0
@@ -233,7 +233,7 @@ class DeepMTSRegressor(CoxSurvivalMixin, TransformerMixin, DeepSurvivalBase):
         learning_rate=1e-4,
         lr_milestones=(2500, 5000, 10000),
         lr_factors=(0.5, 0.1, 0.01),
-        weight_decay=0.1,
+        weight_decay=0.2,
         ties="breslow",
         seg_loss_weight=1.0,
         max_translation=10.0,
