@@ -152,7 +152,8 @@ def _cmd_preprocess(args) -> int:
     if args.manifest:
         X, y, ids, geoms = load_manifest(args.manifest, labels=args.labels, **common)
     else:
-        X, y, ids, geoms = load_hecktor(args.hecktor, labels=tuple(args.labels or (1,)), **common)
+        X, y, ids, geoms = load_hecktor(args.hecktor, labels=tuple(args.labels or (1,)),
+                                        drop_empty_masks=args.drop_empty_masks, **common)
     meta = {"source": str(args.manifest or args.hecktor), "spacing": args.spacing,
             "crop": args.crop, "crop_size": size, "labels": args.labels}
     path = save_dataset(args.output, X, y, ids, geoms, meta)
@@ -299,6 +300,8 @@ def add_data_commands(sub) -> None:
     pre.add_argument("--crop-size", type=int, nargs="+", default=[160], help="N or X Y Z voxels")
     pre.add_argument("--template", help="template CT for rigid registration (DeepMTS)")
     pre.add_argument("--labels", type=int, nargs="+", help="labels forming the mask (HECKTOR: 1)")
+    pre.add_argument("--drop-empty-masks", action="store_true",
+                     help="HECKTOR: leave out (with a warning) patients without the --labels")
     pre.add_argument("--clinical", nargs="+", help="clinical columns to keep")
     pre.add_argument("--n-jobs", type=int, default=None)
     pre.add_argument("--cache", help="cache folder (joblib.Memory)")

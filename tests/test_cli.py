@@ -218,7 +218,7 @@ def test_benchmark_writes_the_table(dataset, tmp_path):
     code = main(["benchmark", str(dataset), "--models", "RadiomicsCox", "DeepMTS",
                  "--folds", "2", "--n-bootstrap", "50", "--no-plots", "--output", str(out),
                  "--param", "extractor__feature_classes=['firstorder','shape']",
-                 "extractor__image_types=['original']", "extractor__bin_width=0.1",
+                 "extractor__image_types=['original']", "extractor__bin_width={'pet': 0.1, 'ct': 0.005}",
                  "RadiomicsCox:cv=2", *[f"DeepMTS:{p}" for p in DEEPMTS_PARAMS]])
     assert code == 0
     table = pd.read_csv(out / "results.csv")
@@ -243,7 +243,7 @@ def test_fit_uses_the_datasets_spacing_for_radiomics(dataset, tmp_path):
     path = tmp_path / "cox.joblib"
     code = main(["fit", str(dataset), "--model", "RadiomicsCox", "--output", str(path),
                  "--param", "extractor__feature_classes=['firstorder','shape']",
-                 "extractor__image_types=['original']", "extractor__bin_width=0.1", "cv=2"])
+                 "extractor__image_types=['original']", "extractor__bin_width={'pet': 0.1, 'ct': 0.005}", "cv=2"])
     assert code == 0
     model = joblib.load(path)["model"]
     # pyradiomics measures in mm on the preprocessed grid, not in voxels
@@ -326,3 +326,34 @@ def test_help(capsys):
     assert done.returncode == 0
     for command in ("demo", "preprocess", "benchmark", "fit", "predict"):
         assert command in done.stdout
+
+
+def test_predict_times_and_no_masks(dataset, fitted, tmp_path):
+    out = tmp_path / "pred"
+    code = main(["predict", str(fitted), str(dataset), "--output", str(out),
+                 "--times", "100", "500", "1000", "--no-masks"])
+    assert code == 0
+    surv = pd.read_csv(out / "survival.csv")
+    assert list(surv.columns) == ["patient_id", "S(100)", "S(500)", "S(1000)"]
+    assert np.all(np.diff(surv.drop(columns="patient_id").to_numpy(), axis=1) <= 1e-12)
+    assert not (out / "masks").exists()
+
+
+def test_hecktor_patient_without_primary_tumour(tmp_path, capsys):
+    """HECKTOR has patients with nodes only: an error naming them, or left out on request."""
+    write_hecktor(tmp_path / "h", n=3)
+    label = sitk.ReadImage(str(tmp_path / "h" / "labelsTr" / "CHUP-001.nii.gz"))
+    array = sitk.GetArrayFromImage(label)
+    array[array == 1] = 0
+    nodes_only = sitk.GetImageFromArray(array)
+    nodes_only.CopyInformation(label)
+    sitk.WriteImage(nodes_only, str(tmp_path / "h" / "labelsTr" / "CHUP-001.nii.gz"))
+    argv = ["preprocess", "--hecktor", str(tmp_path / "h"), "--output", str(tmp_path / "ds"),
+            "--spacing", "3", "--crop-size", "8"]
+    assert main(argv) == 2
+    assert "['CHUP-001'] contain none of the labels (1,)" in capsys.readouterr().err
+    with pytest.warns(UserWarning, match="left out 1 patient"):
+        assert main([*argv, "--drop-empty-masks"]) == 0
+    from survseg.data.store import load_dataset
+
+    assert load_dataset(tmp_path / "ds").patient_ids == ["CHUP-000", "CHUP-002"]
