@@ -170,6 +170,8 @@ def test_fit_predict_round_trip(hecktor, dataset, fitted, tmp_path):
     assert np.all(np.diff(values, axis=1) <= 1e-12)
 
     # masks: on each patient's original CT grid, non-empty exactly where the model segments
+    # (after 2 iterations the model segments nothing; test_masks_overlay_the_input_ct checks
+    # non-empty masks land on the tumour)
     bundle = joblib.load(fitted)
     from survseg.data.store import load_dataset
 
@@ -357,3 +359,22 @@ def test_hecktor_patient_without_primary_tumour(tmp_path, capsys):
     from survseg.data.store import load_dataset
 
     assert load_dataset(tmp_path / "ds").patient_ids == ["CHUP-000", "CHUP-002"]
+
+
+def test_adamss_fit_predict(hecktor, dataset, tmp_path):
+    root, truth = hecktor
+    model = tmp_path / "adamss.joblib"
+    params = ["single_channels=(2, 4)", "fuse_channels=(4, 8)", "n_convs=(1, 1)",
+              "hidden_features=8", "max_iter=2", "radiomics=False", "device=cpu"]
+    assert main(["fit", str(dataset), "--model", "AdaMSS", "--param", *params,
+                 "--output", str(model)]) == 0
+    out = tmp_path / "pred"
+    assert main(["predict", str(model), str(dataset), "--output", str(out)]) == 0
+    assert np.isfinite(pd.read_csv(out / "risk.csv")["risk"]).all()
+    assert np.all(np.diff(pd.read_csv(out / "survival.csv").iloc[:, 1:].to_numpy(), axis=1) <= 1e-12)
+    for pid, _, _ in truth:
+        mask = sitk.ReadImage(str(out / "masks" / f"{pid}.nii.gz"))
+        ct = sitk.ReadImage(str(root / "imagesTr" / f"{pid}__CT.nii.gz"))
+        assert mask.GetSize() == ct.GetSize()
+        np.testing.assert_allclose(mask.GetOrigin(), ct.GetOrigin())
+        np.testing.assert_allclose(mask.GetDirection(), ct.GetDirection())
