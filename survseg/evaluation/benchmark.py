@@ -97,7 +97,9 @@ def _fit_fold(name, estimator, X, y, train, test, fold, times, X_test, verbose=0
     if hasattr(model, "predict_survival_function") and times is not None and len(times) > 1:
         try:
             fns = model.predict_survival_function(X[test])
-            out["surv"] = np.vstack([fn(times) for fn in fns])
+            # a fold's curves end at its last training time, which can fall before the cohort's
+            # grid ends; the survival function is constant after its last step, so clip
+            out["surv"] = np.vstack([fn(np.clip(times, fn.x[0], fn.x[-1])) for fn in fns])
         except (ValueError, AttributeError, NotImplementedError) as exc:
             warnings.warn(f"{name}: no survival functions on fold {fold} ({exc}).", stacklevel=2)
     if X_test is not None:

@@ -92,3 +92,24 @@ def test_benchmark_errors():
         benchmark({"a": MeanUptake()}, X, y, reference="b")
     with pytest.raises(ValueError, match="no estimators"):
         benchmark({}, X, y)
+
+
+def test_ibs_uses_every_fold_and_matches_sksurv_by_hand(recwarn):
+    from sksurv.metrics import integrated_brier_score
+
+    from survseg.evaluation.metrics import evaluation_times
+
+    X, y = sphere_cohort(n=40, seed=7)
+    res = benchmark({"cox": _cox_pipeline()}, X, y, cv=4, n_bootstrap=20, random_state=1)
+    assert not [w for w in recwarn if "no survival functions" in str(w.message)]
+    times = evaluation_times(y, y)
+    ibs = []
+    for train, test in StratifiedKFold(4, shuffle=True, random_state=1).split(X, y["event"]):
+        model = _cox_pipeline().fit(X[train], y[train])
+        t_train = y["time"][train]
+        inside = test[y["time"][test] < t_train.max()]
+        t_in = y["time"][inside]
+        keep = (times > max(t_train.min(), t_in.min())) & (times < t_in.max())
+        surv = np.vstack([fn(times[keep]) for fn in model.predict_survival_function(X[inside])])
+        ibs.append(integrated_brier_score(y[train], y[inside], surv, times[keep]))
+    assert res.table.loc[0, "ibs"] == pytest.approx(np.mean(ibs))
