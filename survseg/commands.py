@@ -27,8 +27,25 @@ MODEL_NAMES = (
 )
 
 
-def make_model(name: str, params=None, *, random_state=0):
-    """A fresh estimator by its CLI name, with ``params`` applied by ``set_params``."""
+#: Intensity normalisation of the papers, done by the deep models on datasets kept in SUV/HU.
+PAPER_INTENSITY = {
+    "DeepMTS": {"pet": "zscore", "ct": "zscore"},
+    "AdaMSS": {"pet": "zscore", "ct": "window"},
+}
+#: Radiomics discretisation: fixed bin widths in SUV and HU on physical images (IBSI's
+#: recommendation for PET), a fixed bin count on normalised images.
+PHYSICAL_BINS = {"bin_width": {"pet": 0.25, "ct": 25.0}}
+NORMALISED_BINS = {"settings": {"binCount": 32}}
+
+
+def make_model(name: str, params=None, *, random_state=0, units: str = "physical"):
+    """A fresh estimator by its CLI name, with ``params`` applied by ``set_params``.
+
+    ``units`` says what the dataset's intensities are: ``"physical"`` (PET in SUV, CT in HU;
+    ``survseg preprocess``'s default) gives the deep models the papers' per-patient
+    normalisation and the radiomics extractors bin widths in SUV and HU; ``"normalised"``
+    (``preprocess --intensity normalised``) uses the images as they are and a fixed bin count.
+    """
     from .estimators import (
         AdaMSSRegressor,
         DeepMTSRegressor,
@@ -38,22 +55,43 @@ def make_model(name: str, params=None, *, random_state=0):
     )
     from .radiomics import RadiomicsExtractor
 
+    if units not in ("physical", "normalised"):
+        raise ValueError(f"units must be 'physical' or 'normalised'; got {units!r}.")
+    physical = units == "physical"
+    bins = PHYSICAL_BINS if physical else NORMALISED_BINS
+
+    def extractor():
+        return RadiomicsExtractor(**bins)
+
+    def deep(cls, key):
+        return cls(intensity=PAPER_INTENSITY[key] if physical else None, random_state=random_state)
+
     factories = {
-        # an explicit extractor (the default one) so that ``extractor__<name>`` can be set
-        "RadiomicsCox": lambda: RadiomicsCox(RadiomicsExtractor(), random_state=random_state),
-        "Radiomics+RSF": lambda: make_radiomics_pipeline("rsf", random_state=random_state),
-        "Radiomics+DeepSurv": lambda: make_radiomics_pipeline("deepsurv", random_state=random_state),
-        "DeepMTS": lambda: DeepMTSRegressor(random_state=random_state),
+        # an explicit extractor so that ``extractor__<name>`` can be set
+        "RadiomicsCox": lambda: RadiomicsCox(extractor(), random_state=random_state),
+        "Radiomics+RSF": lambda: make_radiomics_pipeline(
+            "rsf", extractor(), random_state=random_state),
+        "Radiomics+DeepSurv": lambda: make_radiomics_pipeline(
+            "deepsurv", extractor(), random_state=random_state),
+        "DeepMTS": lambda: deep(DeepMTSRegressor, "DeepMTS"),
         "DeepMTS-features+LassoCox": lambda: make_survival_pipeline(
-            DeepMTSRegressor(random_state=random_state), "lasso_cox", random_state=random_state),
-        "AdaMSS": lambda: AdaMSSRegressor(random_state=random_state),
+            deep(DeepMTSRegressor, "DeepMTS"), "lasso_cox", random_state=random_state),
+        "AdaMSS": lambda: deep(AdaMSSRegressor, "AdaMSS"),
     }
     if name not in factories:
         raise ValueError(f"unknown model {name!r}; choose from {list(factories)}.")
     model = factories[name]()
+    if name == "AdaMSS" and not physical:
+        model.set_params(radiomics_params={**(model.radiomics_params or {}), **NORMALISED_BINS})
     if params:
         model.set_params(**params)
     return model
+
+
+def _units(ds) -> str:
+    """Intensity units of a dataset folder (folders written before this was recorded were
+    normalised by ``preprocess``)."""
+    return ds.metadata.get("intensity", "normalised")
 
 
 def _parse_params(items) -> list[tuple[str | None, str, object]]:
@@ -143,18 +181,30 @@ def _cmd_preprocess(args) -> int:
     from .preprocess import Preprocessing
 
     size = tuple(args.crop_size) * (3 if len(args.crop_size) == 1 else 1)
+    # "physical" keeps SUV and HU, so radiomics bins are in physical units; the deep models
+    # then normalise each patient themselves (their ``intensity`` parameter)
+    intensity = {} if args.intensity == "physical" else {"pet": "zscore", "ct": "window"}
     prep = Preprocessing(spacing=args.spacing, template=args.template,
-                         crop=None if args.crop == "none" else args.crop, crop_size=size)
+                         crop=None if args.crop == "none" else args.crop, crop_size=size,
+                         intensity=intensity)
     common = dict(preprocessing=prep, n_jobs=args.n_jobs, memory=args.cache,
                   verbose=args.verbose, return_geometry=True)
     if args.clinical:
         common["clinical_columns"] = args.clinical
     if args.manifest:
-        X, y, ids, geoms = load_manifest(args.manifest, labels=args.labels, **common)
+        if args.new_patients and prep.crop == "tumour":
+            raise ValueError("--new-patients have no mask to centre the box on: use --crop fixed "
+                             "(with the training data's --crop-size) or --crop none.")
+        X, y, ids, geoms = load_manifest(
+            args.manifest, labels=args.labels,
+            mask_column=None if args.new_patients else "mask",
+            time_column=None if args.new_patients else "time",
+            event_column=None if args.new_patients else "event", **common)
     else:
         X, y, ids, geoms = load_hecktor(args.hecktor, labels=tuple(args.labels or (1,)),
                                         drop_empty_masks=args.drop_empty_masks, **common)
     meta = {"source": str(args.manifest or args.hecktor), "spacing": args.spacing,
+            "intensity": args.intensity,
             "crop": args.crop, "crop_size": size, "labels": args.labels}
     path = save_dataset(args.output, X, y, ids, geoms, meta)
     print(f"{len(X)} patients, fields {list(X.dtype.names)} -> {path}")
@@ -175,7 +225,7 @@ def _cmd_benchmark(args) -> int:
     if ds.y is None:
         raise ValueError(f"{args.dataset} has no survival outcomes (y.npy); cannot benchmark.")
     settings = _model_params(args.models, params, _radiomics_spacing(ds))
-    models = {name: make_model(name, settings[name], random_state=args.seed)
+    models = {name: make_model(name, settings[name], random_state=args.seed, units=_units(ds))
               for name in args.models}
     test = load_dataset(args.test) if args.test else None
     if test is not None and test.y is None:
@@ -219,7 +269,7 @@ def _cmd_fit(args) -> int:
     if ds.y is None:
         raise ValueError(f"{args.dataset} has no survival outcomes (y.npy); cannot fit.")
     settings = _model_params([args.model], params, _radiomics_spacing(ds))[args.model]
-    model = make_model(args.model, settings, random_state=args.seed)
+    model = make_model(args.model, settings, random_state=args.seed, units=_units(ds))
     model.fit(ds.X, ds.y)
     out = Path(args.output)
     out.parent.mkdir(parents=True, exist_ok=True)
@@ -243,7 +293,10 @@ def _cmd_predict(args) -> int:
         raise ValueError(f"{path} is not a model file written by `survseg fit`.")
     model = bundle["model"]
     ds = load_dataset(args.dataset)
-    missing = [f for f in bundle.get("fields", ()) if f not in ds.X.dtype.names]
+    needed = list(bundle.get("fields", ()))
+    if hasattr(model, "predict_mask") and not getattr(model, "mask_input", False):
+        needed = [f for f in needed if f != "mask"]  # a segmenting model predicts the mask
+    missing = [f for f in needed if f not in ds.X.dtype.names]
     if missing:
         raise ValueError(f"{args.dataset} lacks the field(s) {missing} the model was fitted with; "
                          f"it has {list(ds.X.dtype.names)}.")
@@ -300,6 +353,11 @@ def add_data_commands(sub) -> None:
     pre.add_argument("--crop-size", type=int, nargs="+", default=[160], help="N or X Y Z voxels")
     pre.add_argument("--template", help="template CT for rigid registration (DeepMTS)")
     pre.add_argument("--labels", type=int, nargs="+", help="labels forming the mask (HECKTOR: 1)")
+    pre.add_argument("--intensity", choices=("physical", "normalised"), default="physical",
+                     help="keep PET in SUV and CT in HU (default; the deep models normalise each "
+                          "patient themselves) or store PET z-scored and CT windowed to [-1, 1]")
+    pre.add_argument("--new-patients", action="store_true",
+                     help="manifest of patients to predict: no mask, time or event columns")
     pre.add_argument("--drop-empty-masks", action="store_true",
                      help="HECKTOR: leave out (with a warning) patients without the --labels")
     pre.add_argument("--clinical", nargs="+", help="clinical columns to keep")

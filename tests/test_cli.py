@@ -378,3 +378,60 @@ def test_adamss_fit_predict(hecktor, dataset, tmp_path):
         assert mask.GetSize() == ct.GetSize()
         np.testing.assert_allclose(mask.GetOrigin(), ct.GetOrigin())
         np.testing.assert_allclose(mask.GetDirection(), ct.GetDirection())
+
+
+def test_dataset_keeps_physical_units_and_models_normalise(hecktor, dataset, fitted):
+    """preprocess keeps HU and SUV; the deep models get the papers' per-patient normalisation
+    and the radiomics extractors bin widths in HU and SUV."""
+    from survseg.commands import make_model
+    from survseg.data.store import load_dataset
+
+    ds = load_dataset(dataset)
+    assert ds.metadata["intensity"] == "physical"
+    root, truth = hecktor
+    ct = sitk.GetArrayFromImage(sitk.ReadImage(str(root / "imagesTr" / f"{truth[1][0]}__CT.nii.gz")))
+    # the written CT is N(0, 20) HU with +60 HU in the lesions (-1024 HU pads the box)
+    inside = ds.X["ct"][1][ds.X["ct"][1] > -1024]
+    assert -100 < inside.min() < -20 and 40 < inside.max() <= ct.max()
+    model = joblib.load(fitted)["model"]
+    assert model.intensity == {"pet": "zscore", "ct": "zscore"}
+    assert make_model("AdaMSS").intensity == {"pet": "zscore", "ct": "window"}
+    assert make_model("RadiomicsCox").extractor.bin_width == {"pet": 0.25, "ct": 25.0}
+    normalised = make_model("RadiomicsCox", units="normalised")
+    assert normalised.extractor.bin_width is None
+    assert normalised.extractor.settings == {"binCount": 32}
+    assert make_model("DeepMTS", units="normalised").intensity is None
+
+
+def test_normalised_dataset(hecktor, tmp_path):
+    from survseg.data.store import load_dataset
+
+    root, _ = hecktor
+    assert main(["preprocess", "--hecktor", str(root), "--output", str(tmp_path / "n"),
+                 "--spacing", str(PREP_SPACING), "--crop-size", str(CROP),
+                 "--intensity", "normalised"]) == 0
+    ds = load_dataset(tmp_path / "n")
+    assert ds.metadata["intensity"] == "normalised"
+    assert ds.X["ct"].min() >= -1.0 and ds.X["ct"].max() <= 1.0  # window [-1024, 1024] HU
+    np.testing.assert_allclose(ds.X["pet"].reshape(len(ds.X), -1).mean(1), 0, atol=1e-4)
+
+
+def test_new_patients_without_masks_or_outcomes(hecktor, fitted, tmp_path):
+    """Patients to predict have no mask and no outcome: a fixed box, masks from the model."""
+    root, truth = hecktor
+    rows = [{"patient_id": pid, "ct": str(root / "imagesTr" / f"{pid}__CT.nii.gz"),
+             "pet": str(root / "imagesTr" / f"{pid}__PT.nii.gz")} for pid, _, _ in truth[:3]]
+    pd.DataFrame(rows).to_csv(tmp_path / "new.csv", index=False)
+    base = ["preprocess", "--manifest", str(tmp_path / "new.csv"), "--output", str(tmp_path / "new"),
+            "--new-patients", "--spacing", str(PREP_SPACING), "--crop-size", str(CROP)]
+    assert main(base) == 2  # a tumour-centred box needs a mask
+    assert main([*base, "--crop", "fixed"]) == 0
+    out = tmp_path / "pred"
+    assert main(["predict", str(fitted), str(tmp_path / "new"), "--output", str(out)]) == 0
+    risk = pd.read_csv(out / "risk.csv")
+    assert list(risk["patient_id"]) == [pid for pid, _, _ in truth[:3]]
+    for pid, _, _ in truth[:3]:
+        written = sitk.ReadImage(str(out / "masks" / f"{pid}.nii.gz"))
+        ct = sitk.ReadImage(str(root / "imagesTr" / f"{pid}__CT.nii.gz"))
+        assert written.GetSize() == ct.GetSize()
+        np.testing.assert_allclose(written.GetOrigin(), ct.GetOrigin(), atol=1e-4)

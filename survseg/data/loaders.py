@@ -114,9 +114,10 @@ def _load_table(
         )
     clinical_columns = list(clinical_columns)
     path_columns = {**image_columns, **({"mask": mask_column} if mask_column else {})}
-    _check_columns(
-        table, [*path_columns.values(), time_column, event_column, *clinical_columns], source
-    )
+    if (time_column is None) != (event_column is None):
+        raise ValueError("time_column and event_column are both None (no outcomes) or both named.")
+    outcome_columns = [time_column, event_column] if time_column is not None else []
+    _check_columns(table, [*path_columns.values(), *outcome_columns, *clinical_columns], source)
     duplicated = sorted(i for i, count in Counter(ids).items() if count > 1)
     if duplicated:
         raise ValueError(f"{source}: patient id(s) {duplicated} appear more than once.")
@@ -138,8 +139,9 @@ def _load_table(
     if problems:
         raise FileNotFoundError("image files are missing:" + _listing(problems))
 
-    time = _times(table[time_column], ids, lines, source, time_column)
-    event = _events(table[event_column], ids, lines, source, event_column)
+    if time_column is not None:
+        time = _times(table[time_column], ids, lines, source, time_column)
+        event = _events(table[event_column], ids, lines, source, event_column)
     clinical = table[clinical_columns].reset_index(drop=True)
     non_numeric = [c for c in clinical_columns if not pd.api.types.is_numeric_dtype(clinical[c])]
     if non_numeric:
@@ -156,7 +158,7 @@ def _load_table(
     )
     mask = volumes.pop("mask", None)
     X = from_dataframe(clinical, mask=mask, **volumes)
-    y = Surv.from_arrays(event=event, time=time)
+    y = Surv.from_arrays(event=event, time=time) if time_column is not None else None
     patient_ids = np.asarray(ids, dtype=str)
     return (X, y, patient_ids, geometries) if return_geometry else (X, y, patient_ids)
 
@@ -166,8 +168,8 @@ def load_manifest(
     *,
     image_columns: Mapping[str, str] | None = None,
     mask_column: str | None = "mask",
-    time_column: str = "time",
-    event_column: str = "event",
+    time_column: str | None = "time",
+    event_column: str | None = "event",
     id_column: str | None = "patient_id",
     clinical_columns: Sequence[str] = (),
     labels: Sequence[int] | None = None,
@@ -188,8 +190,9 @@ def load_manifest(
         Default ``{'ct': 'ct', 'pet': 'pet'}``. A PET in a DICOM folder is converted to SUV.
     mask_column : str or None
         Column with the label image path; ``None`` for a cohort without masks.
-    time_column, event_column : str
-        Survival time and event indicator (0/1 or true/false).
+    time_column, event_column : str or None
+        Survival time and event indicator (0/1 or true/false). Both ``None`` for new patients
+        without outcomes (``y`` is then ``None``).
     id_column : str or None
         Patient identifiers; ``None`` uses the row numbers.
     clinical_columns : sequence of str
@@ -210,8 +213,8 @@ def load_manifest(
     -------
     X : ndarray, structured
         The cohort: image fields, ``'mask'`` (if ``mask_column``) and clinical fields.
-    y : structured ndarray
-        ``sksurv.util.Surv.from_arrays(event, time)``.
+    y : structured ndarray or None
+        ``sksurv.util.Surv.from_arrays(event, time)``; ``None`` without outcome columns.
     patient_ids : ndarray of str
     geometries : list of CaseGeometry
         Only with ``return_geometry=True``.
