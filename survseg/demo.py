@@ -84,8 +84,7 @@ def demo_models(
     deep = dict(max_iter=iterations, random_state=random_state, clinical=clinical)
     return {
         "RadiomicsCox": RadiomicsCox(
-            extractor=extractor(), clinical=clinical, scoring="partial_likelihood",
-            random_state=random_state,
+            extractor=extractor(), clinical=clinical, random_state=random_state
         ),
         "Radiomics+RSF": radiomics("rsf"),
         "Radiomics+DeepSurv": radiomics("deepsurv"),
