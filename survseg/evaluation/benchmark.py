@@ -67,8 +67,12 @@ def _safe_name(name: str) -> str:
     return re.sub(r"[^A-Za-z0-9_.-]+", "_", name)
 
 
-def _assign_device(estimator, fold: int):
-    """Give each fold its own GPU on a multi-GPU machine (estimators with ``device="auto"``)."""
+def _assign_device(estimator, slot: int):
+    """Give each job its own GPU on a multi-GPU machine (estimators with ``device="auto"``).
+
+    Jobs are numbered in dispatch order, so ``n_jobs`` equal to the number of GPUs keeps one
+    fit per GPU at a time (for folds of similar length).
+    """
     try:
         import torch
     except ImportError:  # pragma: no cover - torch is a dependency
@@ -76,16 +80,16 @@ def _assign_device(estimator, fold: int):
     params = estimator.get_params(deep=True)
     n_gpu = torch.cuda.device_count()
     if n_gpu > 1:
-        updates = {k: f"cuda:{fold % n_gpu}" for k, v in params.items()
+        updates = {k: f"cuda:{slot % n_gpu}" for k, v in params.items()
                    if (k == "device" or k.endswith("__device")) and v == "auto"}
         if updates:
             estimator.set_params(**updates)
     return estimator
 
 
-def _fit_fold(name, estimator, X, y, train, test, fold, times, X_test, verbose=0):
+def _fit_fold(name, estimator, X, y, train, test, fold, times, X_test, verbose=0, slot=0):
     """Fit one clone on one fold and collect everything the table needs."""
-    model = _assign_device(clone(estimator), fold)
+    model = _assign_device(clone(estimator), slot)
     start = time_module.perf_counter()
     model.fit(X[train], y[train])
     out = {
@@ -254,8 +258,8 @@ def benchmark(
     # results come back in order as the folds finish, and each is saved at once, so an
     # interrupted run keeps every fold finished before the interruption
     results = Parallel(n_jobs=n_jobs, return_as="generator")(
-        delayed(_fit_fold)(name, est, X, y, train, test, k, times, X_test, verbose)
-        for name, k, est, train, test in jobs
+        delayed(_fit_fold)(name, est, X, y, train, test, k, times, X_test, verbose, slot)
+        for slot, (name, k, est, train, test) in enumerate(jobs)
     )
     for (name, k, _, _, test), (out, model) in zip(jobs, results, strict=True):
         done[(name, k)] = (out, model)

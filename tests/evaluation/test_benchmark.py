@@ -113,3 +113,29 @@ def test_ibs_uses_every_fold_and_matches_sksurv_by_hand(recwarn):
         surv = np.vstack([fn(times[keep]) for fn in model.predict_survival_function(X[inside])])
         ibs.append(integrated_brier_score(y[train], y[inside], surv, times[keep]))
     assert res.table.loc[0, "ibs"] == pytest.approx(np.mean(ibs))
+
+
+class RecordsDevice(MeanUptake):
+    """MeanUptake with a ``device`` parameter that remembers where each fit ran."""
+
+    seen = []
+
+    def __init__(self, use_mask=True, device="auto"):
+        super().__init__(use_mask=use_mask)
+        self.device = device
+
+    def fit(self, X, y):
+        type(self).seen.append(self.device)
+        return super().fit(X, y)
+
+
+def test_each_job_gets_its_own_gpu_on_a_multi_gpu_machine(monkeypatch):
+    import torch
+
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 2)
+    X, y = sphere_cohort(n=24, seed=2)
+    RecordsDevice.seen = []
+    benchmark({"a": RecordsDevice(), "b": RecordsDevice(device="cpu")}, X, y, cv=3,
+              n_bootstrap=10)
+    # 'a' (device="auto") alternates over the two GPUs; an explicit device is left alone
+    assert RecordsDevice.seen == ["cuda:0", "cuda:1", "cuda:0", "cpu", "cpu", "cpu"]
