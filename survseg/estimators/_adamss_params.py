@@ -66,6 +66,7 @@ class _AdaMSSParams:
         "augmentation": [None, dict, "boolean"],
         "validation_fraction": [Interval(numbers.Real, 0, 1, closed="left")],
         "validate_every": [None, Interval(numbers.Integral, 1, None, closed="left")],
+        "monitor": [None, StrOptions({"c_index", "nll"})],
         "mask_threshold": [Interval(numbers.Real, 0, 1, closed="neither")],
         "predict_batch_size": [Interval(numbers.Integral, 1, None, closed="left")],
         "random_state": ["random_state"],

@@ -87,6 +87,14 @@ class _AdaMSSStages:
             return self.validate_every
         return max(1, round(_PAPER_VALIDATE_EVERY * max_iter / _PAPER_ITER))
 
+    def _survival_monitor(self, multitask):
+        """Key of ``_val_scores`` that picks the kept survival iteration (None: the last)."""
+        if self.monitor == "nll":
+            return "val_nll"
+        if self.monitor == "c_index":
+            return "mean_dice_cindex" if multitask else "cindex"
+        return None
+
     def _batch(self, ctx, idx, with_mask):
         rows = ctx.train_idx[idx]
         images = image_tensor(
@@ -134,24 +142,28 @@ class _AdaMSSStages:
                     .numpy()
                 )
             if out.survival_logits is not None:
-                surv.append(torch.sigmoid(out.survival_logits.float()).cpu().numpy())
+                surv.append(out.survival_logits.float().cpu().numpy())
         return (np.concatenate(seg) if seg else None), (np.concatenate(surv) if surv else None)
 
-    def _val_scores(self, ctx, seg, surv):
+    def _val_scores(self, ctx, seg, surv_logits):
         scores = {}
         if seg is not None:
             truth = np.asarray(ctx.X[self.mask_field][ctx.val_idx])
             scores["dice"] = float(np.mean(dice_score(truth, seg)))
-        if surv is not None:
+        if surv_logits is not None:
             from sksurv.metrics import concordance_index_censored
 
             ev, t = ctx.event[ctx.val_idx], ctx.time[ctx.val_idx]
-            risk = -predicted_time(surv, self.time_bins_)
+            logits = torch.from_numpy(surv_logits)
+            rows = torch.as_tensor(ctx.val_idx, device=ctx.s.device)
+            nll = discrete_time_nll(logits, ctx.s[rows].cpu(), ctx.f[rows].cpu())
+            scores["val_nll"] = float(nll) / self.n_intervals  # the training loss's scaling
+            risk = -predicted_time(torch.sigmoid(logits).numpy(), self.time_bins_)
             try:
                 scores["cindex"] = float(concordance_index_censored(ev, t, risk)[0])
             except (ValueError, ZeroDivisionError):  # no event / no comparable pair
                 scores["cindex"] = math.nan
-        if seg is not None and surv is not None:  # multi-task: one model for both tasks
+        if seg is not None and surv_logits is not None:  # multi-task: one model for both tasks
             scores["mean_dice_cindex"] = 0.5 * (scores["dice"] + scores["cindex"])
         return scores
 
@@ -220,7 +232,7 @@ class _AdaMSSStages:
             lrs,
             max_iter,
             "survival",
-            "cindex",
+            self._survival_monitor(multitask=False),
             "AdaMSS stage II (survival)",
         )
         return net, res
@@ -245,7 +257,7 @@ class _AdaMSSStages:
             self.stage1_lr,
             max_iter,
             "both",
-            "mean_dice_cindex",
+            self._survival_monitor(multitask=True),
             "AdaMSS multi-task",
         )
         return net, res

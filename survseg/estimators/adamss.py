@@ -155,6 +155,13 @@ class AdaMSSRegressor(
         each stage. ``0`` keeps the last iteration.
     validate_every : int, optional
         Iterations between validations; default 2 % of the stage (the paper's 200 of 10,000).
+    monitor : {"c_index", "nll"} or None, default="c_index"
+        Validation score that picks the kept iteration of the survival stage (stage I always
+        keeps its best validation Dice). ``"c_index"``: Harrell's C of the validation
+        patients (for ``"mtl"``, its mean with the Dice), as the paper does. ``"nll"``: the
+        discrete-time negative log-likelihood of the validation patients, the smoother
+        choice when they are few (a C-index over ten patients jumps by 0.03 for one pair).
+        ``None``: the last iteration.
     mask_threshold : float, default=0.5
         Probability above which a voxel is tumour.
     predict_batch_size : int, default=2
@@ -241,6 +248,7 @@ class AdaMSSRegressor(
         augmentation=None,
         validation_fraction=0.2,
         validate_every=None,
+        monitor="c_index",
         mask_threshold=0.5,
         predict_batch_size=2,
         random_state=None,
@@ -278,6 +286,7 @@ class AdaMSSRegressor(
         self.augmentation = augmentation
         self.validation_fraction = validation_fraction
         self.validate_every = validate_every
+        self.monitor = monitor
         self.mask_threshold = mask_threshold
         self.predict_batch_size = predict_batch_size
         self.random_state = random_state
@@ -370,7 +379,8 @@ class AdaMSSRegressor(
         return train(
             net, batches, loss_fn, opt, max_iter=max_iter, device=ctx.device, scheduler=sched,
             validate=validate, validate_every=self._validate_every(max_iter),
-            monitor=monitor if validate is not None else None, mode="max", amp=self.amp,
+            monitor=monitor if validate is not None else None,
+            mode="min" if monitor == "val_nll" else "max", amp=self.amp,
             verbose=self.verbose, desc=desc,
         )  # fmt: skip
 

@@ -90,6 +90,25 @@ def test_ablations_fit_and_predict(cohort, params):
         assert {"dice_loss", "focal_loss", "nll", "mean_dice_cindex"} <= set(est.history_.columns)
 
 
+@pytest.mark.parametrize("strategy", ["ssl", "mtl"])
+def test_monitor_picks_the_kept_survival_iteration(cohort, strategy):
+    """monitor="nll" keeps the iteration of least validation NLL; None keeps the last."""
+    X, y = cohort
+    params = {**TINY, "max_iter": 6, "validate_every": 1, "learning_strategy": strategy}
+    est = AdaMSSRegressor(**params, monitor="nll").fit(X, y)
+    stage = "multitask" if strategy == "mtl" else "survival"
+    h = est.history_[est.history_["stage"] == stage].dropna(subset=["val_nll"])
+    assert len(h) == 6 and (h["val_nll"] > 0).all()
+    kept = int(h["iteration"].iloc[int(np.argmin(h["val_nll"].to_numpy()))])
+    assert est.best_iteration_[stage] == kept
+    last = AdaMSSRegressor(**params, monitor=None).fit(X, y)
+    assert last.best_iteration_[stage] == 6
+    if strategy == "ssl":  # stage I still keeps its best validation Dice
+        seg = last.history_[last.history_["stage"] == "segmentation"]
+        best_dice = int(seg["iteration"].iloc[int(np.argmax(seg["dice"].to_numpy()))])
+        assert last.best_iteration_["segmentation"] == best_dice
+
+
 def test_three_modalities(cohort):
     X, y = cohort
     X3 = volumes(pet=X["pet"], ct=X["ct"], mri=X["pet"] * X["ct"], mask=X["mask"])
@@ -232,6 +251,8 @@ def test_bad_inputs(cohort):
         AdaMSSRegressor(**{**TINY, "clinical": ["weight"]}).fit(X, y)
     with pytest.raises(ValueError, match="learning_strategy"):
         AdaMSSRegressor(**{**TINY, "learning_strategy": "joint"}).fit(X, y)
+    with pytest.raises(ValueError, match="monitor"):
+        AdaMSSRegressor(**{**TINY, "monitor": "cox_loss"}).fit(X, y)
     with pytest.raises(ValueError, match="no events"):
         AdaMSSRegressor(**TINY).fit(X, Surv.from_arrays(np.zeros(12, bool), y["time"]))
     with pytest.raises(ValueError, match="must not set"):
