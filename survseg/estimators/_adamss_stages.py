@@ -90,7 +90,7 @@ class _AdaMSSStages:
     def _survival_monitor(self, multitask):
         """Key of ``_val_scores`` that picks the kept survival iteration (None: the last)."""
         if self.monitor == "nll":
-            return "val_nll"
+            return "val_loss" if multitask else "val_nll"
         if self.monitor == "c_index":
             return "mean_dice_cindex" if multitask else "cindex"
         return None
@@ -165,6 +165,7 @@ class _AdaMSSStages:
                 scores["cindex"] = math.nan
         if seg is not None and surv_logits is not None:  # multi-task: one model for both tasks
             scores["mean_dice_cindex"] = 0.5 * (scores["dice"] + scores["cindex"])
+            scores["val_loss"] = (1.0 - scores["dice"]) + scores["val_nll"]
         return scores
 
     def _train_segmentation(self, ctx):

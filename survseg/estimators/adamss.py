@@ -159,8 +159,9 @@ class AdaMSSRegressor(
         Validation score that picks the kept iteration of the survival stage (stage I always
         keeps its best validation Dice). ``"c_index"``: Harrell's C of the validation
         patients (for ``"mtl"``, its mean with the Dice), as the paper does. ``"nll"``: the
-        discrete-time negative log-likelihood of the validation patients, the smoother
-        choice when they are few (a C-index over ten patients jumps by 0.03 for one pair).
+        discrete-time negative log-likelihood of the validation patients (for ``"mtl"``,
+        plus :math:`1 - \\text{Dice}`), the smoother choice when they are few (a C-index
+        over ten patients moves by several hundredths per discordant pair).
         ``None``: the last iteration.
     mask_threshold : float, default=0.5
         Probability above which a voxel is tumour.
@@ -380,7 +381,7 @@ class AdaMSSRegressor(
             net, batches, loss_fn, opt, max_iter=max_iter, device=ctx.device, scheduler=sched,
             validate=validate, validate_every=self._validate_every(max_iter),
             monitor=monitor if validate is not None else None,
-            mode="min" if monitor == "val_nll" else "max", amp=self.amp,
+            mode="min" if monitor in ("val_nll", "val_loss") else "max", amp=self.amp,
             verbose=self.verbose, desc=desc,
         )  # fmt: skip
 
