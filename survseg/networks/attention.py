@@ -43,9 +43,13 @@ class AttentionGate(nn.Module):
             raise ValueError(
                 f"channel counts must be >= 1; got {channels}, {gating_channels}, {inter}."
             )
-        self.gate = nn.Sequential(nn.Conv3d(gating_channels, inter, 1), nn.BatchNorm3d(inter))
-        self.skip = nn.Sequential(nn.Conv3d(channels, inter, 1), nn.BatchNorm3d(inter))
-        self.psi = nn.Sequential(nn.Conv3d(inter, 1, 1), nn.BatchNorm3d(1))
+        # no conv biases: each conv feeds a BatchNorm, which removes a constant shift (its
+        # gradient would be zero up to rounding)
+        self.gate = nn.Sequential(
+            nn.Conv3d(gating_channels, inter, 1, bias=False), nn.BatchNorm3d(inter)
+        )
+        self.skip = nn.Sequential(nn.Conv3d(channels, inter, 1, bias=False), nn.BatchNorm3d(inter))
+        self.psi = nn.Sequential(nn.Conv3d(inter, 1, 1, bias=False), nn.BatchNorm3d(1))
         self.pool = nn.AvgPool3d(2)
 
     def forward(self, x: torch.Tensor, g: torch.Tensor):

@@ -17,12 +17,12 @@ def test_shapes_and_range():
 
 
 def test_constant_map_when_psi_is_a_bias():
-    # psi conv with zero weights and bias b; eval-mode BN at init is the identity:
+    # psi conv with zero weights, then BN with shift b (eval mode, unit running variance):
     # alpha = sigmoid(b) everywhere, whatever x and g are
     ag = AttentionGate(2, 4).eval()
     with torch.no_grad():
         ag.psi[0].weight.zero_()
-        ag.psi[0].bias.fill_(0.7)
+        ag.psi[1].bias.fill_(0.7)
     x = torch.randn(1, 2, 4, 4, 4)
     out, alpha = ag(x, torch.randn(1, 4, 2, 2, 2))
     expected = 1 / (1 + torch.exp(torch.tensor(-0.7)))
