@@ -6,7 +6,7 @@
 # after the survival stage) and the mean weights of its fusion gates (their Table IV). This
 # example trains a small AdaMSS on the synthetic PET/CT cohort on a CPU and draws both.
 #
-# Run it as a script (``python examples/adamss_attention_maps.py``, about 5 minutes on one
+# Run it as a script (``python examples/adamss_attention_maps.py``, about 2 minutes on one
 # core) or cell by cell. Figures go to ``survseg_demo_output/``.
 
 # %%
