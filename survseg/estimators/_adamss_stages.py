@@ -168,9 +168,26 @@ class _AdaMSSStages:
             scores["val_loss"] = (1.0 - scores["dice"]) + scores["val_nll"]
         return scores
 
+    def _init_segmentation_bias(self, net, ctx):
+        r"""Start the tumour head at the training foreground fraction instead of :math:`p = 0.5`.
+
+        The head's bias is set to :math:`\operatorname{logit}(\pi)`, with :math:`\pi` the
+        share of tumour voxels in the training masks (clipped to [1e-4, 0.5]): the prior
+        initialisation of RetinaNet's focal loss (Lin et al., 2017). At :math:`p = 0.5`
+        everywhere, the background alone makes the soft Dice close to 0, and its
+        gradient is too small for Adam to take the background down within a short schedule.
+        """
+        masks = ctx.X[self.mask_field]
+        voxels = sum(int(np.count_nonzero(masks[i])) for i in ctx.train_idx)
+        pi = voxels / (len(ctx.train_idx) * float(np.prod(masks.shape[1:])))
+        pi = min(max(pi, 1e-4), 0.5)
+        with torch.no_grad():
+            net.seg_head.bias.fill_(math.log(pi / (1.0 - pi)))
+
     def _train_segmentation(self, ctx):
         max_iter = self.max_iter_segmentation or self.max_iter
         net = self._build_network()
+        self._init_segmentation_bias(net, ctx)
 
         def loss_fn(module, idx):
             _, images, masks, _ = self._batch(ctx, idx, with_mask=True)
@@ -241,6 +258,7 @@ class _AdaMSSStages:
     def _train_multitask(self, ctx):
         max_iter = self.max_iter_survival or self.max_iter
         net = self._build_network(0 if ctx.extra is None else ctx.extra.shape[1])
+        self._init_segmentation_bias(net, ctx)
         self._init_survival_bias(net, ctx)
 
         def loss_fn(module, idx):

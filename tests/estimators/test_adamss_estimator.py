@@ -283,6 +283,20 @@ def test_survival_head_starts_at_the_population_curve():
     torch.testing.assert_close(net.survival_head.net[-1].bias.data, expected)
 
 
+def test_tumour_head_starts_at_the_foreground_fraction():
+    from types import SimpleNamespace
+
+    masks = np.zeros((3, 4, 4, 4), np.uint8)
+    masks[0, :2, :2, :2] = 1  # 8 voxels
+    masks[1, 0, 0, :] = 1  # 4 voxels; patient 2 is left out of training
+    masks[2] = 1
+    ctx = SimpleNamespace(X=volumes(pet=np.ones((3, 4, 4, 4)), mask=masks), train_idx=[0, 1])
+    net = AdaMSS(n_modalities=1, single_channels=(2, 4), fuse_channels=(4, 8), n_convs=(1, 1))
+    AdaMSSRegressor()._init_segmentation_bias(net, ctx)
+    pi = 12 / 128  # tumour voxels / all voxels of the training patients
+    torch.testing.assert_close(net.seg_head.bias.data, torch.logit(torch.tensor([pi])))
+
+
 @pytest.mark.slow
 def test_learns_segmentation_and_survival_on_the_synthetic_cohort():
     """The example's SSL setting (about 4 minutes on one CPU core): above chance on test data."""
