@@ -12,7 +12,7 @@
 #
 # This is a small CPU run (32^3 volumes, a narrower network, 250 iterations per stage, 50
 # training patients): the numbers say whether each variant learns, not which strategy is best.
-# Run it as a script (about 9 minutes on one core; ``SURVSEG_ADAMSS_ITER=20`` for a quick
+# Run it as a script (about 10 minutes on one core; ``SURVSEG_ADAMSS_ITER=20`` for a quick
 # smoke run). Results go to ``survseg_demo_output/``.
 
 # %%
