@@ -22,6 +22,10 @@ from ._deep import image_tensor
 
 __all__ = ["transfer_pretrained_weights"]
 
+# validation scores of ``_val_scores`` that are losses (the kept iteration minimises them;
+# every other score is maximised)
+_LOSS_SCORES = frozenset({"val_nll", "val_loss"})
+
 
 def transfer_pretrained_weights(source: AdaMSS, target: AdaMSS) -> None:
     """Copy the encoder, decoder and segmentation head of ``source`` into ``target``.

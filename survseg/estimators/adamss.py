@@ -57,7 +57,7 @@ from ..training.device import seed_from
 from ._adamss_inference import _AdaMSSInference
 from ._adamss_params import PAPER_AUGMENTATION, _AdaMSSParams
 from ._adamss_radiomics import _AdaMSSTabular
-from ._adamss_stages import _AdaMSSStages, _Fit, transfer_pretrained_weights
+from ._adamss_stages import _LOSS_SCORES, _AdaMSSStages, _Fit, transfer_pretrained_weights
 from ._deep import DeepSurvivalBase
 
 __all__ = ["AdaMSSRegressor", "transfer_pretrained_weights", "PAPER_AUGMENTATION"]
@@ -381,7 +381,7 @@ class AdaMSSRegressor(
             net, batches, loss_fn, opt, max_iter=max_iter, device=ctx.device, scheduler=sched,
             validate=validate, validate_every=self._validate_every(max_iter),
             monitor=monitor if validate is not None else None,
-            mode="min" if monitor in ("val_nll", "val_loss") else "max", amp=self.amp,
+            mode="min" if monitor in _LOSS_SCORES else "max", amp=self.amp,
             verbose=self.verbose, desc=desc,
         )  # fmt: skip
 
