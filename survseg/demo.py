@@ -153,8 +153,8 @@ def run_demo(
     if plots:
         write_figures(out, X, y, result)
     if verbose:
-        cols = [c for c in ("model", "cindex", "cindex_low", "cindex_high", "dice", "auc", "ibs",
-                            "p_value") if c in result.table]
+        cols = [c for c in ("model", "cindex", "cindex_low", "cindex_high", "cindex_within_fold",
+                            "dice", "auc", "ibs", "p_value") if c in result.table]
         with pd.option_context("display.float_format", "{:.3f}".format, "display.width", 120):
             print(result.table[cols].to_string(index=False))
         ceiling = concordance_index(y, truth.risk)

@@ -48,7 +48,7 @@ class BenchmarkResult:
     ----------
     table : pandas.DataFrame
         One row per model: C-index and CI on the pooled out-of-fold risks, the mean and SD of
-        the per-fold C-indices, Dice, AUC, IBS, p-value against the reference (and the same
+        the per-fold C-indices, the C-index over pairs within folds with its CI, Dice, AUC, IBS, p-value against the reference (and the same
         on the external test cohort when given, columns prefixed ``test_``).
     predictions : pandas.DataFrame
         Per patient and model: fold, out-of-fold risk (and Dice), plus the test cohort's
@@ -207,7 +207,9 @@ def benchmark(
     -------
     BenchmarkResult
         ``table`` has one row per model: ``cindex`` (pooled out-of-fold) with its bootstrap
-        ``cindex_low``/``cindex_high``, ``cindex_fold_mean``/``cindex_fold_sd``, ``dice``,
+        ``cindex_low``/``cindex_high``, ``cindex_fold_mean``/``cindex_fold_sd``,
+        ``cindex_within_fold`` with ``_low``/``_high`` (only pairs of patients of the same
+        test fold count, so the folds' models need not share a risk scale), ``dice``,
         ``auc``, ``ibs``, ``fit_seconds`` (mean per fold), ``p_value`` against the reference
         and, with a test cohort, the ``test_*`` columns.
     """
@@ -271,11 +273,13 @@ def benchmark(
     pooled = {}
     for name in named:
         risk = np.empty(len(X))
+        fold_of = np.empty(len(X), dtype=np.int64)
         dice = np.full(len(X), np.nan)
         fold_c, aucs, ibss, test_risks, test_dice, seconds = [], [], [], [], [], []
         for k, (train, test) in enumerate(splits):
             out, model = done[(name, k)]
             risk[test] = out["risk"]
+            fold_of[test] = k
             if "fit_seconds" in out:  # absent from fold files of older runs
                 seconds.append(float(out["fit_seconds"]))
             if "dice" in out:
@@ -297,8 +301,12 @@ def benchmark(
             }))
         pooled[name] = risk
         c, lo, hi = concordance_ci(y, risk, n_bootstrap=n_bootstrap, random_state=random_state)
+        cw, lo_w, hi_w = concordance_ci(y, risk, groups=fold_of, n_bootstrap=n_bootstrap,
+                                        random_state=random_state)
         row = {"model": name, "cindex": c, "cindex_low": lo, "cindex_high": hi,
                "cindex_fold_mean": np.mean(fold_c), "cindex_fold_sd": np.std(fold_c),
+               "cindex_within_fold": cw, "cindex_within_fold_low": lo_w,
+               "cindex_within_fold_high": hi_w,
                "dice": np.nanmean(dice) if np.isfinite(dice).any() else np.nan,
                "auc": np.nanmean(aucs) if np.isfinite(aucs).any() else np.nan,
                "ibs": np.nanmean(ibss) if np.isfinite(ibss).any() else np.nan,

@@ -26,22 +26,34 @@ from ..data.validation import survival_arrays
 __all__ = ["concordance_ci", "compare_concordance", "ConcordanceComparison"]
 
 
-def _bootstrap_cindex(event, time, risks, n_bootstrap, rng):
-    """C-index of each risk vector on the same ``n_bootstrap`` patient resamples."""
-    from sksurv.metrics import concordance_index_censored
+def _bootstrap_cindex(event, time, risks, n_bootstrap, rng, groups=None):
+    """C-index of each risk vector on the same ``n_bootstrap`` patient resamples.
+
+    With ``groups``, patients are resampled within each group (a stratified bootstrap that
+    keeps every group's size) and the C-index counts pairs within groups only.
+    """
+    from .metrics import concordant_pairs
 
     n = len(time)
+    groups = np.zeros(n, dtype=np.int64) if groups is None else groups
+    members = [np.flatnonzero(groups == g) for g in np.unique(groups)]
     out = np.full((n_bootstrap, len(risks)), np.nan)
     for b in range(n_bootstrap):
-        idx = rng.randint(0, n, n)
-        if not event[idx].any():
-            continue  # C is undefined without events: the replicate is skipped
+        idx = np.concatenate([m[rng.randint(0, len(m), len(m))] for m in members])
         for k, risk in enumerate(risks):
-            try:
-                out[b, k] = concordance_index_censored(event[idx], time[idx], risk[idx])[0]
-            except ValueError:  # no comparable pairs in this replicate
-                pass
+            conc, comparable = concordant_pairs(event[idx], time[idx], risk[idx], groups[idx])
+            if comparable:  # else C is undefined (no event or no pair): the replicate is skipped
+                out[b, k] = conc / comparable
     return out[np.isfinite(out).all(axis=1)]
+
+
+def _check_groups(groups, n):
+    if groups is None:
+        return None
+    groups = np.asarray(groups).ravel()
+    if groups.shape[0] != n:
+        raise ValueError(f"groups has {groups.shape[0]} values but y has {n} patients.")
+    return groups
 
 
 def _check_risk(risk, n, name):
@@ -53,8 +65,14 @@ def _check_risk(risk, n, name):
     return risk
 
 
-def concordance_ci(y, risk, *, n_bootstrap: int = 1000, alpha: float = 0.05, random_state=None):
+def concordance_ci(
+    y, risk, *, groups=None, n_bootstrap: int = 1000, alpha: float = 0.05, random_state=None
+):
     """Harrell's C with a bootstrap percentile ``1 - alpha`` confidence interval.
+
+    With ``groups`` (e.g. cross-validation folds), the C-index counts pairs within groups
+    only (see :func:`~survseg.evaluation.metrics.concordance_index`) and patients are
+    resampled within groups.
 
     Returns
     -------
@@ -64,9 +82,11 @@ def concordance_ci(y, risk, *, n_bootstrap: int = 1000, alpha: float = 0.05, ran
 
     event, time = survival_arrays(y)
     risk = _check_risk(risk, len(time), "risk")
-    boot = _bootstrap_cindex(event, time, [risk], n_bootstrap, check_random_state(random_state))
+    groups = _check_groups(groups, len(time))
+    rng = check_random_state(random_state)
+    boot = _bootstrap_cindex(event, time, [risk], n_bootstrap, rng, groups)
     low, high = np.percentile(boot[:, 0], [100 * alpha / 2, 100 * (1 - alpha / 2)])
-    return concordance_index(y, risk), float(low), float(high)
+    return concordance_index(y, risk, groups=groups), float(low), float(high)
 
 
 @dataclass(frozen=True)
@@ -83,7 +103,14 @@ class ConcordanceComparison:
 
 
 def compare_concordance(
-    y, risk_a, risk_b, *, n_bootstrap: int = 2000, alpha: float = 0.05, random_state=None
+    y,
+    risk_a,
+    risk_b,
+    *,
+    groups=None,
+    n_bootstrap: int = 2000,
+    alpha: float = 0.05,
+    random_state=None,
 ) -> ConcordanceComparison:
     """Paired two-sided bootstrap test of :math:`C_A = C_B` on the same patients.
 
@@ -93,6 +120,9 @@ def compare_concordance(
         Survival outcomes.
     risk_a, risk_b : array-like of shape (n_patients,)
         Risks of the two models for the same patients, in the same order.
+    groups : array-like of shape (n_patients,), optional
+        Count pairs within groups only and resample within groups (as in
+        :func:`concordance_ci`).
     n_bootstrap : int
         Number of patient resamples.
     alpha : float
@@ -111,9 +141,11 @@ def compare_concordance(
     event, time = survival_arrays(y)
     a = _check_risk(risk_a, len(time), "risk_a")
     b = _check_risk(risk_b, len(time), "risk_b")
-    ca, cb = concordance_index(y, a), concordance_index(y, b)
+    groups = _check_groups(groups, len(time))
+    ca, cb = concordance_index(y, a, groups=groups), concordance_index(y, b, groups=groups)
     diff = ca - cb
-    boot = _bootstrap_cindex(event, time, [a, b], n_bootstrap, check_random_state(random_state))
+    rng = check_random_state(random_state)
+    boot = _bootstrap_cindex(event, time, [a, b], n_bootstrap, rng, groups)
     d = boot[:, 0] - boot[:, 1]
     if diff == 0 and np.allclose(d, 0):
         p = 1.0

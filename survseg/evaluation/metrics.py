@@ -12,6 +12,7 @@ from ..data.validation import survival_arrays
 
 __all__ = [
     "concordance_index",
+    "concordant_pairs",
     "dice_score",
     "time_dependent_auc",
     "integrated_brier_score",
@@ -20,13 +21,20 @@ __all__ = [
 ]
 
 
-def concordance_index(y, risk) -> float:
+def concordance_index(y, risk, *, groups=None) -> float:
     r"""Harrell's concordance index (``sksurv.metrics.concordance_index_censored``).
 
     .. math:: C = \frac{\sum_{i,j} 1[T_i < T_j]\,1[\eta_i > \eta_j]\,\delta_i}
                        {\sum_{i,j} 1[T_i < T_j]\,\delta_i}
 
-    with ties in risk counted as 1/2.
+    with ties in risk counted as 1/2. With ``groups``, only pairs of patients in the same
+    group count (a stratified C-index):
+
+    .. math:: C_{strat} = \frac{\sum_g \text{concordant}_g}{\sum_g \text{comparable}_g},
+
+    which is what to report for out-of-fold risks pooled over cross-validation folds: each
+    fold's model puts its risks on its own scale (e.g. AdaMSS's expected survival time over
+    that fold's intervals), so pairs across folds compare two models, not two patients.
 
     Parameters
     ----------
@@ -34,9 +42,9 @@ def concordance_index(y, risk) -> float:
         Survival outcomes.
     risk : array-like of shape (n_patients,)
         Predicted risk (higher = earlier event).
+    groups : array-like of shape (n_patients,), optional
+        Stratum of each patient (e.g. the cross-validation fold).
     """
-    from sksurv.metrics import concordance_index_censored
-
     event, time = survival_arrays(y)
     risk = np.asarray(risk, dtype=np.float64).ravel()
     if risk.shape != time.shape:
@@ -45,7 +53,48 @@ def concordance_index(y, risk) -> float:
         raise ValueError("predicted risk contains NaN or inf.")
     if not event.any():
         raise ValueError("the concordance index needs at least one event in y.")
-    return float(concordance_index_censored(event, time, risk)[0])
+    if groups is None:
+        groups = np.zeros(len(time), dtype=np.int64)
+    groups = np.asarray(groups).ravel()
+    if groups.shape != time.shape:
+        raise ValueError(f"groups has {groups.shape[0]} values but y has {time.shape[0]} patients.")
+    concordant, comparable = concordant_pairs(event, time, risk, groups)
+    if comparable == 0:
+        raise ValueError("no comparable pair of patients (within a group): C is undefined.")
+    return concordant / comparable
+
+
+def concordant_pairs(event, time, risk, groups) -> tuple[float, int]:
+    """Concordant (ties in risk as 1/2) and comparable pairs of Harrell's C within groups.
+
+    Parameters
+    ----------
+    event : ndarray of bool
+    time, risk : ndarray of float
+    groups : ndarray
+        Only pairs with equal ``groups`` values count.
+
+    Returns
+    -------
+    concordant : float
+    comparable : int
+    """
+    from sksurv.metrics import concordance_index_censored
+
+    concordant, comparable = 0.0, 0
+    for g in np.unique(groups):
+        members = groups == g
+        if not event[members].any():
+            continue  # no event: no comparable pair in this group
+        try:
+            _, conc, disc, tied, _ = concordance_index_censored(
+                event[members], time[members], risk[members]
+            )
+        except ValueError:  # sksurv's NoComparablePairException: this group adds nothing
+            continue
+        concordant += conc + 0.5 * tied
+        comparable += conc + disc + tied
+    return float(concordant), int(comparable)
 
 
 def dice_score(mask_true, mask_pred, *, empty_value: float = 1.0) -> np.ndarray:

@@ -37,6 +37,14 @@ def test_benchmark_matches_cross_val_predict_by_hand(tmp_path):
         ref = concordance_index_censored(y["event"], y["time"], oof)[0]
         assert table.loc[name, "cindex"] == pytest.approx(ref)
         assert table.loc[name, "cindex_low"] <= ref <= table.loc[name, "cindex_high"]
+        # within folds: the pairs of each test fold, pooled over folds
+        conc = comp = 0.0
+        for _, test in cv.split(X, y["event"]):
+            _, c, d, t, _ = concordance_index_censored(y["event"][test], y["time"][test], oof[test])
+            conc, comp = conc + c + 0.5 * t, comp + c + d + t
+        assert table.loc[name, "cindex_within_fold"] == pytest.approx(conc / comp)
+        lo_w, hi_w = table.loc[name, ["cindex_within_fold_low", "cindex_within_fold_high"]]
+        assert lo_w <= conc / comp <= hi_w
     assert np.isnan(table.loc["uptake", "p_value"])  # the reference
     assert 0 < table.loc["whole", "p_value"] <= 1
     assert np.isfinite(table.loc["cox", "auc"]) and np.isfinite(table.loc["cox", "ibs"])

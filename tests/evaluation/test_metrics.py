@@ -27,6 +27,63 @@ def test_concordance_hand_computed():
         concordance_index(y, [1.0, np.nan, 2.0, 3.0])
 
 
+def _brute_force_cindex(event, time, risk, groups):
+    """Harrell's C by its definition, over pairs within groups (independent of sksurv)."""
+    concordant = comparable = 0.0
+    for i in range(len(time)):
+        for j in range(len(time)):
+            if groups[i] == groups[j] and event[i] and time[i] < time[j]:
+                comparable += 1
+                concordant += 1.0 if risk[i] > risk[j] else 0.5 if risk[i] == risk[j] else 0.0
+    return concordant / comparable
+
+
+def test_within_group_concordance_counts_pairs_within_groups_only():
+    rng = np.random.default_rng(0)
+    n = 60
+    time = rng.exponential(1.0, n)
+    event = rng.random(n) < 0.6
+    groups = np.repeat([0, 1, 2], n // 3)
+    risk = np.round(-np.log(time) + rng.normal(0, 1, n), 1)  # rounding makes ties in risk
+    y = Surv.from_arrays(event, time)
+    ref = _brute_force_cindex(event, time, risk, groups)
+    assert concordance_index(y, risk, groups=groups) == pytest.approx(ref)
+    # each group's model may use its own scale: shifting one group's risks changes the pooled
+    # C but not the within-group C
+    shifted = risk + 10.0 * groups
+    assert concordance_index(y, shifted, groups=groups) == pytest.approx(ref)
+    assert concordance_index(y, shifted) != pytest.approx(concordance_index(y, risk))
+    # a single group is the ordinary C-index
+    assert concordance_index(y, risk, groups=np.zeros(n)) == pytest.approx(
+        _brute_force_cindex(event, time, risk, np.zeros(n))
+    )
+    with pytest.raises(ValueError, match="groups has 3 values"):
+        concordance_index(y, risk, groups=[0, 1, 2])
+    # no group with a comparable pair
+    y2 = Surv.from_arrays([True, False], [1.0, 2.0])
+    with pytest.raises(ValueError, match="no comparable pair"):
+        concordance_index(y2, [1.0, 0.0], groups=[0, 1])
+
+
+def test_within_group_ci_resamples_within_groups():
+    rng = np.random.default_rng(2)
+    n = 150
+    time = rng.exponential(1.0, n)
+    y = Surv.from_arrays(rng.random(n) < 0.7, time)
+    groups = np.repeat([0, 1, 2], n // 3)
+    risk = -np.log(time) + rng.normal(0, 1, n) + 5.0 * groups  # scales differ between groups
+    c, lo, hi = concordance_ci(y, risk, groups=groups, n_bootstrap=200, random_state=0)
+    assert c == pytest.approx(concordance_index(y, risk, groups=groups))
+    assert lo < c < hi and hi - lo < 0.2
+    # unaffected by the between-group offsets, unlike the pooled C-index
+    same = concordance_ci(y, risk - 5.0 * groups, groups=groups, n_bootstrap=200, random_state=0)
+    np.testing.assert_allclose(same, (c, lo, hi))
+    assert concordance_ci(y, risk, n_bootstrap=50, random_state=0)[0] < c - 0.1
+    res = compare_concordance(y, risk, rng.normal(size=n), groups=groups, n_bootstrap=200,
+                              random_state=0)
+    assert res.cindex_a == pytest.approx(c) and res.p_value < 0.01
+
+
 def test_whas500_reference_cindex():
     X, y = load_whas500()
     X = X[["age", "bmi", "hr", "sysbp", "diasbp"]].to_numpy(float)
