@@ -211,7 +211,8 @@ def benchmark(
         ``cindex_within_fold`` with ``_low``/``_high`` (only pairs of patients of the same
         test fold count, so the folds' models need not share a risk scale), ``dice``,
         ``auc``, ``ibs``, ``fit_seconds`` (mean per fold), ``p_value`` against the reference
-        and, with a test cohort, the ``test_*`` columns.
+        on the pooled risks and ``p_value_within_fold`` on pairs within folds, and, with a
+        test cohort, the ``test_*`` columns.
     """
     if isinstance(estimators, dict):
         named = dict(estimators)
@@ -271,15 +272,16 @@ def benchmark(
 
     rows, pred_rows, models = [], [], {}
     pooled = {}
+    fold_of = np.empty(len(X), dtype=np.int64)  # test fold of each patient
+    for k, (_, test) in enumerate(splits):
+        fold_of[test] = k
     for name in named:
         risk = np.empty(len(X))
-        fold_of = np.empty(len(X), dtype=np.int64)
         dice = np.full(len(X), np.nan)
         fold_c, aucs, ibss, test_risks, test_dice, seconds = [], [], [], [], [], []
         for k, (train, test) in enumerate(splits):
             out, model = done[(name, k)]
             risk[test] = out["risk"]
-            fold_of[test] = k
             if "fit_seconds" in out:  # absent from fold files of older runs
                 seconds.append(float(out["fit_seconds"]))
             if "dice" in out:
@@ -327,10 +329,14 @@ def benchmark(
     for row in rows:
         name = row["model"]
         if name == reference:
-            row["p_value"] = np.nan
+            row["p_value"] = row["p_value_within_fold"] = np.nan
         else:
             row["p_value"] = compare_concordance(
                 y, pooled[name], ref_risk, n_bootstrap=n_bootstrap, random_state=random_state
+            ).p_value
+            row["p_value_within_fold"] = compare_concordance(
+                y, pooled[name], ref_risk, groups=fold_of, n_bootstrap=n_bootstrap,
+                random_state=random_state,
             ).p_value
         if y_test is not None and name + "\0test" in pooled and reference + "\0test" in pooled:
             row["test_p_value"] = (np.nan if name == reference else compare_concordance(

@@ -8,6 +8,7 @@ from sksurv.linear_model import CoxPHSurvivalAnalysis
 from sksurv.metrics import concordance_index_censored
 
 from survseg.evaluation.benchmark import benchmark
+from survseg.evaluation.compare import compare_concordance
 from tests.conftest import MeanUptake, sphere_cohort
 
 
@@ -47,6 +48,15 @@ def test_benchmark_matches_cross_val_predict_by_hand(tmp_path):
         assert lo_w <= conc / comp <= hi_w
     assert np.isnan(table.loc["uptake", "p_value"])  # the reference
     assert 0 < table.loc["whole", "p_value"] <= 1
+    assert np.isnan(table.loc["uptake", "p_value_within_fold"])
+    fold = np.empty(len(y), dtype=int)
+    for k, (_, test) in enumerate(cv.split(X, y["event"])):
+        fold[test] = k
+    oof = {name: cross_val_predict(est, X, y, cv=cv.split(X, y["event"]))
+           for name, est in models.items()}
+    ref = compare_concordance(y, oof["whole"], oof["uptake"], groups=fold, n_bootstrap=100,
+                              random_state=0)
+    assert table.loc["whole", "p_value_within_fold"] == pytest.approx(ref.p_value)
     assert np.isfinite(table.loc["cox", "auc"]) and np.isfinite(table.loc["cox", "ibs"])
     assert np.isnan(table.loc["uptake", "ibs"])  # no survival function
     for f in ("results.csv", "predictions.csv", "run.json"):
