@@ -15,7 +15,7 @@
 #
 # AdaMSS keeps its last iteration and trains on all of each fold's training patients
 # (``validation_fraction=0``, ``monitor=None``): with a few dozen validation patients, the
-# kept-iteration choice is mostly noise (see the learning-strategy example). About 15 minutes
+# kept-iteration choice is mostly noise (see the learning-strategy example). About 7 minutes
 # on 2 cores; ``SURVSEG_ADAMSS_ITER=10`` gives a quick smoke run. Results go to
 # ``survseg_demo_output/``.
 
