@@ -48,8 +48,9 @@ class BenchmarkResult:
     ----------
     table : pandas.DataFrame
         One row per model: C-index and CI on the pooled out-of-fold risks, the mean and SD of
-        the per-fold C-indices, the C-index over pairs within folds with its CI, Dice, AUC, IBS, p-value against the reference (and the same
-        on the external test cohort when given, columns prefixed ``test_``).
+        the per-fold C-indices, the C-index over pairs within folds with its CI, Dice, AUC,
+        IBS, p-values against the reference (and the same on the external test cohort when
+        given, columns prefixed ``test_``).
     predictions : pandas.DataFrame
         Per patient and model: fold, out-of-fold risk (and Dice), plus the test cohort's
         ensemble risks (``set == "test"``).

@@ -22,38 +22,27 @@ import numpy as np
 from sklearn.utils import check_random_state
 
 from ..data.validation import survival_arrays
+from .metrics import check_groups, concordance_index, concordant_pairs, group_members
 
 __all__ = ["concordance_ci", "compare_concordance", "ConcordanceComparison"]
 
 
-def _bootstrap_cindex(event, time, risks, n_bootstrap, rng, groups=None):
+def _bootstrap_cindex(event, time, risks, n_bootstrap, rng, groups):
     """C-index of each risk vector on the same ``n_bootstrap`` patient resamples.
 
-    With ``groups``, patients are resampled within each group (a stratified bootstrap that
-    keeps every group's size) and the C-index counts pairs within groups only.
+    Patients are resampled within each group (a stratified bootstrap that keeps every
+    group's size; one group is the ordinary bootstrap) and the C-index counts pairs within
+    groups only.
     """
-    from .metrics import concordant_pairs
-
-    n = len(time)
-    groups = np.zeros(n, dtype=np.int64) if groups is None else groups
-    members = [np.flatnonzero(groups == g) for g in np.unique(groups)]
+    members = group_members(groups)
     out = np.full((n_bootstrap, len(risks)), np.nan)
     for b in range(n_bootstrap):
-        idx = np.concatenate([m[rng.randint(0, len(m), len(m))] for m in members])
+        resampled = [m[rng.randint(0, len(m), len(m))] for m in members]
         for k, risk in enumerate(risks):
-            conc, comparable = concordant_pairs(event[idx], time[idx], risk[idx], groups[idx])
+            conc, comparable = concordant_pairs(event, time, risk, resampled)
             if comparable:  # else C is undefined (no event or no pair): the replicate is skipped
                 out[b, k] = conc / comparable
     return out[np.isfinite(out).all(axis=1)]
-
-
-def _check_groups(groups, n):
-    if groups is None:
-        return None
-    groups = np.asarray(groups).ravel()
-    if groups.shape[0] != n:
-        raise ValueError(f"groups has {groups.shape[0]} values but y has {n} patients.")
-    return groups
 
 
 def _check_risk(risk, n, name):
@@ -78,11 +67,9 @@ def concordance_ci(
     -------
     cindex, low, high : float
     """
-    from .metrics import concordance_index
-
     event, time = survival_arrays(y)
     risk = _check_risk(risk, len(time), "risk")
-    groups = _check_groups(groups, len(time))
+    groups = check_groups(groups, len(time))
     rng = check_random_state(random_state)
     boot = _bootstrap_cindex(event, time, [risk], n_bootstrap, rng, groups)
     low, high = np.percentile(boot[:, 0], [100 * alpha / 2, 100 * (1 - alpha / 2)])
@@ -134,14 +121,12 @@ def compare_concordance(
     ConcordanceComparison
         Both C-indices, their difference ``A - B`` with its interval, and the p-value.
     """
-    from .metrics import concordance_index
-
     if n_bootstrap < 1:
         raise ValueError(f"n_bootstrap must be >= 1; got {n_bootstrap}.")
     event, time = survival_arrays(y)
     a = _check_risk(risk_a, len(time), "risk_a")
     b = _check_risk(risk_b, len(time), "risk_b")
-    groups = _check_groups(groups, len(time))
+    groups = check_groups(groups, len(time))
     ca, cb = concordance_index(y, a, groups=groups), concordance_index(y, b, groups=groups)
     diff = ca - cb
     rng = check_random_state(random_state)

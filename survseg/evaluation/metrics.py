@@ -12,7 +12,9 @@ from ..data.validation import survival_arrays
 
 __all__ = [
     "concordance_index",
+    "check_groups",
     "concordant_pairs",
+    "group_members",
     "dice_score",
     "time_dependent_auc",
     "integrated_brier_score",
@@ -53,26 +55,38 @@ def concordance_index(y, risk, *, groups=None) -> float:
         raise ValueError("predicted risk contains NaN or inf.")
     if not event.any():
         raise ValueError("the concordance index needs at least one event in y.")
-    if groups is None:
-        groups = np.zeros(len(time), dtype=np.int64)
-    groups = np.asarray(groups).ravel()
-    if groups.shape != time.shape:
-        raise ValueError(f"groups has {groups.shape[0]} values but y has {time.shape[0]} patients.")
-    concordant, comparable = concordant_pairs(event, time, risk, groups)
+    groups = check_groups(groups, len(time))
+    concordant, comparable = concordant_pairs(event, time, risk, group_members(groups))
     if comparable == 0:
         raise ValueError("no comparable pair of patients (within a group): C is undefined.")
     return concordant / comparable
 
 
-def concordant_pairs(event, time, risk, groups) -> tuple[float, int]:
+def check_groups(groups, n: int) -> np.ndarray:
+    """``groups`` as a 1-D array of length ``n``; ``None`` puts every patient in one group."""
+    if groups is None:
+        return np.zeros(n, dtype=np.int64)
+    groups = np.asarray(groups).ravel()
+    if groups.shape[0] != n:
+        raise ValueError(f"groups has {groups.shape[0]} values but y has {n} patients.")
+    return groups
+
+
+def group_members(groups) -> list:
+    """Indices of the patients of each group, one array per distinct value of ``groups``."""
+    return [np.flatnonzero(groups == g) for g in np.unique(groups)]
+
+
+def concordant_pairs(event, time, risk, members) -> tuple[float, int]:
     """Concordant (ties in risk as 1/2) and comparable pairs of Harrell's C within groups.
 
     Parameters
     ----------
     event : ndarray of bool
     time, risk : ndarray of float
-    groups : ndarray
-        Only pairs with equal ``groups`` values count.
+    members : list of int ndarray
+        Patient indices of each group (:func:`group_members`); only pairs inside one group
+        count. An index may repeat (bootstrap resamples).
 
     Returns
     -------
@@ -82,14 +96,11 @@ def concordant_pairs(event, time, risk, groups) -> tuple[float, int]:
     from sksurv.metrics import concordance_index_censored
 
     concordant, comparable = 0.0, 0
-    for g in np.unique(groups):
-        members = groups == g
-        if not event[members].any():
+    for m in members:
+        if not event[m].any():
             continue  # no event: no comparable pair in this group
         try:
-            _, conc, disc, tied, _ = concordance_index_censored(
-                event[members], time[members], risk[members]
-            )
+            _, conc, disc, tied, _ = concordance_index_censored(event[m], time[m], risk[m])
         except ValueError:  # sksurv's NoComparablePairException: this group adds nothing
             continue
         concordant += conc + 0.5 * tied
