@@ -86,8 +86,12 @@ def _worker(cfg) -> dict:
     X, y = _random_cohort(cfg.patients, tuple(cfg.shape))
     Timed = _timed_estimator()
     est = Timed(
-        max_iter=cfg.warmup + cfg.iters, batch_size=cfg.batch_size, amp=cfg.amp,
-        channels_last=cfg.channels_last, device=str(device), random_state=0,
+        max_iter=cfg.warmup + cfg.iters,
+        batch_size=cfg.batch_size,
+        amp=cfg.amp,
+        channels_last=cfg.channels_last,
+        device=str(device),
+        random_state=0,
         predict_batch_size=cfg.batch_size,
     )
     rss_before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
@@ -95,11 +99,14 @@ def _worker(cfg) -> dict:
         torch.backends.cudnn.benchmark = True
         torch.cuda.reset_peak_memory_stats(device)
     est.fit(X, y)
-    gaps = np.diff(Timed.stamps)[cfg.warmup - 1:]
+    gaps = np.diff(Timed.stamps)[cfg.warmup - 1 :]
     out = {
         "seconds_per_iteration": float(np.median(gaps)),
         "iterations_per_s": float(1 / np.median(gaps)),
-        "seconds_per_iteration_iqr": [float(np.percentile(gaps, 25)), float(np.percentile(gaps, 75))],
+        "seconds_per_iteration_iqr": [
+            float(np.percentile(gaps, 25)),
+            float(np.percentile(gaps, 75)),
+        ],
         "measured_iterations": int(len(gaps)),
         "peak_rss_MiB": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
         "rss_before_training_MiB": rss_before,
@@ -108,7 +115,9 @@ def _worker(cfg) -> dict:
     if device.type == "cuda":
         out["peak_cuda_allocated_MiB"] = torch.cuda.max_memory_allocated(device) / 2**20
         out["gpu"] = torch.cuda.get_device_name(device)
-        out["amp_dtype"] = ("bfloat16" if torch.cuda.is_bf16_supported() else "float16") if cfg.amp else "float32"
+        out["amp_dtype"] = (
+            ("bfloat16" if torch.cuda.is_bf16_supported() else "float16") if cfg.amp else "float32"
+        )
     return out
 
 
@@ -125,11 +134,17 @@ def _quality_worker(cfg) -> dict:
     X, y = make_petct_cohort(cfg.patients, tuple(cfg.shape), random_state=0, event_rate=0.5)
     for f in ("pet", "ct"):
         v = X[f].astype(np.float64)
-        X[f] = ((v - v.mean(axis=(1, 2, 3), keepdims=True)) / v.std(axis=(1, 2, 3), keepdims=True))
+        X[f] = (v - v.mean(axis=(1, 2, 3), keepdims=True)) / v.std(axis=(1, 2, 3), keepdims=True)
     n_train = int(0.7 * len(X))
     t0 = time.perf_counter()
-    est = DeepMTSRegressor(max_iter=cfg.iters, learning_rate=1e-3, amp=cfg.amp,
-                           channels_last=cfg.channels_last, device=cfg.device, random_state=0)
+    est = DeepMTSRegressor(
+        max_iter=cfg.iters,
+        learning_rate=1e-3,
+        amp=cfg.amp,
+        channels_last=cfg.channels_last,
+        device=cfg.device,
+        random_state=0,
+    )
     est.fit(X[:n_train], y[:n_train])
     Xt, yt = X[n_train:], y[n_train:]
     return {
@@ -140,8 +155,12 @@ def _quality_worker(cfg) -> dict:
 
 
 def _run(config: dict, quality: bool = False) -> dict:
-    cmd = [sys.executable, os.path.abspath(__file__), "--quality-worker" if quality else "--worker",
-           json.dumps(config)]
+    cmd = [
+        sys.executable,
+        os.path.abspath(__file__),
+        "--quality-worker" if quality else "--worker",
+        json.dumps(config),
+    ]
     proc = subprocess.run(cmd, capture_output=True, text=True, check=False)
     if proc.returncode != 0:
         raise RuntimeError(f"worker {config} failed:\n{proc.stderr[-4000:]}")
@@ -152,8 +171,11 @@ def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--devices", nargs="+", default=None, help="cpu and/or cuda")
     parser.add_argument("--threads", type=int, default=1, help="torch CPU threads")
-    parser.add_argument("--quality", action="store_true",
-                        help="CUDA: also compare test C-index/Dice of fp32 and amp + channels-last")
+    parser.add_argument(
+        "--quality",
+        action="store_true",
+        help="CUDA: also compare test C-index/Dice of fp32 and amp + channels-last",
+    )
     parser.add_argument("--worker", default=None, help=argparse.SUPPRESS)
     parser.add_argument("--quality-worker", default=None, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
@@ -173,16 +195,33 @@ def main(argv=None):
             continue
         common = {"device": dev, "threads": args.threads}
         if dev == "cpu":
-            base = {**common, "shape": [64, 64, 64], "batch_size": 2, "patients": 6, "warmup": 2,
-                    "iters": 6, "amp": False}
-            configs = {"fp32": {**base, "channels_last": False},
-                       "fp32_channels_last": {**base, "channels_last": True}}
+            base = {
+                **common,
+                "shape": [64, 64, 64],
+                "batch_size": 2,
+                "patients": 6,
+                "warmup": 2,
+                "iters": 6,
+                "amp": False,
+            }
+            configs = {
+                "fp32": {**base, "channels_last": False},
+                "fp32_channels_last": {**base, "channels_last": True},
+            }
         else:
-            base = {**common, "shape": [128, 128, 112], "batch_size": 8, "patients": 16, "warmup": 5,
-                    "iters": 30}
-            configs = {"fp32": {**base, "amp": False, "channels_last": False},
-                       "amp": {**base, "amp": True, "channels_last": False},
-                       "amp_channels_last": {**base, "amp": True, "channels_last": True}}
+            base = {
+                **common,
+                "shape": [128, 128, 112],
+                "batch_size": 8,
+                "patients": 16,
+                "warmup": 5,
+                "iters": 30,
+            }
+            configs = {
+                "fp32": {**base, "amp": False, "channels_last": False},
+                "amp": {**base, "amp": True, "channels_last": False},
+                "amp_channels_last": {**base, "amp": True, "channels_last": True},
+            }
         results = {name: _run(cfg) for name, cfg in configs.items()}
         ref = results["fp32"]
         report = {
@@ -194,14 +233,21 @@ def main(argv=None):
             "cpu_threads": args.threads,
             "cpu_count": os.cpu_count(),
             "machine": platform.platform(),
-            "note": ("2 CPU cores shared with other jobs on this machine; timings are indicative."
-                     if dev == "cpu" else ""),
+            "note": (
+                "2 CPU cores shared with other jobs on this machine; timings are indicative."
+                if dev == "cpu"
+                else ""
+            ),
             "configs": {name: {**configs[name], **res} for name, res in results.items()},
-            "speedup_vs_fp32": {name: res["iterations_per_s"] / ref["iterations_per_s"]
-                                for name, res in results.items()},
+            "speedup_vs_fp32": {
+                name: res["iterations_per_s"] / ref["iterations_per_s"]
+                for name, res in results.items()
+            },
         }
         mem_key = "peak_cuda_allocated_MiB" if dev == "cuda" else "peak_rss_MiB"
-        report["memory_ratio_vs_fp32"] = {name: res[mem_key] / ref[mem_key] for name, res in results.items()}
+        report["memory_ratio_vs_fp32"] = {
+            name: res[mem_key] / ref[mem_key] for name, res in results.items()
+        }
         if dev == "cuda" and args.quality:
             q = {**common, "shape": [64, 64, 64], "patients": 100, "iters": 1500}
             report["quality"] = {

@@ -94,8 +94,18 @@ print(folds.to_string(index=False))
 # the within-fold C-index counts pairs of patients of the same test fold only: each fold's
 # model is judged on its own risk scale (see docs/evaluation.md, "Pooled or within folds?");
 # p_value_within_fold: paired bootstrap test against AdaMSS (the first model) on those pairs
-cols = ["model", "cindex_within_fold", "cindex_within_fold_low", "cindex_within_fold_high",
-        "cindex_fold_mean", "cindex", "cindex_low", "cindex_high", "dice", "p_value_within_fold"]
+cols = [
+    "model",
+    "cindex_within_fold",
+    "cindex_within_fold_low",
+    "cindex_within_fold_high",
+    "cindex_fold_mean",
+    "cindex",
+    "cindex_low",
+    "cindex_high",
+    "dice",
+    "p_value_within_fold",
+]
 with pd.option_context("display.width", 200):
     print(result.table[cols].round(3).to_string(index=False))
 folds.to_csv(os.path.join(OUT, "adamss_cross_validation_folds.csv"), index=False)

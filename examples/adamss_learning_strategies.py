@@ -105,7 +105,10 @@ for name, params in VARIANTS.items():
 
 # Reference points on the same test patients: the true linear predictor of the simulation
 # (the best any model can do) and its clinical part alone (age and HPV).
-for name, risk in [("true risk (ceiling)", truth.risk), ("true clinical risk", truth.risk_clinical)]:
+for name, risk in [
+    ("true risk (ceiling)", truth.risk),
+    ("true clinical risk", truth.risk_clinical),
+]:
     c, low, high = concordance_ci(y[test], risk[test], random_state=0)
     rows.append({"variant": name, "test C-index": c, "95% CI low": low, "95% CI high": high})
 results = pd.DataFrame(rows).set_index("variant")

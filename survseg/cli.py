@@ -20,9 +20,17 @@ def _shape(text: str) -> tuple[int, int, int]:
 def _cmd_demo(args) -> int:
     from .demo import run_demo
 
-    run_demo(args.output, n_patients=args.n_patients, shape=args.shape, n_folds=args.folds,
-             iterations=args.iterations, models=args.models, random_state=args.seed,
-             n_jobs=args.n_jobs, plots=not args.no_plots)
+    run_demo(
+        args.output,
+        n_patients=args.n_patients,
+        shape=args.shape,
+        n_folds=args.folds,
+        iterations=args.iterations,
+        models=args.models,
+        random_state=args.seed,
+        n_jobs=args.n_jobs,
+        plots=not args.no_plots,
+    )
     return 0
 
 
@@ -36,9 +44,13 @@ def build_parser() -> argparse.ArgumentParser:
     demo = sub.add_parser("demo", help="benchmark every model on a synthetic PET/CT cohort")
     demo.add_argument("--output", default="survseg_demo_output", help="output folder")
     demo.add_argument("--n-patients", type=int, default=80)
-    demo.add_argument("--shape", type=_shape, default=(24, 24, 24), help="volume size, e.g. 24 or 32x32x24")
+    demo.add_argument(
+        "--shape", type=_shape, default=(24, 24, 24), help="volume size, e.g. 24 or 32x32x24"
+    )
     demo.add_argument("--folds", type=int, default=3)
-    demo.add_argument("--iterations", type=int, default=200, help="training iterations of the deep models")
+    demo.add_argument(
+        "--iterations", type=int, default=200, help="training iterations of the deep models"
+    )
     demo.add_argument("--models", nargs="+", help="subset of the demo models")
     demo.add_argument("--seed", type=int, default=0)
     demo.add_argument("--n-jobs", type=int, default=None, help="folds in parallel (joblib)")

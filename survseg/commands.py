@@ -70,12 +70,15 @@ def make_model(name: str, params=None, *, random_state=0, units: str = "physical
         # an explicit extractor so that ``extractor__<name>`` can be set
         "RadiomicsCox": lambda: RadiomicsCox(extractor(), random_state=random_state),
         "Radiomics+RSF": lambda: make_radiomics_pipeline(
-            "rsf", extractor(), random_state=random_state),
+            "rsf", extractor(), random_state=random_state
+        ),
         "Radiomics+DeepSurv": lambda: make_radiomics_pipeline(
-            "deepsurv", extractor(), random_state=random_state),
+            "deepsurv", extractor(), random_state=random_state
+        ),
         "DeepMTS": lambda: deep(DeepMTSRegressor, "DeepMTS"),
         "DeepMTS-features+LassoCox": lambda: make_survival_pipeline(
-            deep(DeepMTSRegressor, "DeepMTS"), "lasso_cox", random_state=random_state),
+            deep(DeepMTSRegressor, "DeepMTS"), "lasso_cox", random_state=random_state
+        ),
         "AdaMSS": lambda: deep(AdaMSSRegressor, "AdaMSS"),
     }
     if name not in factories:
@@ -126,18 +129,23 @@ def _model_params(names, params, defaults=None) -> dict[str, dict]:
     of the models has is an error (a typo would otherwise be silently ignored).
     """
     accepted = {name: set(make_model(name).get_params(deep=True)) for name in names}
-    chosen = {name: {k: v for k, v in (defaults or {}).items() if k in accepted[name]}
-              for name in names}
+    chosen = {
+        name: {k: v for k, v in (defaults or {}).items() if k in accepted[name]} for name in names
+    }
     for model, key, value in params:
         targets = [n for n in names if (model is None or n == model) and key in accepted[n]]
         if model is not None and model not in names:
-            raise ValueError(f"--param {model}:{key}: {model} is not one of the models {list(names)}.")
+            raise ValueError(
+                f"--param {model}:{key}: {model} is not one of the models {list(names)}."
+            )
         if not targets:
             pool = accepted[model] if model else set().union(*accepted.values())
             close = difflib.get_close_matches(key, sorted(pool), n=1)
             where = model or (names[0] if len(names) == 1 else f"any of the models {list(names)}")
-            raise ValueError(f"--param {key!r} is not a parameter of {where}"
-                             + (f"; did you mean {close[0]!r}?" if close else "."))
+            raise ValueError(
+                f"--param {key!r} is not a parameter of {where}"
+                + (f"; did you mean {close[0]!r}?" if close else ".")
+            )
         for name in targets:
             chosen[name][key] = value
     return chosen
@@ -167,9 +175,15 @@ def _geometries(raw):
     def opt(v):
         return None if v is None else tuple(v)
 
-    return [CaseGeometry(grid=grid(g["grid"]), original=grid(g["original"]),
-                         transform=opt(g.get("transform")),
-                         transform_center=opt(g.get("transform_center"))) for g in raw]
+    return [
+        CaseGeometry(
+            grid=grid(g["grid"]),
+            original=grid(g["original"]),
+            transform=opt(g.get("transform")),
+            transform_center=opt(g.get("transform_center")),
+        )
+        for g in raw
+    ]
 
 
 # --------------------------------------------------------------------------- preprocess
@@ -184,28 +198,51 @@ def _cmd_preprocess(args) -> int:
     # "physical" keeps SUV and HU, so radiomics bins are in physical units; the deep models
     # then normalise each patient themselves (their ``intensity`` parameter)
     intensity = {} if args.intensity == "physical" else {"pet": "zscore", "ct": "window"}
-    prep = Preprocessing(spacing=args.spacing, template=args.template,
-                         crop=None if args.crop == "none" else args.crop, crop_size=size,
-                         intensity=intensity)
-    common = dict(preprocessing=prep, n_jobs=args.n_jobs, memory=args.cache,
-                  verbose=args.verbose, return_geometry=True)
+    prep = Preprocessing(
+        spacing=args.spacing,
+        template=args.template,
+        crop=None if args.crop == "none" else args.crop,
+        crop_size=size,
+        intensity=intensity,
+    )
+    common = dict(
+        preprocessing=prep,
+        n_jobs=args.n_jobs,
+        memory=args.cache,
+        verbose=args.verbose,
+        return_geometry=True,
+    )
     if args.clinical:
         common["clinical_columns"] = args.clinical
     if args.manifest:
         if args.new_patients and prep.crop == "tumour":
-            raise ValueError("--new-patients have no mask to centre the box on: use --crop fixed "
-                             "(with the training data's --crop-size) or --crop none.")
+            raise ValueError(
+                "--new-patients have no mask to centre the box on: use --crop fixed "
+                "(with the training data's --crop-size) or --crop none."
+            )
         X, y, ids, geoms = load_manifest(
-            args.manifest, labels=args.labels,
+            args.manifest,
+            labels=args.labels,
             mask_column=None if args.new_patients else "mask",
             time_column=None if args.new_patients else "time",
-            event_column=None if args.new_patients else "event", **common)
+            event_column=None if args.new_patients else "event",
+            **common,
+        )
     else:
-        X, y, ids, geoms = load_hecktor(args.hecktor, labels=tuple(args.labels or (1,)),
-                                        drop_empty_masks=args.drop_empty_masks, **common)
-    meta = {"source": str(args.manifest or args.hecktor), "spacing": args.spacing,
-            "intensity": args.intensity,
-            "crop": args.crop, "crop_size": size, "labels": args.labels}
+        X, y, ids, geoms = load_hecktor(
+            args.hecktor,
+            labels=tuple(args.labels or (1,)),
+            drop_empty_masks=args.drop_empty_masks,
+            **common,
+        )
+    meta = {
+        "source": str(args.manifest or args.hecktor),
+        "spacing": args.spacing,
+        "intensity": args.intensity,
+        "crop": args.crop,
+        "crop_size": size,
+        "labels": args.labels,
+    }
     path = save_dataset(args.output, X, y, ids, geoms, meta)
     print(f"{len(X)} patients, fields {list(X.dtype.names)} -> {path}")
     return 0
@@ -225,17 +262,28 @@ def _cmd_benchmark(args) -> int:
     if ds.y is None:
         raise ValueError(f"{args.dataset} has no survival outcomes (y.npy); cannot benchmark.")
     settings = _model_params(args.models, params, _radiomics_spacing(ds))
-    models = {name: make_model(name, settings[name], random_state=args.seed, units=_units(ds))
-              for name in args.models}
+    models = {
+        name: make_model(name, settings[name], random_state=args.seed, units=_units(ds))
+        for name in args.models
+    }
     test = load_dataset(args.test) if args.test else None
     if test is not None and test.y is None:
         raise ValueError(f"--test {args.test} has no survival outcomes (y.npy).")
-    result = benchmark(models, ds.X, ds.y, cv=args.folds, reference=args.reference,
-                       X_test=None if test is None else test.X,
-                       y_test=None if test is None else test.y,
-                       n_bootstrap=args.n_bootstrap, random_state=args.seed, n_jobs=args.n_jobs,
-                       output_dir=args.output, keep_models=not args.no_plots,
-                       verbose=int(args.verbose))
+    result = benchmark(
+        models,
+        ds.X,
+        ds.y,
+        cv=args.folds,
+        reference=args.reference,
+        X_test=None if test is None else test.X,
+        y_test=None if test is None else test.y,
+        n_bootstrap=args.n_bootstrap,
+        random_state=args.seed,
+        n_jobs=args.n_jobs,
+        output_dir=args.output,
+        keep_models=not args.no_plots,
+        verbose=int(args.verbose),
+    )
     # predictions.csv numbers patients by row; name them with the datasets' patient ids
     predictions = result.predictions.copy()
     ids = np.asarray(ds.patient_ids, dtype=object)
@@ -244,7 +292,8 @@ def _cmd_benchmark(args) -> int:
     patient_id[~is_test] = ids[predictions["patient"].to_numpy()[~is_test]]
     if is_test.any():
         patient_id[is_test] = np.asarray(test.patient_ids, dtype=object)[
-            predictions["patient"].to_numpy()[is_test]]
+            predictions["patient"].to_numpy()[is_test]
+        ]
     predictions.insert(predictions.columns.get_loc("patient") + 1, "patient_id", patient_id)
     predictions.to_csv(Path(args.output) / "predictions.csv", index=False)
     if not args.no_plots:
@@ -274,8 +323,10 @@ def _cmd_fit(args) -> int:
     out = Path(args.output)
     out.parent.mkdir(parents=True, exist_ok=True)
     joblib.dump({"model": model, "name": args.model, "fields": list(ds.X.dtype.names)}, out)
-    print(f"fitted {args.model} on {len(ds.X)} patients; training C-index "
-          f"{model.score(ds.X, ds.y):.3f} -> {out}")
+    print(
+        f"fitted {args.model} on {len(ds.X)} patients; training C-index "
+        f"{model.score(ds.X, ds.y):.3f} -> {out}"
+    )
     return 0
 
 
@@ -298,8 +349,10 @@ def _cmd_predict(args) -> int:
         needed = [f for f in needed if f != "mask"]  # a segmenting model predicts the mask
     missing = [f for f in needed if f not in ds.X.dtype.names]
     if missing:
-        raise ValueError(f"{args.dataset} lacks the field(s) {missing} the model was fitted with; "
-                         f"it has {list(ds.X.dtype.names)}.")
+        raise ValueError(
+            f"{args.dataset} lacks the field(s) {missing} the model was fitted with; "
+            f"it has {list(ds.X.dtype.names)}."
+        )
     out = Path(args.output)
     out.mkdir(parents=True, exist_ok=True)
     risk = model.predict(ds.X)
@@ -307,8 +360,11 @@ def _cmd_predict(args) -> int:
     written = ["risk.csv"]
     if hasattr(model, "predict_survival_function"):
         fns = model.predict_survival_function(ds.X)
-        times = np.asarray(args.times) if args.times else np.unique(
-            np.quantile(fns[0].x, np.linspace(0, 1, 11)))
+        times = (
+            np.asarray(args.times)
+            if args.times
+            else np.unique(np.quantile(fns[0].x, np.linspace(0, 1, 11)))
+        )
         surv = np.vstack([fn(np.clip(times, fn.x[0], fn.x[-1])) for fn in fns])
         frame = pd.DataFrame(surv, columns=[f"S({t:g})" for t in times])
         frame.insert(0, "patient_id", ds.patient_ids)
@@ -319,9 +375,11 @@ def _cmd_predict(args) -> int:
         geoms = _geometries(ds.geometries)
         (out / "masks").mkdir(exist_ok=True)
         if geoms is None:
-            warnings.warn("the dataset has no geometry: masks are written on the preprocessed "
-                          "grid with unit spacing, not in the patients' original space.",
-                          stacklevel=2)
+            warnings.warn(
+                "the dataset has no geometry: masks are written on the preprocessed "
+                "grid with unit spacing, not in the patients' original space.",
+                stacklevel=2,
+            )
         for i, pid in enumerate(ds.patient_ids):
             if geoms is None:
                 import SimpleITK as sitk
@@ -333,8 +391,10 @@ def _cmd_predict(args) -> int:
                 image = to_original_space(np.asarray(masks[i], dtype=np.uint8), geoms[i])
             write_image(image, out / "masks" / f"{pid}.nii.gz")
         written.append(f"masks/ ({len(ds.patient_ids)} NIfTI files)")
-    print(f"predicted {len(ds.X)} patients with {bundle.get('name', type(model).__name__)} -> "
-          f"{out}: {', '.join(written)}")
+    print(
+        f"predicted {len(ds.X)} patients with {bundle.get('name', type(model).__name__)} -> "
+        f"{out}: {', '.join(written)}"
+    )
     return 0
 
 
@@ -346,20 +406,32 @@ def add_data_commands(sub) -> None:
     pre = sub.add_parser("preprocess", help="manifest or HECKTOR folder -> dataset folder")
     src = pre.add_mutually_exclusive_group(required=True)
     src.add_argument("--manifest", help="CSV: patient_id, ct, pet, mask, time, event, clinical...")
-    src.add_argument("--hecktor", help="HECKTOR 2022 training folder (imagesTr/, labelsTr/, endpoint CSV)")
+    src.add_argument(
+        "--hecktor", help="HECKTOR 2022 training folder (imagesTr/, labelsTr/, endpoint CSV)"
+    )
     pre.add_argument("--output", required=True, help="dataset folder to write")
     pre.add_argument("--spacing", type=float, default=1.0, help="isotropic voxel size in mm")
     pre.add_argument("--crop", choices=("tumour", "fixed", "none"), default="tumour")
     pre.add_argument("--crop-size", type=int, nargs="+", default=[160], help="N or X Y Z voxels")
     pre.add_argument("--template", help="template CT for rigid registration (DeepMTS)")
     pre.add_argument("--labels", type=int, nargs="+", help="labels forming the mask (HECKTOR: 1)")
-    pre.add_argument("--intensity", choices=("physical", "normalised"), default="physical",
-                     help="keep PET in SUV and CT in HU (default; the deep models normalise each "
-                          "patient themselves) or store PET z-scored and CT windowed to [-1, 1]")
-    pre.add_argument("--new-patients", action="store_true",
-                     help="manifest of patients to predict: no mask, time or event columns")
-    pre.add_argument("--drop-empty-masks", action="store_true",
-                     help="HECKTOR: leave out (with a warning) patients without the --labels")
+    pre.add_argument(
+        "--intensity",
+        choices=("physical", "normalised"),
+        default="physical",
+        help="keep PET in SUV and CT in HU (default; the deep models normalise each "
+        "patient themselves) or store PET z-scored and CT windowed to [-1, 1]",
+    )
+    pre.add_argument(
+        "--new-patients",
+        action="store_true",
+        help="manifest of patients to predict: no mask, time or event columns",
+    )
+    pre.add_argument(
+        "--drop-empty-masks",
+        action="store_true",
+        help="HECKTOR: leave out (with a warning) patients without the --labels",
+    )
     pre.add_argument("--clinical", nargs="+", help="clinical columns to keep")
     pre.add_argument("--n-jobs", type=int, default=None)
     pre.add_argument("--cache", help="cache folder (joblib.Memory)")
@@ -368,12 +440,17 @@ def add_data_commands(sub) -> None:
 
     bench = sub.add_parser("benchmark", help="cross-validated comparison table with p-values")
     bench.add_argument("dataset", help="dataset folder (survseg preprocess)")
-    bench.add_argument("--models", nargs="+", default=["RadiomicsCox", "DeepMTS", "AdaMSS"],
-                       choices=MODEL_NAMES)
+    bench.add_argument(
+        "--models", nargs="+", default=["RadiomicsCox", "DeepMTS", "AdaMSS"], choices=MODEL_NAMES
+    )
     bench.add_argument("--reference", help="model the p-values compare against (default: first)")
     bench.add_argument("--test", help="external test dataset folder (scored by the fold ensemble)")
     bench.add_argument("--folds", type=int, default=5)
-    bench.add_argument("--param", nargs="*", help="key=value set on every model that has it; MODEL:key=value on that model only")
+    bench.add_argument(
+        "--param",
+        nargs="*",
+        help="key=value set on every model that has it; MODEL:key=value on that model only",
+    )
     bench.add_argument("--n-bootstrap", type=int, default=1000)
     bench.add_argument("--n-jobs", type=int, default=None, help="folds in parallel")
     bench.add_argument("--seed", type=int, default=0)

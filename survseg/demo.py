@@ -17,12 +17,17 @@ __all__ = ["demo_models", "run_demo"]
 
 #: Narrower networks than the papers' (which train for hours on a GPU) so the demo runs on a CPU.
 DEEPMTS_DEMO_NETWORK = dict(
-    channels=(8, 16, 32, 64), encoder_convs=(2, 2, 3, 3), decoder_convs=(3, 2, 2),
-    feature_channels=(4, 8, 16, 32), dense_block_layers=(2, 4, 8),
+    channels=(8, 16, 32, 64),
+    encoder_convs=(2, 2, 3, 3),
+    decoder_convs=(3, 2, 2),
+    feature_channels=(4, 8, 16, 32),
+    dense_block_layers=(2, 4, 8),
     dense_transition_channels=(8, 16, 32),
 )
 ADAMSS_DEMO_NETWORK = dict(
-    single_channels=(4, 8, 16, 32), fuse_channels=(8, 16, 32, 64), n_convs=(1, 2, 2, 2),
+    single_channels=(4, 8, 16, 32),
+    fuse_channels=(8, 16, 32, 64),
+    n_convs=(1, 2, 2, 2),
     hidden_features=32,
 )
 
@@ -89,12 +94,16 @@ def demo_models(
         "Radiomics+RSF": radiomics("rsf"),
         "Radiomics+DeepSurv": radiomics("deepsurv"),
         "DeepMTS": DeepMTSRegressor(
-            network_params=DEEPMTS_DEMO_NETWORK, intensity={"pet": "zscore", "ct": "zscore"},
-            learning_rate=1e-3, **deep,
+            network_params=DEEPMTS_DEMO_NETWORK,
+            intensity={"pet": "zscore", "ct": "zscore"},
+            learning_rate=1e-3,
+            **deep,
         ),
         "AdaMSS": AdaMSSRegressor(
-            **ADAMSS_DEMO_NETWORK, intensity={"pet": "zscore", "ct": "window"},
-            stage1_lr=(1e-3, 5e-4, 1e-4), stage2_lr=(5e-4, 1e-4, 1e-5),
+            **ADAMSS_DEMO_NETWORK,
+            intensity={"pet": "zscore", "ct": "window"},
+            stage1_lr=(1e-3, 5e-4, 1e-4),
+            stage2_lr=(5e-4, 1e-4, 1e-5),
             radiomics_params={
                 "feature_classes": ["firstorder", "glcm", "shape"],
                 "image_types": ["original"],
@@ -145,24 +154,52 @@ def run_demo(
             raise ValueError(f"unknown demo model(s) {unknown}; choose from {list(all_models)}.")
         all_models = {k: v for k, v in all_models.items() if k in models}
     if verbose:
-        print(f"synthetic cohort: {len(X)} patients, {tuple(shape)} voxels, "
-              f"{int(y['event'].sum())} events; models: {', '.join(all_models)}")
-    result = benchmark(all_models, X, y, cv=n_folds, n_bootstrap=n_bootstrap,
-                       random_state=random_state, n_jobs=n_jobs, output_dir=out,
-                       keep_models=plots, verbose=verbose)
+        print(
+            f"synthetic cohort: {len(X)} patients, {tuple(shape)} voxels, "
+            f"{int(y['event'].sum())} events; models: {', '.join(all_models)}"
+        )
+    result = benchmark(
+        all_models,
+        X,
+        y,
+        cv=n_folds,
+        n_bootstrap=n_bootstrap,
+        random_state=random_state,
+        n_jobs=n_jobs,
+        output_dir=out,
+        keep_models=plots,
+        verbose=verbose,
+    )
     if plots:
         write_figures(out, X, y, result)
     if verbose:
-        cols = [c for c in ("model", "cindex", "cindex_low", "cindex_high", "cindex_within_fold",
-                            "dice", "auc", "ibs", "p_value") if c in result.table]
+        cols = [
+            c
+            for c in (
+                "model",
+                "cindex",
+                "cindex_low",
+                "cindex_high",
+                "cindex_within_fold",
+                "dice",
+                "auc",
+                "ibs",
+                "p_value",
+            )
+            if c in result.table
+        ]
         with pd.option_context("display.float_format", "{:.3f}".format, "display.width", 120):
             print(result.table[cols].to_string(index=False))
         ceiling = concordance_index(y, truth.risk)
         clinical_only = concordance_index(y, truth.risk_clinical)
-        print(f"C-index of the true risk (the ceiling): {ceiling:.3f}; of its clinical part "
-              f"alone: {clinical_only:.3f}")
-        print(f"reference for p-values: {result.table.attrs['reference']}; "
-              f"results in {out.resolve()} ({time.perf_counter() - t0:.0f} s)")
+        print(
+            f"C-index of the true risk (the ceiling): {ceiling:.3f}; of its clinical part "
+            f"alone: {clinical_only:.3f}"
+        )
+        print(
+            f"reference for p-values: {result.table.attrs['reference']}; "
+            f"results in {out.resolve()} ({time.perf_counter() - t0:.0f} s)"
+        )
     return result.table
 
 

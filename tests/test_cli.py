@@ -31,9 +31,16 @@ CROP = 24  # voxels of the preprocessed box (DeepMTS's DenseNet needs >= 19), at
 PREP_SPACING = 2.0
 
 TINY_DEEPMTS = dict(
-    channels=(4, 6, 8), encoder_convs=(1, 1, 1), decoder_convs=(1, 1), feature_channels=(2, 3, 4),
-    dense_stem_channels=6, dense_block_layers=(1, 1, 1), dense_transition_channels=(3, 4, 5),
-    dense_growth_rate=4, dense_bottleneck_channels=8, fc_units=5,
+    channels=(4, 6, 8),
+    encoder_convs=(1, 1, 1),
+    decoder_convs=(1, 1),
+    feature_channels=(2, 3, 4),
+    dense_stem_channels=6,
+    dense_block_layers=(1, 1, 1),
+    dense_transition_channels=(3, 4, 5),
+    dense_growth_rate=4,
+    dense_bottleneck_channels=8,
+    fc_units=5,
 )
 DEEPMTS_PARAMS = [f"network_params={TINY_DEEPMTS!r}", "max_iter=2", "batch_size=4", "device=cpu"]
 
@@ -79,19 +86,30 @@ def write_hecktor(root, n=N_PATIENTS, seed=0):
         label[d_node <= 3.5] = 2
         label[d_tumour <= radius] = 1
         ct = rng.normal(0, 20, label.shape) + 60.0 * (label > 0)
-        sitk.WriteImage(_image(label, ct_origin, CT_SPACING, direction),
-                        str(root / "labelsTr" / f"{pid}.nii.gz"))
-        sitk.WriteImage(_image(ct.astype(np.int16), ct_origin, CT_SPACING, direction),
-                        str(root / "imagesTr" / f"{pid}__CT.nii.gz"))
+        sitk.WriteImage(
+            _image(label, ct_origin, CT_SPACING, direction),
+            str(root / "labelsTr" / f"{pid}.nii.gz"),
+        )
+        sitk.WriteImage(
+            _image(ct.astype(np.int16), ct_origin, CT_SPACING, direction),
+            str(root / "imagesTr" / f"{pid}__CT.nii.gz"),
+        )
         # PET on its own coarser grid covering the CT, from the same physical tumours
         pet_origin = tuple(lo - np.array([1.3, 0.7, 1.0]))
         pet_size = tuple(int(np.ceil((hi[a] - lo[a] + 2.0) / PET_SPACING[a])) + 1 for a in range(3))
-        pet_points = _physical_points(pet_size, pet_origin, PET_SPACING, (1, 0, 0, 0, 1, 0, 0, 0, 1))
-        pet = (1.0 + rng.normal(0, 0.1, pet_points.shape[:3])
-               + 8.0 * (np.linalg.norm(pet_points - centre, axis=-1) <= radius)
-               + 4.0 * (np.linalg.norm(pet_points - node, axis=-1) <= 3.5))
-        sitk.WriteImage(_image(pet.astype(np.float32), pet_origin, PET_SPACING),
-                        str(root / "imagesTr" / f"{pid}__PT.nii.gz"))
+        pet_points = _physical_points(
+            pet_size, pet_origin, PET_SPACING, (1, 0, 0, 0, 1, 0, 0, 0, 1)
+        )
+        pet = (
+            1.0
+            + rng.normal(0, 0.1, pet_points.shape[:3])
+            + 8.0 * (np.linalg.norm(pet_points - centre, axis=-1) <= radius)
+            + 4.0 * (np.linalg.norm(pet_points - node, axis=-1) <= 3.5)
+        )
+        sitk.WriteImage(
+            _image(pet.astype(np.float32), pet_origin, PET_SPACING),
+            str(root / "imagesTr" / f"{pid}__PT.nii.gz"),
+        )
         rfs = 2000.0 / radius**2 * rng.uniform(0.8, 1.2)
         rows.append({"PatientID": pid, "Relapse": int(p % 3 != 0), "RFS": round(rfs * 30, 1)})
         truth.append((pid, centre, radius))
@@ -110,8 +128,19 @@ def hecktor(tmp_path_factory):
 def dataset(hecktor, tmp_path_factory):
     root, _ = hecktor
     ds = tmp_path_factory.mktemp("dataset") / "train"
-    code = main(["preprocess", "--hecktor", str(root), "--output", str(ds),
-                 "--spacing", str(PREP_SPACING), "--crop-size", str(CROP)])
+    code = main(
+        [
+            "preprocess",
+            "--hecktor",
+            str(root),
+            "--output",
+            str(ds),
+            "--spacing",
+            str(PREP_SPACING),
+            "--crop-size",
+            str(CROP),
+        ]
+    )
     assert code == 0
     return ds
 
@@ -120,8 +149,18 @@ def dataset(hecktor, tmp_path_factory):
 def fitted(dataset, tmp_path_factory):
     torch.set_num_threads(1)
     path = tmp_path_factory.mktemp("model") / "deepmts.joblib"
-    code = main(["fit", str(dataset), "--model", "DeepMTS", "--param", *DEEPMTS_PARAMS,
-                 "--output", str(path)])
+    code = main(
+        [
+            "fit",
+            str(dataset),
+            "--model",
+            "DeepMTS",
+            "--param",
+            *DEEPMTS_PARAMS,
+            "--output",
+            str(path),
+        ]
+    )
     assert code == 0
     return path
 
@@ -129,8 +168,10 @@ def fitted(dataset, tmp_path_factory):
 def _centroid(image, label=1):
     """Mean physical position of the voxels of a SimpleITK image equal to ``label``."""
     array = sitk.GetArrayFromImage(image)
-    points = [image.TransformIndexToPhysicalPoint([int(i), int(j), int(k)])
-              for k, j, i in np.argwhere(array == label)]
+    points = [
+        image.TransformIndexToPhysicalPoint([int(i), int(j), int(k)])
+        for k, j, i in np.argwhere(array == label)
+    ]
     return np.mean(points, axis=0)
 
 
@@ -191,8 +232,9 @@ def test_masks_overlay_the_input_ct(hecktor, dataset, fitted, tmp_path, monkeypa
     from survseg.data.store import load_dataset
     from survseg.estimators import DeepMTSRegressor
 
-    monkeypatch.setattr(DeepMTSRegressor, "predict_mask",
-                        lambda self, X, threshold=0.5: np.asarray(X["mask"]))
+    monkeypatch.setattr(
+        DeepMTSRegressor, "predict_mask", lambda self, X, threshold=0.5: np.asarray(X["mask"])
+    )
     root, truth = hecktor
     out = tmp_path / "pred"
     assert main(["predict", str(fitted), str(dataset), "--output", str(out)]) == 0
@@ -217,16 +259,43 @@ def test_benchmark_writes_the_table(dataset, tmp_path):
     from survseg.data.store import load_dataset
 
     out = tmp_path / "bench"
-    code = main(["benchmark", str(dataset), "--models", "RadiomicsCox", "DeepMTS",
-                 "--folds", "2", "--n-bootstrap", "50", "--no-plots", "--output", str(out),
-                 "--param", "extractor__feature_classes=['firstorder','shape']",
-                 "extractor__image_types=['original']", "extractor__bin_width={'pet': 0.1, 'ct': 0.005}",
-                 "RadiomicsCox:cv=2", *[f"DeepMTS:{p}" for p in DEEPMTS_PARAMS]])
+    code = main(
+        [
+            "benchmark",
+            str(dataset),
+            "--models",
+            "RadiomicsCox",
+            "DeepMTS",
+            "--folds",
+            "2",
+            "--n-bootstrap",
+            "50",
+            "--no-plots",
+            "--output",
+            str(out),
+            "--param",
+            "extractor__feature_classes=['firstorder','shape']",
+            "extractor__image_types=['original']",
+            "extractor__bin_width={'pet': 0.1, 'ct': 0.005}",
+            "RadiomicsCox:cv=2",
+            *[f"DeepMTS:{p}" for p in DEEPMTS_PARAMS],
+        ]
+    )
     assert code == 0
     table = pd.read_csv(out / "results.csv")
     assert list(table["model"]) == ["RadiomicsCox", "DeepMTS"]
-    expected = ["cindex", "cindex_low", "cindex_high", "cindex_fold_mean", "cindex_fold_sd",
-                "dice", "auc", "ibs", "fit_seconds", "p_value"]
+    expected = [
+        "cindex",
+        "cindex_low",
+        "cindex_high",
+        "cindex_fold_mean",
+        "cindex_fold_sd",
+        "dice",
+        "auc",
+        "ibs",
+        "fit_seconds",
+        "p_value",
+    ]
     assert set(expected) <= set(table.columns)
     assert np.isnan(table["p_value"][0]) and 0 <= table["p_value"][1] <= 1  # first = reference
     assert np.isnan(table["dice"][0]) and 0 <= table["dice"][1] <= 1  # only DeepMTS segments
@@ -243,35 +312,86 @@ def test_benchmark_writes_the_table(dataset, tmp_path):
 
 def test_fit_uses_the_datasets_spacing_for_radiomics(dataset, tmp_path):
     path = tmp_path / "cox.joblib"
-    code = main(["fit", str(dataset), "--model", "RadiomicsCox", "--output", str(path),
-                 "--param", "extractor__feature_classes=['firstorder','shape']",
-                 "extractor__image_types=['original']", "extractor__bin_width={'pet': 0.1, 'ct': 0.005}", "cv=2"])
+    code = main(
+        [
+            "fit",
+            str(dataset),
+            "--model",
+            "RadiomicsCox",
+            "--output",
+            str(path),
+            "--param",
+            "extractor__feature_classes=['firstorder','shape']",
+            "extractor__image_types=['original']",
+            "extractor__bin_width={'pet': 0.1, 'ct': 0.005}",
+            "cv=2",
+        ]
+    )
     assert code == 0
     model = joblib.load(path)["model"]
     # pyradiomics measures in mm on the preprocessed grid, not in voxels
     np.testing.assert_allclose(model.extractor_.spacing_, [PREP_SPACING] * 3)
 
 
-@pytest.mark.parametrize("argv, message", [
-    (["preprocess", "--manifest", "{tmp}/absent.csv", "--output", "{tmp}/ds"],
-     "manifest not found"),
-    (["preprocess", "--manifest", "{tmp}/no_mask.csv", "--output", "{tmp}/ds"],
-     "['mask'] not found"),
-    (["preprocess", "--hecktor", "{tmp}/absent", "--output", "{tmp}/ds"],
-     "HECKTOR folder not found"),
-    (["fit", "{tmp}/absent", "--model", "DeepMTS", "--output", "{tmp}/m.joblib"],
-     "not a survseg dataset folder"),
-    (["fit", "{tmp}", "--model", "DeepMTS", "--param", "max_iter", "--output", "{tmp}/m.joblib"],
-     "--param expects key=value"),
-    (["fit", "{tmp}", "--model", "DeepMTS", "--param", "Foo:max_iter=2", "--output", "{tmp}/m"],
-     "--param expects key=value"),
-    (["benchmark", "{tmp}", "--models", "DeepMTS", "--reference", "AdaMSS"],
-     "--reference AdaMSS is not one of --models"),
-    (["predict", "{tmp}/absent.joblib", "{tmp}", "--output", "{tmp}/out"],
-     "model file {tmp}/absent.joblib not found"),
-    (["predict", "{tmp}/not_a_model.joblib", "{tmp}", "--output", "{tmp}/out"],
-     "is not a model file written by `survseg fit`"),
-])
+@pytest.mark.parametrize(
+    "argv, message",
+    [
+        (
+            ["preprocess", "--manifest", "{tmp}/absent.csv", "--output", "{tmp}/ds"],
+            "manifest not found",
+        ),
+        (
+            ["preprocess", "--manifest", "{tmp}/no_mask.csv", "--output", "{tmp}/ds"],
+            "['mask'] not found",
+        ),
+        (
+            ["preprocess", "--hecktor", "{tmp}/absent", "--output", "{tmp}/ds"],
+            "HECKTOR folder not found",
+        ),
+        (
+            ["fit", "{tmp}/absent", "--model", "DeepMTS", "--output", "{tmp}/m.joblib"],
+            "not a survseg dataset folder",
+        ),
+        (
+            [
+                "fit",
+                "{tmp}",
+                "--model",
+                "DeepMTS",
+                "--param",
+                "max_iter",
+                "--output",
+                "{tmp}/m.joblib",
+            ],
+            "--param expects key=value",
+        ),
+        (
+            [
+                "fit",
+                "{tmp}",
+                "--model",
+                "DeepMTS",
+                "--param",
+                "Foo:max_iter=2",
+                "--output",
+                "{tmp}/m",
+            ],
+            "--param expects key=value",
+        ),
+        (
+            ["benchmark", "{tmp}", "--models", "DeepMTS", "--reference", "AdaMSS"],
+            "--reference AdaMSS is not one of --models",
+        ),
+        (
+            ["predict", "{tmp}/absent.joblib", "{tmp}", "--output", "{tmp}/out"],
+            "model file {tmp}/absent.joblib not found",
+        ),
+        (
+            ["predict", "{tmp}/not_a_model.joblib", "{tmp}", "--output", "{tmp}/out"],
+            "is not a model file written by `survseg fit`",
+        ),
+    ],
+)
 def test_user_errors_are_one_clear_line(argv, message, tmp_path, capsys):
     (tmp_path / "no_mask.csv").write_text("patient_id,ct,pet,time,event\nA,a.nii,b.nii,10,1\n")
     joblib.dump([1, 2], tmp_path / "not_a_model.joblib")
@@ -284,12 +404,46 @@ def test_user_errors_are_one_clear_line(argv, message, tmp_path, capsys):
 
 def test_bad_parameters_are_named(dataset, fitted, tmp_path, capsys):
     cases = [
-        (["fit", str(dataset), "--model", "DeepMTS", "--param", "max_itr=2",
-          "--output", str(tmp_path / "m.joblib")], "'max_itr' is not a parameter of DeepMTS; did you mean 'max_iter'?"),
-        (["benchmark", str(dataset), "--models", "DeepMTS", "AdaMSS", "--param", "typo=1",
-          "--output", str(tmp_path / "b")], "'typo' is not a parameter of any of the models"),
-        (["benchmark", str(dataset), "--models", "DeepMTS", "--param", "AdaMSS:max_iter=1",
-          "--output", str(tmp_path / "b")], "AdaMSS is not one of the models ['DeepMTS']"),
+        (
+            [
+                "fit",
+                str(dataset),
+                "--model",
+                "DeepMTS",
+                "--param",
+                "max_itr=2",
+                "--output",
+                str(tmp_path / "m.joblib"),
+            ],
+            "'max_itr' is not a parameter of DeepMTS; did you mean 'max_iter'?",
+        ),
+        (
+            [
+                "benchmark",
+                str(dataset),
+                "--models",
+                "DeepMTS",
+                "AdaMSS",
+                "--param",
+                "typo=1",
+                "--output",
+                str(tmp_path / "b"),
+            ],
+            "'typo' is not a parameter of any of the models",
+        ),
+        (
+            [
+                "benchmark",
+                str(dataset),
+                "--models",
+                "DeepMTS",
+                "--param",
+                "AdaMSS:max_iter=1",
+                "--output",
+                str(tmp_path / "b"),
+            ],
+            "AdaMSS is not one of the models ['DeepMTS']",
+        ),
     ]
     for argv, message in cases:
         assert main(argv) == 2
@@ -332,8 +486,20 @@ def test_help(capsys):
 
 def test_predict_times_and_no_masks(dataset, fitted, tmp_path):
     out = tmp_path / "pred"
-    code = main(["predict", str(fitted), str(dataset), "--output", str(out),
-                 "--times", "100", "500", "1000", "--no-masks"])
+    code = main(
+        [
+            "predict",
+            str(fitted),
+            str(dataset),
+            "--output",
+            str(out),
+            "--times",
+            "100",
+            "500",
+            "1000",
+            "--no-masks",
+        ]
+    )
     assert code == 0
     surv = pd.read_csv(out / "survival.csv")
     assert list(surv.columns) == ["patient_id", "S(100)", "S(500)", "S(1000)"]
@@ -350,8 +516,17 @@ def test_hecktor_patient_without_primary_tumour(tmp_path, capsys):
     nodes_only = sitk.GetImageFromArray(array)
     nodes_only.CopyInformation(label)
     sitk.WriteImage(nodes_only, str(tmp_path / "h" / "labelsTr" / "CHUP-001.nii.gz"))
-    argv = ["preprocess", "--hecktor", str(tmp_path / "h"), "--output", str(tmp_path / "ds"),
-            "--spacing", "3", "--crop-size", "8"]
+    argv = [
+        "preprocess",
+        "--hecktor",
+        str(tmp_path / "h"),
+        "--output",
+        str(tmp_path / "ds"),
+        "--spacing",
+        "3",
+        "--crop-size",
+        "8",
+    ]
     assert main(argv) == 2
     assert "['CHUP-001'] contain none of the labels (1,)" in capsys.readouterr().err
     with pytest.warns(UserWarning, match="left out 1 patient"):
@@ -364,14 +539,25 @@ def test_hecktor_patient_without_primary_tumour(tmp_path, capsys):
 def test_adamss_fit_predict(hecktor, dataset, tmp_path):
     root, truth = hecktor
     model = tmp_path / "adamss.joblib"
-    params = ["single_channels=(2, 4)", "fuse_channels=(4, 8)", "n_convs=(1, 1)",
-              "hidden_features=8", "max_iter=2", "radiomics=False", "device=cpu"]
-    assert main(["fit", str(dataset), "--model", "AdaMSS", "--param", *params,
-                 "--output", str(model)]) == 0
+    params = [
+        "single_channels=(2, 4)",
+        "fuse_channels=(4, 8)",
+        "n_convs=(1, 1)",
+        "hidden_features=8",
+        "max_iter=2",
+        "radiomics=False",
+        "device=cpu",
+    ]
+    assert (
+        main(["fit", str(dataset), "--model", "AdaMSS", "--param", *params, "--output", str(model)])
+        == 0
+    )
     out = tmp_path / "pred"
     assert main(["predict", str(model), str(dataset), "--output", str(out)]) == 0
     assert np.isfinite(pd.read_csv(out / "risk.csv")["risk"]).all()
-    assert np.all(np.diff(pd.read_csv(out / "survival.csv").iloc[:, 1:].to_numpy(), axis=1) <= 1e-12)
+    assert np.all(
+        np.diff(pd.read_csv(out / "survival.csv").iloc[:, 1:].to_numpy(), axis=1) <= 1e-12
+    )
     for pid, _, _ in truth:
         mask = sitk.ReadImage(str(out / "masks" / f"{pid}.nii.gz"))
         ct = sitk.ReadImage(str(root / "imagesTr" / f"{pid}__CT.nii.gz"))
@@ -389,7 +575,9 @@ def test_dataset_keeps_physical_units_and_models_normalise(hecktor, dataset, fit
     ds = load_dataset(dataset)
     assert ds.metadata["intensity"] == "physical"
     root, truth = hecktor
-    ct = sitk.GetArrayFromImage(sitk.ReadImage(str(root / "imagesTr" / f"{truth[1][0]}__CT.nii.gz")))
+    ct = sitk.GetArrayFromImage(
+        sitk.ReadImage(str(root / "imagesTr" / f"{truth[1][0]}__CT.nii.gz"))
+    )
     # the written CT is N(0, 20) HU with +60 HU in the lesions (-1024 HU pads the box)
     inside = ds.X["ct"][1][ds.X["ct"][1] > -1024]
     assert -100 < inside.min() < -20 and 40 < inside.max() <= ct.max()
@@ -407,9 +595,24 @@ def test_normalised_dataset(hecktor, tmp_path):
     from survseg.data.store import load_dataset
 
     root, _ = hecktor
-    assert main(["preprocess", "--hecktor", str(root), "--output", str(tmp_path / "n"),
-                 "--spacing", str(PREP_SPACING), "--crop-size", str(CROP),
-                 "--intensity", "normalised"]) == 0
+    assert (
+        main(
+            [
+                "preprocess",
+                "--hecktor",
+                str(root),
+                "--output",
+                str(tmp_path / "n"),
+                "--spacing",
+                str(PREP_SPACING),
+                "--crop-size",
+                str(CROP),
+                "--intensity",
+                "normalised",
+            ]
+        )
+        == 0
+    )
     ds = load_dataset(tmp_path / "n")
     assert ds.metadata["intensity"] == "normalised"
     assert ds.X["ct"].min() >= -1.0 and ds.X["ct"].max() <= 1.0  # window [-1024, 1024] HU
@@ -419,11 +622,27 @@ def test_normalised_dataset(hecktor, tmp_path):
 def test_new_patients_without_masks_or_outcomes(hecktor, fitted, tmp_path):
     """Patients to predict have no mask and no outcome: a fixed box, masks from the model."""
     root, truth = hecktor
-    rows = [{"patient_id": pid, "ct": str(root / "imagesTr" / f"{pid}__CT.nii.gz"),
-             "pet": str(root / "imagesTr" / f"{pid}__PT.nii.gz")} for pid, _, _ in truth[:3]]
+    rows = [
+        {
+            "patient_id": pid,
+            "ct": str(root / "imagesTr" / f"{pid}__CT.nii.gz"),
+            "pet": str(root / "imagesTr" / f"{pid}__PT.nii.gz"),
+        }
+        for pid, _, _ in truth[:3]
+    ]
     pd.DataFrame(rows).to_csv(tmp_path / "new.csv", index=False)
-    base = ["preprocess", "--manifest", str(tmp_path / "new.csv"), "--output", str(tmp_path / "new"),
-            "--new-patients", "--spacing", str(PREP_SPACING), "--crop-size", str(CROP)]
+    base = [
+        "preprocess",
+        "--manifest",
+        str(tmp_path / "new.csv"),
+        "--output",
+        str(tmp_path / "new"),
+        "--new-patients",
+        "--spacing",
+        str(PREP_SPACING),
+        "--crop-size",
+        str(CROP),
+    ]
     assert main(base) == 2  # a tumour-centred box needs a mask
     assert main([*base, "--crop", "fixed"]) == 0
     out = tmp_path / "pred"

@@ -43,29 +43,42 @@ OUT = Path("docs/img")
 def whas_figures():
     X, y = load_whas500()
     X = X[["age", "bmi", "hr", "sysbp", "diasbp", "chf"]].astype(float)
-    X_tr, X_te, y_tr, y_te = train_test_split(X, y, test_size=0.5, random_state=0,
-                                              stratify=y["fstat"])
+    X_tr, X_te, y_tr, y_te = train_test_split(
+        X, y, test_size=0.5, random_state=0, stratify=y["fstat"]
+    )
     models = {
         "Cox (6 covariates)": CoxPHSurvivalAnalysis().fit(X_tr, y_tr),
-        "RSF": RandomSurvivalForest(n_estimators=200, min_samples_leaf=15, random_state=0)
-        .fit(X_tr, y_tr),
+        "RSF": RandomSurvivalForest(n_estimators=200, min_samples_leaf=15, random_state=0).fit(
+            X_tr, y_tr
+        ),
         "Cox (age only)": CoxPHSurvivalAnalysis().fit(X_tr[["age"]], y_tr),
     }
-    risks = {name: m.predict(X_te[["age"]] if "age only" in name else X_te)
-             for name, m in models.items()}
+    risks = {
+        name: m.predict(X_te[["age"]] if "age only" in name else X_te) for name, m in models.items()
+    }
     cox = models["Cox (6 covariates)"]
-    fig = plot_risk_groups(y_te, risks["Cox (6 covariates)"], np.median(cox.predict(X_tr)),
-                           time_label="Days", title="WHAS500 test half: Cox model risk groups")
+    fig = plot_risk_groups(
+        y_te,
+        risks["Cox (6 covariates)"],
+        np.median(cox.predict(X_tr)),
+        time_label="Days",
+        title="WHAS500 test half: Cox model risk groups",
+    )
     save_figure(fig, OUT / "km.png", dpi=90)
     rows = []
     for name, risk in risks.items():
         c, lo, hi = concordance_ci(y_te, risk, n_bootstrap=1000, random_state=0)
-        p = np.nan if name == "Cox (6 covariates)" else compare_concordance(
-            y_te, risk, risks["Cox (6 covariates)"], n_bootstrap=1000, random_state=0).p_value
-        rows.append({"model": name, "cindex": c, "cindex_low": lo, "cindex_high": hi,
-                     "p_value": p})
-    fig = plot_cindex_comparison(pd.DataFrame(rows), reference="Cox (6 covariates)",
-                                 title="WHAS500 test half")
+        p = (
+            np.nan
+            if name == "Cox (6 covariates)"
+            else compare_concordance(
+                y_te, risk, risks["Cox (6 covariates)"], n_bootstrap=1000, random_state=0
+            ).p_value
+        )
+        rows.append({"model": name, "cindex": c, "cindex_low": lo, "cindex_high": hi, "p_value": p})
+    fig = plot_cindex_comparison(
+        pd.DataFrame(rows), reference="Cox (6 covariates)", title="WHAS500 test half"
+    )
     save_figure(fig, OUT / "cindex.png", dpi=90)
 
 
@@ -89,10 +102,17 @@ def petct_figures():
     X = normalise(X_raw)
     train, test = np.arange(45), np.arange(45, 60)
     model = AdaMSSRegressor(
-        single_channels=(4, 8, 16, 32), fuse_channels=(8, 16, 32, 64), n_convs=(1, 2, 2, 2),
-        hidden_features=32, max_iter=250, stage1_lr=(1e-3, 5e-4, 1e-4),
-        stage2_lr=(5e-4, 1e-4, 1e-5), radiomics=False, clinical=["age", "hpv"],
-        random_state=0, device="cpu",
+        single_channels=(4, 8, 16, 32),
+        fuse_channels=(8, 16, 32, 64),
+        n_convs=(1, 2, 2, 2),
+        hidden_features=32,
+        max_iter=250,
+        stage1_lr=(1e-3, 5e-4, 1e-4),
+        stage2_lr=(5e-4, 1e-4, 1e-5),
+        radiomics=False,
+        clinical=["age", "hpv"],
+        random_state=0,
+        device="cpu",
     )
     model.fit(X[train], y[train])
     print(f"AdaMSS test C-index {model.score(X[test], y[test]):.3f}")
@@ -100,17 +120,28 @@ def petct_figures():
     pred = model.predict_mask(X[i : i + 1])[0]
     dice = 2 * (pred & X["mask"][i]).sum() / (pred.sum() + X["mask"][i].sum())
     print(f"patient {i}: Dice {dice:.3f}")
-    fig = plot_overlay(X_raw[i], predicted=pred, view="coronal",
-                       title=f"Held-out synthetic patient (Dice {dice:.2f})")
+    fig = plot_overlay(
+        X_raw[i],
+        predicted=pred,
+        view="coronal",
+        title=f"Held-out synthetic patient (Dice {dice:.2f})",
+    )
     save_figure(fig, OUT / "overlay.png", dpi=90)
     maps = model.attention_maps(X[i : i + 1], stage="segmentation")
-    fig = plot_attention(X_raw["pet"][i], [m[0] for m in maps], mask=X["mask"][i],
-                         image_name="PET (SUV)", view="coronal")
+    fig = plot_attention(
+        X_raw["pet"][i],
+        [m[0] for m in maps],
+        mask=X["mask"][i],
+        image_name="PET (SUV)",
+        view="coronal",
+    )
     save_figure(fig, OUT / "attention.png", dpi=90)
-    weights = {"Stage I (segmentation)": model.fusion_weights(X[test], stage="segmentation",
-                                                              per_patient=True),
-               "Stage II (survival)": model.fusion_weights(X[test], stage="survival",
-                                                           per_patient=True)}
+    weights = {
+        "Stage I (segmentation)": model.fusion_weights(
+            X[test], stage="segmentation", per_patient=True
+        ),
+        "Stage II (survival)": model.fusion_weights(X[test], stage="survival", per_patient=True),
+    }
     save_figure(plot_fusion_weights(weights), OUT / "fusion.png", dpi=90)
     save_figure(plot_history(model.history_), OUT / "history.png", dpi=90)
 

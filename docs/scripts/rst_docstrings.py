@@ -38,11 +38,12 @@ def _math_blocks(lines: list[str]) -> list[str]:
         stripped = line.strip()
         if stripped.startswith(".. math::"):
             indent = len(line) - len(line.lstrip())
-            inline = stripped[len(".. math::"):].strip()
+            inline = stripped[len(".. math::") :].strip()
             body = [inline] if inline else []
             i += 1
-            while i < len(lines) and (not lines[i].strip()
-                                      or len(lines[i]) - len(lines[i].lstrip()) > indent):
+            while i < len(lines) and (
+                not lines[i].strip() or len(lines[i]) - len(lines[i].lstrip()) > indent
+            ):
                 body.append(lines[i])
                 i += 1
             text = textwrap.dedent("\n".join(body)).strip("\n")
@@ -74,8 +75,10 @@ def _simple_tables(lines: list[str]) -> list[str]:
                 if _RULE.match(lines[j]):
                     rules += 1
                 elif lines[j].strip():
-                    cells = [lines[j][a:b].strip() for a, b in
-                             zip(starts, [*starts[1:], max(len(lines[j]), starts[-1] + 1)])]
+                    cells = [
+                        lines[j][a:b].strip()
+                        for a, b in zip(starts, [*starts[1:], max(len(lines[j]), starts[-1] + 1)])
+                    ]
                     rows.append(cells)
                 else:
                     break
@@ -109,13 +112,16 @@ def _literal_blocks(lines: list[str]) -> list[str]:
                 head = line.rstrip()[:-1].rstrip()
                 out.append(head if head.strip() else "")
                 block = []
-                while j < len(lines) and (not lines[j].strip()
-                                          or len(lines[j]) - len(lines[j].lstrip()) > indent):
+                while j < len(lines) and (
+                    not lines[j].strip() or len(lines[j]) - len(lines[j].lstrip()) > indent
+                ):
                     block.append(lines[j])
                     j += 1
                 pad = " " * indent
                 out += ["", pad + "```text"]
-                out += [pad + row for row in textwrap.dedent("\n".join(block)).strip("\n").split("\n")]
+                out += [
+                    pad + row for row in textwrap.dedent("\n".join(block)).strip("\n").split("\n")
+                ]
                 out += [pad + "```", ""]
                 i = j
                 continue

@@ -48,8 +48,7 @@ def image_fields(X: np.ndarray) -> list[str]:
     return [
         n
         for n in X.dtype.names
-        if _is_volume_field(X.dtype, n)
-        and np.issubdtype(X.dtype.fields[n][0].base, np.floating)
+        if _is_volume_field(X.dtype, n) and np.issubdtype(X.dtype.fields[n][0].base, np.floating)
     ]
 
 
@@ -151,7 +150,9 @@ def volumes(*, mask=None, **fields) -> np.ndarray:
     n = next(iter(shapes.values()))[0]
     bad = {k: len(v) for k, v in clinical.items() if len(v) != n}
     if bad:
-        raise ValueError(f"clinical field lengths {bad} differ from the {n} patients in the images.")
+        raise ValueError(
+            f"clinical field lengths {bad} differ from the {n} patients in the images."
+        )
     if mask is not None:
         values = np.unique(mask)
         if not np.isin(values, (0, 1)).all():

@@ -69,8 +69,11 @@ def save_dataset(path, X, y=None, patient_ids=None, geometries=None, metadata=No
         np.save(path / "y.npy", y, allow_pickle=False)
     elif (path / "y.npy").exists():
         (path / "y.npy").unlink()
-    meta = {"patient_ids": ids, "geometries": _jsonable(geometries),
-            "metadata": _jsonable(metadata or {})}
+    meta = {
+        "patient_ids": ids,
+        "geometries": _jsonable(geometries),
+        "metadata": _jsonable(metadata or {}),
+    }
     (path / "patients.json").write_text(json.dumps(meta, indent=1))
     return path
 
@@ -85,6 +88,15 @@ def load_dataset(path: str | os.PathLike, mmap_mode: str | None = "r") -> Datase
         )
     X = load_cohort(path / "X.npy", mmap_mode=mmap_mode)
     y = np.load(path / "y.npy", allow_pickle=False) if (path / "y.npy").exists() else None
-    meta = json.loads((path / "patients.json").read_text()) if (path / "patients.json").exists() else {}
-    return Dataset(X=X, y=y, patient_ids=meta.get("patient_ids", [str(i) for i in range(len(X))]),
-                   geometries=meta.get("geometries"), metadata=meta.get("metadata", {}))
+    meta = (
+        json.loads((path / "patients.json").read_text())
+        if (path / "patients.json").exists()
+        else {}
+    )
+    return Dataset(
+        X=X,
+        y=y,
+        patient_ids=meta.get("patient_ids", [str(i) for i in range(len(X))]),
+        geometries=meta.get("geometries"),
+        metadata=meta.get("metadata", {}),
+    )

@@ -63,7 +63,9 @@ def check_cohort(
     if modalities is not None:
         missing = [m for m in modalities if m not in images]
         if missing:
-            raise ValueError(f"modality field(s) {missing} not in X; its image fields are {images}.")
+            raise ValueError(
+                f"modality field(s) {missing} not in X; its image fields are {images}."
+            )
         images = list(modalities)
     vols = images + [n for n in mask_fields(X) if n == mask_field]
     shapes = {n: X.dtype.fields[n][0].shape for n in vols}
@@ -85,7 +87,9 @@ def check_cohort(
         have = clinical_fields(X)
         missing = [c for c in clinical if c not in have]
         if missing:
-            raise ValueError(f"clinical field(s) {missing} not in X; its clinical fields are {have}.")
+            raise ValueError(
+                f"clinical field(s) {missing} not in X; its clinical fields are {have}."
+            )
         for c in clinical:
             bad = ~np.isfinite(np.asarray(X[c], dtype=np.float64))
             if bad.any():
@@ -100,7 +104,9 @@ def check_cohort(
                 finite = np.isfinite(chunk[name]).reshape(len(chunk), -1).all(axis=1)
                 if not finite.all():
                     i = start + int(np.flatnonzero(~finite)[0])
-                    raise ValueError(f"image field {name!r} has NaN or infinite voxels for patient {i}.")
+                    raise ValueError(
+                        f"image field {name!r} has NaN or infinite voxels for patient {i}."
+                    )
         if require_mask:
             check_masks(X, mask_field)
     return X
@@ -160,13 +166,19 @@ def check_survival(y, n_samples: int | None = None, *, require_events: bool = Tr
     if n_samples is not None and len(y) != n_samples:
         raise ValueError(f"X has {n_samples} patients but y has {len(y)}.")
     if np.isnan(time).any():
-        raise ValueError(f"survival time is NaN for patient(s) {np.flatnonzero(np.isnan(time))[:10].tolist()}.")
+        raise ValueError(
+            f"survival time is NaN for patient(s) {np.flatnonzero(np.isnan(time))[:10].tolist()}."
+        )
     if (time < 0).any():
-        raise ValueError(f"survival time is negative for patient(s) {np.flatnonzero(time < 0)[:10].tolist()}.")
+        raise ValueError(
+            f"survival time is negative for patient(s) {np.flatnonzero(time < 0)[:10].tolist()}."
+        )
     if not np.isfinite(time).all():
         raise ValueError("survival time is infinite for some patient.")
     if require_events and not event.any():
-        raise ValueError("y has no events (all patients censored): a survival model cannot be fitted.")
+        raise ValueError(
+            "y has no events (all patients censored): a survival model cannot be fitted."
+        )
     return np.ascontiguousarray(event, dtype=bool), time
 
 

@@ -31,7 +31,9 @@ def check_intensity(intensity, modalities) -> dict:
         )
     unknown = sorted(set(intensity) - set(modalities))
     if unknown:
-        raise ValueError(f"intensity names {unknown}, which are not among the modalities {list(modalities)}.")
+        raise ValueError(
+            f"intensity names {unknown}, which are not among the modalities {list(modalities)}."
+        )
     methods = {}
     for field, method in intensity.items():
         if method is None:
@@ -69,7 +71,9 @@ def _normalise(images: torch.Tensor, fields, methods: dict) -> torch.Tensor:
             mean = flat.mean(1)
             std = flat.std(1, correction=0)
             if not bool((std > 0).all()):
-                raise ValueError(f"intensity: a patient's {field!r} image is constant, so it cannot be z-scored.")
+                raise ValueError(
+                    f"intensity: a patient's {field!r} image is constant, so it cannot be z-scored."
+                )
             shape = (-1,) + (1,) * (x.dim() - 1)
             x = ((x.double() - mean.view(shape)) / std.view(shape)).to(images.dtype)
         elif name == "window":

@@ -37,9 +37,10 @@ __all__ = ["DeepMTSRegressor"]
 _PAPER_ITER = 15000
 # Shape parameters of DeepMTS that ``network_params`` may set (the switches are estimator params).
 _SHAPE_PARAMS = tuple(
-    name for name, p in inspect.signature(DeepMTS.__init__).parameters.items()
-    if p.kind is p.KEYWORD_ONLY and name not in
-    ("segmentation", "hard_sharing", "cascade", "backbone", "feature_convs")
+    name
+    for name, p in inspect.signature(DeepMTS.__init__).parameters.items()
+    if p.kind is p.KEYWORD_ONLY
+    and name not in ("segmentation", "hard_sharing", "cascade", "backbone", "feature_convs")
 )
 
 
@@ -293,7 +294,12 @@ class DeepMTSRegressor(CoxSurvivalMixin, TransformerMixin, DeepSurvivalBase):
 
         def non_negative(name):
             v = getattr(self, name)
-            if not isinstance(v, numbers.Real) or isinstance(v, bool) or not np.isfinite(v) or v < 0:
+            if (
+                not isinstance(v, numbers.Real)
+                or isinstance(v, bool)
+                or not np.isfinite(v)
+                or v < 0
+            ):
                 raise ValueError(f"{name} must be a finite number >= 0; got {v!r}.")
 
         positive_int("max_iter")
@@ -306,32 +312,46 @@ class DeepMTSRegressor(CoxSurvivalMixin, TransformerMixin, DeepSurvivalBase):
         if not isinstance(self.learning_rate, numbers.Real) or not self.learning_rate > 0:
             raise ValueError(f"learning_rate must be > 0; got {self.learning_rate!r}.")
         if isinstance(self.modalities, str) or len(self.modalities) == 0:
-            raise ValueError(f"modalities must be a non-empty sequence of field names; got {self.modalities!r}.")
+            raise ValueError(
+                f"modalities must be a non-empty sequence of field names; got {self.modalities!r}."
+            )
         self._intensity()  # raises on a bad intensity parameter
         if self.clinical is not None and isinstance(self.clinical, str):
-            raise ValueError(f"clinical must be a list of field names; got the string {self.clinical!r}.")
+            raise ValueError(
+                f"clinical must be a list of field names; got the string {self.clinical!r}."
+            )
         if self.backbone not in ("residual", "plain"):
             raise ValueError(f"backbone must be 'residual' or 'plain'; got {self.backbone!r}.")
         if self.ties not in ("breslow", "efron"):
             raise ValueError(f"ties must be 'breslow' or 'efron'; got {self.ties!r}.")
         if not (self.segmentation or self.hard_sharing or self.cascade):
-            raise ValueError("segmentation, hard_sharing and cascade are all False: nothing to train.")
+            raise ValueError(
+                "segmentation, hard_sharing and cascade are all False: nothing to train."
+            )
         if self.mask_input and self.segmentation:
             raise ValueError(
                 "mask_input=True feeds the manual mask to the network (the paper's 'using "
                 "segmentation' Sur- models); it needs segmentation=False."
             )
         if self.validation_fraction is not None and not 0 < self.validation_fraction < 1:
-            raise ValueError(f"validation_fraction must be in (0, 1) or None; got {self.validation_fraction!r}.")
+            raise ValueError(
+                f"validation_fraction must be in (0, 1) or None; got {self.validation_fraction!r}."
+            )
         if len(self.lr_milestones) != len(self.lr_factors):
             raise ValueError(
                 f"lr_milestones {tuple(self.lr_milestones)} and lr_factors "
                 f"{tuple(self.lr_factors)} must have the same length."
             )
-        if list(self.lr_milestones) != sorted(self.lr_milestones) or any(m <= 0 for m in self.lr_milestones):
-            raise ValueError(f"lr_milestones must be positive and increasing; got {tuple(self.lr_milestones)}.")
+        if list(self.lr_milestones) != sorted(self.lr_milestones) or any(
+            m <= 0 for m in self.lr_milestones
+        ):
+            raise ValueError(
+                f"lr_milestones must be positive and increasing; got {tuple(self.lr_milestones)}."
+            )
         if self.monitor not in ("c_index", "cox_loss", "dice", None):
-            raise ValueError(f"monitor must be 'c_index', 'cox_loss', 'dice' or None; got {self.monitor!r}.")
+            raise ValueError(
+                f"monitor must be 'c_index', 'cox_loss', 'dice' or None; got {self.monitor!r}."
+            )
         if self.monitor == "cox_loss" and not (self.hard_sharing or self.cascade):
             raise ValueError("monitor='cox_loss' needs a survival head (hard_sharing or cascade).")
         if self.monitor == "dice" and not self.segmentation:
@@ -367,11 +387,18 @@ class DeepMTSRegressor(CoxSurvivalMixin, TransformerMixin, DeepSurvivalBase):
         on = device.type == "cuda" and self.amp in ("auto", True)
         if not on:
             return torch.autocast(device.type, enabled=False)
-        return torch.autocast("cuda", dtype=torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16)
+        return torch.autocast(
+            "cuda", dtype=torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+        )
 
     def _check_X(self, X, require_mask):
-        return check_cohort(X, modalities=list(self.modalities), require_mask=require_mask,
-                            mask_field=self.mask_field, clinical=list(self.clinical or ()))
+        return check_cohort(
+            X,
+            modalities=list(self.modalities),
+            require_mask=require_mask,
+            mask_field=self.mask_field,
+            clinical=list(self.clinical or ()),
+        )
 
     # ------------------------------------------------------------------ fit
     def fit(self, X, y):
@@ -402,7 +429,9 @@ class DeepMTSRegressor(CoxSurvivalMixin, TransformerMixin, DeepSurvivalBase):
         val_idx = None
         if self.validation_fraction is not None:
             train_idx, val_idx = train_test_split(
-                train_idx, test_size=self.validation_fraction, random_state=seed % (2**31),
+                train_idx,
+                test_size=self.validation_fraction,
+                random_state=seed % (2**31),
                 stratify=event if min(event.sum(), (~event).sum()) >= 2 else None,
             )
             train_idx, val_idx = np.sort(train_idx), np.sort(val_idx)
@@ -425,9 +454,14 @@ class DeepMTSRegressor(CoxSurvivalMixin, TransformerMixin, DeepSurvivalBase):
 
         with seeded(seed, device):
             net = DeepMTS(
-                len(self.modalities), self.n_clinical_, segmentation=self.segmentation,
-                hard_sharing=self.hard_sharing, cascade=self.cascade, backbone=self.backbone,
-                feature_convs=self.feature_convs, **net_params,
+                len(self.modalities),
+                self.n_clinical_,
+                segmentation=self.segmentation,
+                hard_sharing=self.hard_sharing,
+                cascade=self.cascade,
+                backbone=self.backbone,
+                feature_convs=self.feature_convs,
+                **net_params,
             ).to(device)
             if self.channels_last:
                 net = net.to(memory_format=torch.channels_last_3d)
@@ -435,23 +469,45 @@ class DeepMTSRegressor(CoxSurvivalMixin, TransformerMixin, DeepSurvivalBase):
             self.network_ = net
             decay = {id(p) for p in net.head_weights()}
             groups = [
-                {"params": [p for p in net.parameters() if id(p) in decay], "weight_decay": self.weight_decay},
-                {"params": [p for p in net.parameters() if id(p) not in decay], "weight_decay": 0.0},
+                {
+                    "params": [p for p in net.parameters() if id(p) in decay],
+                    "weight_decay": self.weight_decay,
+                },
+                {
+                    "params": [p for p in net.parameters() if id(p) not in decay],
+                    "weight_decay": 0.0,
+                },
             ]
             optimizer = torch.optim.Adam(groups, lr=self.learning_rate)
             lrs = [self.learning_rate] + [self.learning_rate * f for f in self.lr_factors]
-            scheduler = scaled_step_lr(optimizer, lrs, list(self.lr_milestones), _PAPER_ITER, self.max_iter)
+            scheduler = scaled_step_lr(
+                optimizer, lrs, list(self.lr_milestones), _PAPER_ITER, self.max_iter
+            )
             rng, gen = make_generators(seed, device)
             batches = self._batches(X, train_idx, event, time, device, rng, gen)
             validate = None if val_idx is None else self._validator(X, val_idx, event, time, device)
             monitor = "dice" if self.monitor == "c_index" and not survival else self.monitor
-            key, mode = {"c_index": ("val_c_index", "max"), "cox_loss": ("val_cox_loss", "min"),
-                         "dice": ("val_dice", "max"), None: (None, "max")}[monitor]
+            key, mode = {
+                "c_index": ("val_c_index", "max"),
+                "cox_loss": ("val_cox_loss", "min"),
+                "dice": ("val_dice", "max"),
+                None: (None, "max"),
+            }[monitor]
             result = train(
-                net, batches, self._loss, optimizer, max_iter=self.max_iter, device=device,
-                scheduler=scheduler, validate=validate, validate_every=self.validate_every,
-                monitor=None if validate is None else key, mode=mode, amp=amp,
-                verbose=self.verbose, desc="DeepMTS",
+                net,
+                batches,
+                self._loss,
+                optimizer,
+                max_iter=self.max_iter,
+                device=device,
+                scheduler=scheduler,
+                validate=validate,
+                validate_every=self.validate_every,
+                monitor=None if validate is None else key,
+                mode=mode,
+                amp=amp,
+                verbose=self.verbose,
+                desc="DeepMTS",
             )
         self.history_ = result.history
         self.best_iteration_ = result.best_iteration
@@ -487,12 +543,18 @@ class DeepMTSRegressor(CoxSurvivalMixin, TransformerMixin, DeepSurvivalBase):
         n_img = len(self.modalities)
         for local in sampler:
             index = train_idx[local]
-            vols = cache[torch.as_tensor(local, device=device)] if cache is not None else \
-                image_tensor(X, fields, index, device=device, intensity=self._intensity())
+            vols = (
+                cache[torch.as_tensor(local, device=device)]
+                if cache is not None
+                else image_tensor(X, fields, index, device=device, intensity=self._intensity())
+            )
             images, masks = vols[:, :n_img], (vols[:, n_img:] if with_mask else None)
             images, masks = random_affine(
-                images, masks, max_translation=self.max_translation,
-                max_rotation=self.max_rotation, flip_axes=(-1,) if self.flip else (),
+                images,
+                masks,
+                max_translation=self.max_translation,
+                max_rotation=self.max_rotation,
+                flip_axes=(-1,) if self.flip else (),
                 generator=gen,
             )
             if self.mask_input:  # image x (augmented) manual mask
@@ -514,7 +576,8 @@ class DeepMTSRegressor(CoxSurvivalMixin, TransformerMixin, DeepSurvivalBase):
         total = 0.0
         if out.log_risk is not None:
             parts["cox_loss"] = cox_partial_likelihood_loss(
-                out.log_risk.float(), batch["event"], batch["time"], ties=self.ties)
+                out.log_risk.float(), batch["event"], batch["time"], ties=self.ties
+            )
             total = total + parts["cox_loss"]
         if out.seg_logits is not None:
             parts["dice_loss"] = dice_loss(out.seg_logits, batch["masks"], squared=True)
@@ -531,22 +594,34 @@ class DeepMTSRegressor(CoxSurvivalMixin, TransformerMixin, DeepSurvivalBase):
             risks, dices, dice_losses = [], [], []
             for start in range(0, len(Xv), self.predict_batch_size):
                 idx = np.arange(start, min(start + self.predict_batch_size, len(Xv)))
-                images, clin = self._inputs(Xv, image_tensor(Xv, self.modalities, idx, device=device, intensity=self._intensity()), idx, device)
+                images, clin = self._inputs(
+                    Xv,
+                    image_tensor(
+                        Xv, self.modalities, idx, device=device, intensity=self._intensity()
+                    ),
+                    idx,
+                    device,
+                )
                 with self._autocast(device):
                     out = module(images, clin)
                 if out.log_risk is not None:
                     risks.append(out.log_risk.float().cpu())
                 if out.seg_logits is not None:
                     masks = image_tensor(Xv, [self.mask_field], idx, device=device)
-                    dice_losses.append(dice_loss(out.seg_logits, masks, squared=True, reduction="none").cpu())
+                    dice_losses.append(
+                        dice_loss(out.seg_logits, masks, squared=True, reduction="none").cpu()
+                    )
                     pred = (out.seg_logits[:, 0] > 0).cpu().numpy()
                     dices.append(dice_score(np.asarray(Xv[self.mask_field][idx]), pred))
             scores = {}
             if risks:
                 risk = torch.cat(risks)
                 scores["val_c_index"] = concordance_index(y_val, risk.numpy())
-                scores["val_cox_loss"] = float(cox_partial_likelihood_loss(
-                    risk.double(), torch.as_tensor(ev), torch.as_tensor(tm), ties=self.ties))
+                scores["val_cox_loss"] = float(
+                    cox_partial_likelihood_loss(
+                        risk.double(), torch.as_tensor(ev), torch.as_tensor(tm), ties=self.ties
+                    )
+                )
             if dices:
                 scores["val_dice"] = float(np.mean(np.concatenate(dices)))
                 scores["val_dice_loss"] = float(torch.cat(dice_losses).mean())
@@ -622,9 +697,15 @@ class DeepMTSRegressor(CoxSurvivalMixin, TransformerMixin, DeepSurvivalBase):
         net = self.network_
         names = []
         if net.fc_shared is not None:
-            names += [f"hs{level + 1}_{k}" for level, w in enumerate(net.backbone.feature_widths)
-                      for k in range(w)]
+            names += [
+                f"hs{level + 1}_{k}"
+                for level, w in enumerate(net.backbone.feature_widths)
+                for k in range(w)
+            ]
         if net.fc_cascade is not None:
-            names += [f"csn{level + 1}_{k}" for level, w in enumerate(net.cascade.feature_widths)
-                      for k in range(w)]
+            names += [
+                f"csn{level + 1}_{k}"
+                for level, w in enumerate(net.cascade.feature_widths)
+                for k in range(w)
+            ]
         return np.asarray(names, dtype=object)

@@ -31,7 +31,11 @@ __all__ = ["FoldEnsemble"]
 
 def _set_random_state(estimator, seed: int):
     """Give every ``random_state`` parameter of ``estimator`` (nested ones too) ``seed``."""
-    keys = [k for k in estimator.get_params(deep=True) if k == "random_state" or k.endswith("__random_state")]
+    keys = [
+        k
+        for k in estimator.get_params(deep=True)
+        if k == "random_state" or k.endswith("__random_state")
+    ]
     if keys:
         estimator.set_params(**dict.fromkeys(keys, seed))
     return estimator
@@ -137,12 +141,18 @@ class FoldEnsemble(SurvivalMixin, BaseEstimator):
         self
         """
         if self.standardize not in ("fit", "predict", None):
-            raise ValueError(f"standardize must be 'fit', 'predict' or None; got {self.standardize!r}.")
+            raise ValueError(
+                f"standardize must be 'fit', 'predict' or None; got {self.standardize!r}."
+            )
         if not hasattr(self.estimator, "fit") or not hasattr(self.estimator, "predict"):
-            raise TypeError(f"estimator must have fit and predict; got {type(self.estimator).__name__}.")
+            raise TypeError(
+                f"estimator must have fit and predict; got {type(self.estimator).__name__}."
+            )
         event, _ = check_survival(y, len(X))
         splitter, rs = self._splitter(event)
-        folds = [(np.asarray(tr), np.asarray(te)) for tr, te in splitter.split(np.zeros(len(X)), event)]
+        folds = [
+            (np.asarray(tr), np.asarray(te)) for tr, te in splitter.split(np.zeros(len(X)), event)
+        ]
         seeds = rs.randint(2**31 - 1, size=len(folds))
         out = Parallel(n_jobs=self.n_jobs)(
             delayed(_fit_member)(self.estimator, X, y, tr, te, int(s))
@@ -172,7 +182,9 @@ class FoldEnsemble(SurvivalMixin, BaseEstimator):
 
     def _member_risks(self, X):
         """``(n_members, n_samples)`` raw risks."""
-        return np.vstack([np.asarray(m.predict(X), dtype=np.float64).ravel() for m in self.estimators_])
+        return np.vstack(
+            [np.asarray(m.predict(X), dtype=np.float64).ravel() for m in self.estimators_]
+        )
 
     def predict(self, X):
         """Mean standardised risk of the members (higher = earlier event).

@@ -233,8 +233,10 @@ class LassoCoxCV(SurvivalMixin, BaseEstimator):
                 )
             else:
                 scores.append(
-                    [_held_out_cindex(event[test], time[test], fold.predict(X[test], alpha=a))
-                     for a in self.alphas_]
+                    [
+                        _held_out_cindex(event[test], time[test], fold.predict(X[test], alpha=a))
+                        for a in self.alphas_
+                    ]
                 )
         self.cv_scores_ = np.asarray(scores, dtype=np.float64).T
         usable = ~np.isnan(self.cv_scores_).all(axis=0)

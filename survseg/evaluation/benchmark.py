@@ -81,8 +81,11 @@ def _assign_device(estimator, slot: int):
     params = estimator.get_params(deep=True)
     n_gpu = torch.cuda.device_count()
     if n_gpu > 1:
-        updates = {k: f"cuda:{slot % n_gpu}" for k, v in params.items()
-                   if (k == "device" or k.endswith("__device")) and v == "auto"}
+        updates = {
+            k: f"cuda:{slot % n_gpu}"
+            for k, v in params.items()
+            if (k == "device" or k.endswith("__device")) and v == "auto"
+        }
         if updates:
             estimator.set_params(**updates)
     return estimator
@@ -113,10 +116,15 @@ def _fit_fold(name, estimator, X, y, train, test, fold, times, X_test, verbose=0
             out["test_dice"] = dice_score(X_test["mask"], model.predict_mask(X_test))
     if verbose:
         held_out = y[test]
-        c = (f"C-index {concordance_index(held_out, out['risk']):.3f}"
-             if held_out[held_out.dtype.names[0]].any() else "no event")
-        print(f"[benchmark] {name}, fold {fold + 1}: {c}, fitted in {out['fit_seconds']:.0f} s",
-              flush=True)
+        c = (
+            f"C-index {concordance_index(held_out, out['risk']):.3f}"
+            if held_out[held_out.dtype.names[0]].any()
+            else "no event"
+        )
+        print(
+            f"[benchmark] {name}, fold {fold + 1}: {c}, fitted in {out['fit_seconds']:.0f} s",
+            flush=True,
+        )
     return out, model
 
 
@@ -148,7 +156,9 @@ def _fold_ibs_auc(y, train, test, times, fold_out):
     try:
         _, auc, _ = time_dependent_auc(y[train], y[inside], fold_out["risk"][rows], times[keep])
         if "surv" in fold_out:
-            ibs = integrated_brier_score(y[train], y[inside], fold_out["surv"][rows][:, keep], times[keep])
+            ibs = integrated_brier_score(
+                y[train], y[inside], fold_out["surv"][rows][:, keep], times[keep]
+            )
     except ValueError as exc:
         warnings.warn(f"time-dependent AUC/IBS skipped on a fold: {exc}", stacklevel=2)
     return auc, ibs
@@ -229,8 +239,11 @@ def benchmark(
         raise ValueError(f"reference {reference!r} is not one of {list(named)}.")
     if isinstance(cv, int | np.integer):
         n_min = min(event.sum(), (~event).sum())
-        splitter = (StratifiedKFold(cv, shuffle=True, random_state=random_state) if n_min >= cv
-                    else KFold(cv, shuffle=True, random_state=random_state))
+        splitter = (
+            StratifiedKFold(cv, shuffle=True, random_state=random_state)
+            if n_min >= cv
+            else KFold(cv, shuffle=True, random_state=random_state)
+        )
     else:
         splitter = check_cv(cv)
     splits = list(splitter.split(np.zeros(len(X)), event))
@@ -255,7 +268,10 @@ def benchmark(
             if resume and path is not None and path.exists():
                 with np.load(path) as f:
                     if np.array_equal(f["test_index"], test):
-                        done[(name, k)] = ({key: f[key] for key in f.files if key != "test_index"}, None)
+                        done[(name, k)] = (
+                            {key: f[key] for key in f.files if key != "test_index"},
+                            None,
+                        )
                         continue
             jobs.append((name, k, est, train, test))
 
@@ -298,32 +314,58 @@ def benchmark(
                 test_dice.append(out["test_dice"])
             if keep_models and model is not None:
                 models.setdefault(name, []).append(model)
-            pred_rows.append(pd.DataFrame({
-                "model": name, "set": "train_cv", "fold": k, "patient": test,
-                "risk": out["risk"], "dice": out.get("dice", np.full(len(test), np.nan)),
-            }))
+            pred_rows.append(
+                pd.DataFrame(
+                    {
+                        "model": name,
+                        "set": "train_cv",
+                        "fold": k,
+                        "patient": test,
+                        "risk": out["risk"],
+                        "dice": out.get("dice", np.full(len(test), np.nan)),
+                    }
+                )
+            )
         pooled[name] = risk
         c, lo, hi = concordance_ci(y, risk, n_bootstrap=n_bootstrap, random_state=random_state)
-        cw, lo_w, hi_w = concordance_ci(y, risk, groups=fold_of, n_bootstrap=n_bootstrap,
-                                        random_state=random_state)
-        row = {"model": name, "cindex": c, "cindex_low": lo, "cindex_high": hi,
-               "cindex_fold_mean": np.mean(fold_c), "cindex_fold_sd": np.std(fold_c),
-               "cindex_within_fold": cw, "cindex_within_fold_low": lo_w,
-               "cindex_within_fold_high": hi_w,
-               "dice": np.nanmean(dice) if np.isfinite(dice).any() else np.nan,
-               "auc": np.nanmean(aucs) if np.isfinite(aucs).any() else np.nan,
-               "ibs": np.nanmean(ibss) if np.isfinite(ibss).any() else np.nan,
-               "fit_seconds": np.mean(seconds) if seconds else np.nan}
+        cw, lo_w, hi_w = concordance_ci(
+            y, risk, groups=fold_of, n_bootstrap=n_bootstrap, random_state=random_state
+        )
+        row = {
+            "model": name,
+            "cindex": c,
+            "cindex_low": lo,
+            "cindex_high": hi,
+            "cindex_fold_mean": np.mean(fold_c),
+            "cindex_fold_sd": np.std(fold_c),
+            "cindex_within_fold": cw,
+            "cindex_within_fold_low": lo_w,
+            "cindex_within_fold_high": hi_w,
+            "dice": np.nanmean(dice) if np.isfinite(dice).any() else np.nan,
+            "auc": np.nanmean(aucs) if np.isfinite(aucs).any() else np.nan,
+            "ibs": np.nanmean(ibss) if np.isfinite(ibss).any() else np.nan,
+            "fit_seconds": np.mean(seconds) if seconds else np.nan,
+        }
         if test_dice:
             row["test_dice"] = float(np.mean(test_dice))
         if test_risks:
             ens = np.mean(test_risks, axis=0)
-            pred_rows.append(pd.DataFrame({"model": name, "set": "test", "fold": -1,
-                                           "patient": np.arange(len(ens)), "risk": ens,
-                                           "dice": np.nan}))
+            pred_rows.append(
+                pd.DataFrame(
+                    {
+                        "model": name,
+                        "set": "test",
+                        "fold": -1,
+                        "patient": np.arange(len(ens)),
+                        "risk": ens,
+                        "dice": np.nan,
+                    }
+                )
+            )
             if y_test is not None and e_test.any():
-                row["test_cindex"], row["test_cindex_low"], row["test_cindex_high"] = concordance_ci(
-                    y_test, ens, n_bootstrap=n_bootstrap, random_state=random_state)
+                row["test_cindex"], row["test_cindex_low"], row["test_cindex_high"] = (
+                    concordance_ci(y_test, ens, n_bootstrap=n_bootstrap, random_state=random_state)
+                )
             pooled[name + "\0test"] = ens
         rows.append(row)
     ref_risk = pooled[reference]
@@ -336,23 +378,44 @@ def benchmark(
                 y, pooled[name], ref_risk, n_bootstrap=n_bootstrap, random_state=random_state
             ).p_value
             row["p_value_within_fold"] = compare_concordance(
-                y, pooled[name], ref_risk, groups=fold_of, n_bootstrap=n_bootstrap,
+                y,
+                pooled[name],
+                ref_risk,
+                groups=fold_of,
+                n_bootstrap=n_bootstrap,
                 random_state=random_state,
             ).p_value
         if y_test is not None and name + "\0test" in pooled and reference + "\0test" in pooled:
-            row["test_p_value"] = (np.nan if name == reference else compare_concordance(
-                y_test, pooled[name + "\0test"], pooled[reference + "\0test"],
-                n_bootstrap=n_bootstrap, random_state=random_state).p_value)
+            row["test_p_value"] = (
+                np.nan
+                if name == reference
+                else compare_concordance(
+                    y_test,
+                    pooled[name + "\0test"],
+                    pooled[reference + "\0test"],
+                    n_bootstrap=n_bootstrap,
+                    random_state=random_state,
+                ).p_value
+            )
     table = pd.DataFrame(rows)
     table.attrs["reference"] = reference
     predictions = pd.concat(pred_rows, ignore_index=True)
     if out_dir is not None:
         table.to_csv(out_dir / "results.csv", index=False)
         predictions.to_csv(out_dir / "predictions.csv", index=False)
-        (out_dir / "run.json").write_text(json.dumps({
-            "models": list(named), "reference": reference, "n_folds": len(splits),
-            "n_patients": int(len(X)), "n_events": int(event.sum()),
-            "n_test": None if X_test is None else int(len(X_test)),
-            "n_bootstrap": n_bootstrap, "random_state": random_state,
-        }, indent=2))
+        (out_dir / "run.json").write_text(
+            json.dumps(
+                {
+                    "models": list(named),
+                    "reference": reference,
+                    "n_folds": len(splits),
+                    "n_patients": int(len(X)),
+                    "n_events": int(event.sum()),
+                    "n_test": None if X_test is None else int(len(X_test)),
+                    "n_bootstrap": n_bootstrap,
+                    "random_state": random_state,
+                },
+                indent=2,
+            )
+        )
     return BenchmarkResult(table=table, predictions=predictions, models=models)

@@ -36,8 +36,14 @@ def _check(input: torch.Tensor, target: torch.Tensor, reduction: str):
 def _monai_dice(squared: bool, batch: bool, smooth_nr: float, smooth_dr: float):
     from monai.losses import DiceLoss
 
-    return DiceLoss(sigmoid=False, squared_pred=squared, batch=batch, reduction="none",
-                    smooth_nr=smooth_nr, smooth_dr=smooth_dr)
+    return DiceLoss(
+        sigmoid=False,
+        squared_pred=squared,
+        batch=batch,
+        reduction="none",
+        smooth_nr=smooth_nr,
+        smooth_dr=smooth_dr,
+    )
 
 
 def dice_loss(

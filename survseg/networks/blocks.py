@@ -45,7 +45,10 @@ class ResidualBlock(nn.Module):
             raise ValueError(f"channel counts must be >= 1; got {in_channels}, {out_channels}.")
         self.shortcut = ConvBNReLU(in_channels, out_channels, kernel_size=1)
         self.convs = nn.ModuleList(
-            [ConvBNReLU(in_channels if i == 0 else out_channels, out_channels) for i in range(n_convs)]
+            [
+                ConvBNReLU(in_channels if i == 0 else out_channels, out_channels)
+                for i in range(n_convs)
+            ]
         )
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -62,5 +65,8 @@ class PlainBlock(nn.Sequential):
         if n_convs < 1:
             raise ValueError(f"n_convs must be >= 1; got {n_convs}.")
         super().__init__(
-            *[ConvBNReLU(in_channels if i == 0 else out_channels, out_channels) for i in range(n_convs)]
+            *[
+                ConvBNReLU(in_channels if i == 0 else out_channels, out_channels)
+                for i in range(n_convs)
+            ]
         )

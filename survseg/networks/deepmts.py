@@ -132,7 +132,9 @@ class SegmentationBackbone(nn.Module):
         if block not in _BLOCKS:
             raise ValueError(f"block must be 'residual' or 'plain'; got {block!r}.")
         if not decoder and not hard_sharing:
-            raise ValueError("a backbone with neither decoder nor hard-sharing features computes nothing.")
+            raise ValueError(
+                "a backbone with neither decoder nor hard-sharing features computes nothing."
+            )
         make = _BLOCKS[block]
         self.divisor = 2 ** (len(channels) - 1)
         self.encoder = nn.ModuleList()
@@ -173,7 +175,10 @@ class SegmentationBackbone(nn.Module):
                         f"channels {channels}."
                     )
                 self.feature_convs = nn.ModuleList(
-                    [ConvBNReLU(c, f, kernel_size=1) for c, f in zip(channels, feature_channels, strict=True)]
+                    [
+                        ConvBNReLU(c, f, kernel_size=1)
+                        for c, f in zip(channels, feature_channels, strict=True)
+                    ]
                 )
                 self.feature_widths = feature_channels
         self.n_features = sum(self.feature_widths)
@@ -209,7 +214,10 @@ class SegmentationBackbone(nn.Module):
             if self.feature_convs is None:
                 pooled = [s.mean(dim=(2, 3, 4)) for s in skips]
             else:
-                pooled = [conv(s).mean(dim=(2, 3, 4)) for conv, s in zip(self.feature_convs, skips, strict=True)]
+                pooled = [
+                    conv(s).mean(dim=(2, 3, 4))
+                    for conv, s in zip(self.feature_convs, skips, strict=True)
+                ]
             features = torch.cat(pooled, dim=1)
 
         logits = None
@@ -309,7 +317,9 @@ class DeepMTS(nn.Module):
         if n_clinical < 0:
             raise ValueError(f"n_clinical must be >= 0; got {n_clinical}.")
         if not (segmentation or hard_sharing or cascade):
-            raise ValueError("segmentation, hard_sharing and cascade are all off: nothing to build.")
+            raise ValueError(
+                "segmentation, hard_sharing and cascade are all off: nothing to build."
+            )
         if not (hard_sharing or cascade) and n_clinical:
             raise ValueError(
                 "clinical covariates need a survival head: switch on hard_sharing or cascade."
@@ -322,18 +332,30 @@ class DeepMTS(nn.Module):
         self.backbone = None
         if segmentation or hard_sharing:
             self.backbone = SegmentationBackbone(
-                in_channels, channels, encoder_convs, decoder_convs,
-                feature_channels if feature_convs else None, backbone,
-                decoder=segmentation, hard_sharing=hard_sharing, seg_prior=seg_prior,
+                in_channels,
+                channels,
+                encoder_convs,
+                decoder_convs,
+                feature_channels if feature_convs else None,
+                backbone,
+                decoder=segmentation,
+                hard_sharing=hard_sharing,
+                seg_prior=seg_prior,
             )
         self.cascade = None
         if cascade:
             self.cascade = DenseNet3d(
-                in_channels + int(segmentation), dense_stem_channels, dense_block_layers,
-                dense_transition_channels, dense_growth_rate, dense_bottleneck_channels,
+                in_channels + int(segmentation),
+                dense_stem_channels,
+                dense_block_layers,
+                dense_transition_channels,
+                dense_growth_rate,
+                dense_bottleneck_channels,
                 dense_dropout,
             )
-        self.fc_shared = _FC(self.backbone.n_features, fc_units, fc_dropout) if hard_sharing else None
+        self.fc_shared = (
+            _FC(self.backbone.n_features, fc_units, fc_dropout) if hard_sharing else None
+        )
         self.fc_cascade = _FC(self.cascade.n_features, fc_units, fc_dropout) if cascade else None
         n_head = fc_units * (int(hard_sharing) + int(cascade)) + self.n_clinical
         self.fc_risk = None
@@ -345,8 +367,13 @@ class DeepMTS(nn.Module):
 
     def head_weights(self) -> list[nn.Parameter]:
         """The FC kernels (weights, not biases) that the paper regularises with L2."""
-        layers = [m for fc in (self.fc_shared, self.fc_cascade, self.fc_risk) if fc is not None
-                  for m in fc if isinstance(m, nn.Linear)]
+        layers = [
+            m
+            for fc in (self.fc_shared, self.fc_cascade, self.fc_risk)
+            if fc is not None
+            for m in fc
+            if isinstance(m, nn.Linear)
+        ]
         return [layer.weight for layer in layers]
 
     def forward(self, images: torch.Tensor, clinical: torch.Tensor | None = None) -> DeepMTSOutput:

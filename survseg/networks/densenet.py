@@ -46,8 +46,13 @@ class BottleneckLayer(nn.Module):
     dropout : float
     """
 
-    def __init__(self, in_channels: int, growth_rate: int = 16, bottleneck_channels: int = 64,
-                 dropout: float = 0.05):
+    def __init__(
+        self,
+        in_channels: int,
+        growth_rate: int = 16,
+        bottleneck_channels: int = 64,
+        dropout: float = 0.05,
+    ):
         super().__init__()
         self.layers = nn.Sequential(
             nn.BatchNorm3d(in_channels),
@@ -70,14 +75,24 @@ class DenseBlock(nn.Sequential):
     The output has ``in_channels + n_layers * growth_rate`` channels.
     """
 
-    def __init__(self, in_channels: int, n_layers: int, growth_rate: int = 16,
-                 bottleneck_channels: int = 64, dropout: float = 0.05):
+    def __init__(
+        self,
+        in_channels: int,
+        n_layers: int,
+        growth_rate: int = 16,
+        bottleneck_channels: int = 64,
+        dropout: float = 0.05,
+    ):
         if n_layers < 1:
             raise ValueError(f"a dense block needs n_layers >= 1; got {n_layers}.")
-        super().__init__(*[
-            BottleneckLayer(in_channels + i * growth_rate, growth_rate, bottleneck_channels, dropout)
-            for i in range(n_layers)
-        ])
+        super().__init__(
+            *[
+                BottleneckLayer(
+                    in_channels + i * growth_rate, growth_rate, bottleneck_channels, dropout
+                )
+                for i in range(n_layers)
+            ]
+        )
         self.out_channels = in_channels + n_layers * growth_rate
 
 
@@ -97,8 +112,9 @@ class _GlobalFeatures(nn.Sequential):
     """``BN -> ReLU -> global average pool -> (N, C)``."""
 
     def __init__(self, channels: int):
-        super().__init__(nn.BatchNorm3d(channels), nn.ReLU(inplace=True),
-                         nn.AdaptiveAvgPool3d(1), nn.Flatten(1))
+        super().__init__(
+            nn.BatchNorm3d(channels), nn.ReLU(inplace=True), nn.AdaptiveAvgPool3d(1), nn.Flatten(1)
+        )
 
 
 class DenseNet3d(nn.Module):
@@ -153,8 +169,10 @@ class DenseNet3d(nn.Module):
                 f"block_layers {block_layers} and transition_channels {transition_channels} "
                 "must have the same length (one transition per dense block)."
             )
-        _check_positive("in_channels, stem_channels, growth_rate, bottleneck_channels",
-                        (in_channels, stem_channels, growth_rate, bottleneck_channels))
+        _check_positive(
+            "in_channels, stem_channels, growth_rate, bottleneck_channels",
+            (in_channels, stem_channels, growth_rate, bottleneck_channels),
+        )
         dropout = _check_rate("dropout", dropout)
         self.stem = nn.Sequential(
             nn.Conv3d(in_channels, stem_channels, 3, stride=2),

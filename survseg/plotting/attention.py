@@ -57,9 +57,7 @@ def _squeeze3d(a, name: str) -> np.ndarray:
     while a.ndim > 3 and a.shape[0] == 1:  # (1, 1, D, H, W) as a network gives it
         a = a[0]
     if a.ndim != 3:
-        raise ValueError(
-            f"{name} must be a 3D map (D, H, W) of one patient; got shape {a.shape}."
-        )
+        raise ValueError(f"{name} must be a 3D map (D, H, W) of one patient; got shape {a.shape}.")
     if not np.isfinite(a).all():
         raise ValueError(f"{name} contains NaN or inf.")
     return a
@@ -145,13 +143,28 @@ def plot_attention(
     background = take_slice(image, view, index)
     lo, hi = np.percentile(image, [1.0, 99.5])
     for ax, (label, vol) in zip(axes, [(image_name, None), *named.items()]):
-        ax.imshow(background, cmap="gray", vmin=lo, vmax=hi, origin=origin, aspect=aspect,
-                  interpolation="nearest")
+        ax.imshow(
+            background,
+            cmap="gray",
+            vmin=lo,
+            vmax=hi,
+            origin=origin,
+            aspect=aspect,
+            interpolation="nearest",
+        )
         if vol is not None:
             sl = take_slice(vol, view, index)
             vmin, vmax = (0.0, 1.0) if unit else (vol.min(), vol.max())
-            shown = ax.imshow(sl, cmap=cmap, alpha=alpha, vmin=vmin, vmax=vmax, origin=origin,
-                              aspect=aspect, interpolation="bilinear")
+            shown = ax.imshow(
+                sl,
+                cmap=cmap,
+                alpha=alpha,
+                vmin=vmin,
+                vmax=vmax,
+                origin=origin,
+                aspect=aspect,
+                interpolation="bilinear",
+            )
         if mask is not None:
             draw_contour(ax, take_slice(mask, view, index), color="white", origin=origin, lw=1.2)
         ax.set_title(label, fontsize="medium")
@@ -206,8 +219,7 @@ def plot_fusion_weights(weights, *, labels=None, ax=None):
     width = 0.8 / len(stats)
     for k, (name, (mean, sd)) in enumerate(stats.items()):
         offset = (k - (len(stats) - 1) / 2) * width
-        bars = ax.bar(x + offset, mean, width * 0.9, yerr=sd, capsize=3,
-                      label=name or None)
+        bars = ax.bar(x + offset, mean, width * 0.9, yerr=sd, capsize=3, label=name or None)
         ax.bar_label(bars, fmt="%.3f", fontsize="x-small", padding=2)
     ax.axhline(0.5, color="0.4", lw=1, ls="--")
     ax.set_xticks(x, labels)

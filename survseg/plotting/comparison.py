@@ -79,14 +79,26 @@ def plot_cindex_comparison(
     c, lo, hi = (table[k].to_numpy(dtype=np.float64) for k in cols)
     if ((lo > c + 1e-12) | (hi < c - 1e-12)).any():
         raise ValueError("each C-index must lie inside its interval [cindex_low, cindex_high].")
-    p = table[f"{prefix}p_value"].to_numpy(dtype=np.float64) if f"{prefix}p_value" in table else None
+    p = (
+        table[f"{prefix}p_value"].to_numpy(dtype=np.float64)
+        if f"{prefix}p_value" in table
+        else None
+    )
 
     fig, ax = new_axes(ax, figsize=(6.5, 0.45 * len(names) + 1.4))
     pos = np.arange(len(names))[::-1]  # first row on top
     colors = ["tab:red" if n == reference else "tab:blue" for n in names]
     for k in range(len(names)):
-        ax.errorbar(c[k], pos[k], xerr=[[c[k] - lo[k]], [hi[k] - c[k]]], fmt="s", ms=6,
-                    color=colors[k], elinewidth=1.6, capsize=3)
+        ax.errorbar(
+            c[k],
+            pos[k],
+            xerr=[[c[k] - lo[k]], [hi[k] - c[k]]],
+            fmt="s",
+            ms=6,
+            color=colors[k],
+            elinewidth=1.6,
+            capsize=3,
+        )
     if chance:
         ax.axvline(0.5, color="0.5", lw=1, ls="--")
     if reference is not None:

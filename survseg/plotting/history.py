@@ -56,7 +56,7 @@ def _training_name(name: str) -> str:
     """``val_cox_loss`` -> ``cox_loss``: the training column a validation loss matches."""
     for prefix in ("val_", "val"):
         if name.startswith(prefix):
-            return name[len(prefix):]
+            return name[len(prefix) :]
     return name
 
 
@@ -135,8 +135,15 @@ def plot_history(
     segments = [stages == st for st in pd.unique(stages)]
     window = max(1, len(history) // 50) if smooth is None else int(smooth)
 
-    panels = [p for p, show in (("loss", bool(losses or val_losses)), ("metric", bool(metrics)),
-                                ("lr", "lr" in history)) if show]
+    panels = [
+        p
+        for p, show in (
+            ("loss", bool(losses or val_losses)),
+            ("metric", bool(metrics)),
+            ("lr", "lr" in history),
+        )
+        if show
+    ]
     fig = new_figure(fig, figsize=(7.0, 2.4 * len(panels) + 0.4))
     axes = fig.subplots(len(panels), 1, sharex=True, squeeze=False)[:, 0]
     ax_of = dict(zip(panels, axes))
@@ -198,5 +205,11 @@ def _mark_stages(axes, x, stages) -> None:
             if start > x.min():
                 ax.axvline(start, color="0.5", lw=1, ls=":")
         label = str(stage) if isinstance(stage, str) else f"stage {stage}"
-        axes[0].text(start, 1.01, label, transform=axes[0].get_xaxis_transform(),
-                     fontsize="small", va="bottom")
+        axes[0].text(
+            start,
+            1.01,
+            label,
+            transform=axes[0].get_xaxis_transform(),
+            fontsize="small",
+            va="bottom",
+        )

@@ -20,6 +20,7 @@ from .slices import (
 
 __all__ = ["CT_WINDOW_HU", "plot_overlay"]
 
+
 def _images_from(images) -> tuple[dict, np.ndarray | None]:
     """``(name -> volume, mask from a cohort record or None)``."""
     if isinstance(images, np.void) and images.dtype.names is not None:  # one record of X
@@ -127,15 +128,28 @@ def plot_overlay(
     axes = fig.subplots(1, len(vols), squeeze=False)[0]
     for ax, (name, vol) in zip(axes, vols.items()):
         lo, hi = windows.get(name) or _window(name, vol)
-        ax.imshow(take_slice(vol, view, index), cmap=cmaps.get(name, _default_cmap(name)),
-                  vmin=lo, vmax=hi, origin=origin, aspect=aspect, interpolation="nearest")
+        ax.imshow(
+            take_slice(vol, view, index),
+            cmap=cmaps.get(name, _default_cmap(name)),
+            vmin=lo,
+            vmax=hi,
+            origin=origin,
+            aspect=aspect,
+            interpolation="nearest",
+        )
         if mask is not None:
             draw_contour(ax, take_slice(mask, view, index), color=colors[0], origin=origin)
         if predicted is not None:
-            draw_contour(ax, take_slice(predicted, view, index), color=colors[1],
-                         linestyle="--", origin=origin)
-        ax.set_title(f"{name.upper() if len(name) <= 3 else name} — {view} {index}",
-                     fontsize="medium")
+            draw_contour(
+                ax,
+                take_slice(predicted, view, index),
+                color=colors[1],
+                linestyle="--",
+                origin=origin,
+            )
+        ax.set_title(
+            f"{name.upper() if len(name) <= 3 else name} — {view} {index}", fontsize="medium"
+        )
         ax.set_axis_off()
     handles = []
     if mask is not None:
@@ -143,8 +157,7 @@ def plot_overlay(
     if predicted is not None:
         handles.append(Line2D([], [], color=colors[1], lw=1.6, ls="--", label="predicted"))
     if handles:
-        fig.legend(handles=handles, loc="outside lower center", ncols=len(handles),
-                   frameon=False)
+        fig.legend(handles=handles, loc="outside lower center", ncols=len(handles), frameon=False)
     if title is not None:
         fig.suptitle(title)
     return fig

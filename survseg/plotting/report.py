@@ -80,12 +80,15 @@ def _largest_tumour(X) -> int:
 
 def _fold_of(result, model: str, patient: int) -> int:
     pred = result.predictions
-    row = pred[(pred["model"] == model) & (pred["set"] == "train_cv") & (pred["patient"] == patient)]
+    row = pred[
+        (pred["model"] == model) & (pred["set"] == "train_cv") & (pred["patient"] == patient)
+    ]
     return int(row["fold"].iloc[0])
 
 
-def figures_for_benchmark(result, X, y, output_dir, *, patient: int | None = None,
-                          dpi: int = 120) -> dict:
+def figures_for_benchmark(
+    result, X, y, output_dir, *, patient: int | None = None, dpi: int = 120
+) -> dict:
     """Write the benchmark's figures as PNG files in ``output_dir``.
 
     Parameters
@@ -126,11 +129,19 @@ def figures_for_benchmark(result, X, y, output_dir, *, patient: int | None = Non
 
     table = result.table
     reference = table.attrs.get("reference")
-    attempt("cindex.png", lambda: plot_cindex_comparison(
-        table, reference=reference, title="Cross-validated C-index (out of fold)"))
+    attempt(
+        "cindex.png",
+        lambda: plot_cindex_comparison(
+            table, reference=reference, title="Cross-validated C-index (out of fold)"
+        ),
+    )
     if "test_cindex" in table and table["test_cindex"].notna().any():
-        attempt("cindex_test.png", lambda: plot_cindex_comparison(
-            table, prefix="test_", reference=reference, title="External test cohort"))
+        attempt(
+            "cindex_test.png",
+            lambda: plot_cindex_comparison(
+                table, prefix="test_", reference=reference, title="External test cohort"
+            ),
+        )
 
     has_mask = "mask" in (X.dtype.names or ())
     shown = (_largest_tumour(X) if has_mask else 0) if patient is None else int(patient)
@@ -143,16 +154,23 @@ def figures_for_benchmark(result, X, y, output_dir, *, patient: int | None = Non
             attempt(_file_name("history", model), lambda f=fold_models[0]: plot_history(f.history_))
         held_out_by = fold_models[_fold_of(result, model, shown)]
         if hasattr(held_out_by, "predict_mask") and has_mask:
-            attempt(_file_name("overlay", model),
-                    lambda m=model, f=held_out_by: _overlay(m, f, X, shown))
+            attempt(
+                _file_name("overlay", model),
+                lambda m=model, f=held_out_by: _overlay(m, f, X, shown),
+            )
         if hasattr(held_out_by, "attention_maps"):
-            attempt(_file_name("attention", model),
-                    lambda m=model, f=held_out_by: _attention(m, f, X, shown))
+            attempt(
+                _file_name("attention", model),
+                lambda m=model, f=held_out_by: _attention(m, f, X, shown),
+            )
         if hasattr(held_out_by, "fusion_weights") and getattr(held_out_by, "fusion", None) in (
-            None, "adaptive"
+            None,
+            "adaptive",
         ):
-            attempt(_file_name("fusion", model),
-                    lambda m=model, f=held_out_by: _fusion(result, m, f, X, shown))
+            attempt(
+                _file_name("fusion", model),
+                lambda m=model, f=held_out_by: _fusion(result, m, f, X, shown),
+            )
     return written
 
 
@@ -160,8 +178,9 @@ def _km(result, model, X, y):
     risk, threshold, from_training = fold_thresholds(result, model, X)
     cut = "each fold's training median" if from_training else "each fold's own median"
     # a per-patient threshold is the same split as comparing risk - threshold with 0
-    return plot_risk_groups(y, risk - threshold, 0.0,
-                            title=f"{model}: out-of-fold risk groups (cut at {cut})")
+    return plot_risk_groups(
+        y, risk - threshold, 0.0, title=f"{model}: out-of-fold risk groups (cut at {cut})"
+    )
 
 
 def _overlay(model, fitted, X, i):
@@ -169,19 +188,21 @@ def _overlay(model, fitted, X, i):
 
     pred = np.asarray(fitted.predict_mask(X[i : i + 1]))[0]
     dice = float(dice_score(X["mask"][i : i + 1], pred[None])[0])
-    return plot_overlay(X[i], predicted=pred,
-                        title=f"{model}: patient {i} (held out), Dice {dice:.2f}")
+    return plot_overlay(
+        X[i], predicted=pred, title=f"{model}: patient {i} (held out), Dice {dice:.2f}"
+    )
 
 
 def _attention(model, fitted, X, i):
     maps = fitted.attention_maps(X[i : i + 1])
-    image = "pet" if "pet" in X.dtype.names else next(
-        n for n in X.dtype.names if np.asarray(X[n][0]).ndim == 3)
+    image = (
+        "pet"
+        if "pet" in X.dtype.names
+        else next(n for n in X.dtype.names if np.asarray(X[n][0]).ndim == 3)
+    )
     mask = X["mask"][i] if "mask" in X.dtype.names else None
-    fig = plot_attention(X[image][i], [m[0] for m in maps], mask=mask,
-                         image_name=image.upper())
-    fig.suptitle(f"{model}: attention maps, patient {i} — {fig.get_suptitle()}",
-                 fontsize="medium")
+    fig = plot_attention(X[image][i], [m[0] for m in maps], mask=mask, image_name=image.upper())
+    fig.suptitle(f"{model}: attention maps, patient {i} — {fig.get_suptitle()}", fontsize="medium")
     return fig
 
 
@@ -191,12 +212,15 @@ def _fusion(result, model, fitted, X, i):
     rows = pred[(pred["model"] == model) & (pred["set"] == "train_cv") & (pred["fold"] == fold)]
     Xf = X[np.sort(rows["patient"].to_numpy())]
     weights = {}
-    for stage, label in (("segmentation", "Stage I (segmentation)"),
-                         ("survival", "Stage II (survival)")):
+    for stage, label in (
+        ("segmentation", "Stage I (segmentation)"),
+        ("survival", "Stage II (survival)"),
+    ):
         weights[label] = fitted.fusion_weights(Xf, stage=stage, per_patient=True)
     if getattr(fitted, "learning_strategy", None) == "mtl":  # one network for both
         weights = {"multi-task": weights["Stage II (survival)"]}
     fig = plot_fusion_weights(weights)
-    fig.axes[0].set_title(f"{model}: mean fusion-gate weights (fold {fold} test patients)",
-                          fontsize="medium")
+    fig.axes[0].set_title(
+        f"{model}: mean fusion-gate weights (fold {fold} test patients)", fontsize="medium"
+    )
     return fig

@@ -66,9 +66,7 @@ def take_slice(volume, view: str, index: int) -> np.ndarray:
     axis = view_axis(view)
     volume = check_volume(volume, "volume")
     if not 0 <= index < volume.shape[axis]:
-        raise IndexError(
-            f"slice {index} is outside the {view} range 0..{volume.shape[axis] - 1}."
-        )
+        raise IndexError(f"slice {index} is outside the {view} range 0..{volume.shape[axis] - 1}.")
     return np.take(volume, index, axis=axis)
 
 
@@ -90,6 +88,7 @@ def draw_contour(ax, slice2d, *, color, linestyle="-", origin="upper", lw=1.6) -
     fg = np.asarray(slice2d, dtype=np.float64)
     if not (fg > 0.5).any() or (fg > 0.5).all():
         return False
-    ax.contour(fg, levels=[0.5], colors=[color], linestyles=[linestyle], linewidths=lw,
-               origin=origin)
+    ax.contour(
+        fg, levels=[0.5], colors=[color], linestyles=[linestyle], linewidths=lw, origin=origin
+    )
     return True

@@ -216,13 +216,37 @@ def _number_at_risk(ax, time, groups, labels, colors) -> None:
     ticks = [t for t in ax.get_xticks() if 0 <= t <= ax.get_xlim()[1]]
     ax.set_xticks(ticks)  # freeze them, so the table and the ticks agree
     trans = ax.get_xaxis_transform()  # x in data units, y in axes fraction
-    ax.text(-0.08, -0.2, "At risk", transform=ax.transAxes, ha="right", va="top",
-            fontsize="small", fontweight="bold")
+    ax.text(
+        -0.08,
+        -0.2,
+        "At risk",
+        transform=ax.transAxes,
+        ha="right",
+        va="top",
+        fontsize="small",
+        fontweight="bold",
+    )
     for row, (members, label, color) in enumerate(zip(groups, labels, colors)):
         y_pos = -0.26 - 0.07 * row
-        ax.text(-0.08, y_pos, label, transform=ax.transAxes, ha="right", va="top",
-                fontsize="small", color=color)
+        ax.text(
+            -0.08,
+            y_pos,
+            label,
+            transform=ax.transAxes,
+            ha="right",
+            va="top",
+            fontsize="small",
+            color=color,
+        )
         for t in ticks:
             n = int((time[members] >= t).sum())
-            ax.text(t, y_pos, str(n), transform=trans, ha="center", va="top", fontsize="small",
-                    color=color)
+            ax.text(
+                t,
+                y_pos,
+                str(n),
+                transform=trans,
+                ha="center",
+                va="top",
+                fontsize="small",
+                color=color,
+            )

@@ -24,7 +24,9 @@ def _per_axis(value, name: str) -> tuple[float, float, float]:
     """Scalar or (D, H, W) triple -> (D, H, W) floats."""
     vals = (value,) * 3 if isinstance(value, int | float) else tuple(value)
     if len(vals) != 3 or any(v < 0 for v in vals):
-        raise ValueError(f"{name} must be a non-negative scalar or a (D, H, W) triple; got {value!r}.")
+        raise ValueError(
+            f"{name} must be a non-negative scalar or a (D, H, W) triple; got {value!r}."
+        )
     return tuple(float(v) for v in vals)
 
 
@@ -84,8 +86,9 @@ def random_affine(
     """
     if images.ndim != 5:
         raise ValueError(f"images must be (N, C, D, H, W); got shape {tuple(images.shape)}.")
-    if masks is not None and (masks.ndim != 5 or masks.shape[0] != images.shape[0]
-                              or masks.shape[2:] != images.shape[2:]):
+    if masks is not None and (
+        masks.ndim != 5 or masks.shape[0] != images.shape[0] or masks.shape[2:] != images.shape[2:]
+    ):
         raise ValueError(
             f"masks {tuple(masks.shape)} must be (N, K, D, H, W) matching images {tuple(images.shape)}."
         )
@@ -120,21 +123,21 @@ def random_affine(
             coin = torch.rand(n, generator=generator, device=dev) < 0.5
             sign[:, 2 - axis] = torch.where(coin, -1.0, 1.0)
         A = A * sign.view(n, 1, 3)
-    shift = torch.stack(
-        [_uniform(n, t, generator, dev) for t in (t_dhw[2], t_dhw[1], t_dhw[0])], 1
-    )
+    shift = torch.stack([_uniform(n, t, generator, dev) for t in (t_dhw[2], t_dhw[1], t_dhw[0])], 1)
     # voxel -> normalised coordinates (align_corners=False: half-width = size / 2)
     half = size / 2
     theta_A = A * half.view(1, 1, 3) / half.view(1, 3, 1)
     theta_t = (shift / half).unsqueeze(2)
     theta = torch.cat([theta_A, theta_t], 2)
     grid = F.affine_grid(theta, list(images.shape), align_corners=False)
-    out = F.grid_sample(images.float(), grid.to(f32), mode="bilinear", padding_mode="zeros",
-                        align_corners=False).to(images.dtype)
+    out = F.grid_sample(
+        images.float(), grid.to(f32), mode="bilinear", padding_mode="zeros", align_corners=False
+    ).to(images.dtype)
     if masks is None:
         return out, None
-    warped = F.grid_sample(masks.float(), grid.to(f32), mode="bilinear", padding_mode="zeros",
-                           align_corners=False)
+    warped = F.grid_sample(
+        masks.float(), grid.to(f32), mode="bilinear", padding_mode="zeros", align_corners=False
+    )
     return out, (warped >= 0.5).to(masks.dtype)
 
 
@@ -166,8 +169,12 @@ def random_crop(tensors, size, generator: torch.Generator | None = None):
     starts = (torch.rand(n, 3, generator=generator, device=dev) * limits).long().tolist()
     out = []
     for t in tensors:
-        out.append(torch.stack([
-            t[i, :, a : a + size[0], b : b + size[1], c : c + size[2]]
-            for i, (a, b, c) in enumerate(starts)
-        ]))
+        out.append(
+            torch.stack(
+                [
+                    t[i, :, a : a + size[0], b : b + size[1], c : c + size[2]]
+                    for i, (a, b, c) in enumerate(starts)
+                ]
+            )
+        )
     return tuple(out)

@@ -152,9 +152,13 @@ def train(
             row.update({k: float(v) for k, v in scores.items()})
             if monitor is not None:
                 if monitor not in scores:
-                    raise KeyError(f"monitor {monitor!r} not among validation results {list(scores)}.")
+                    raise KeyError(
+                        f"monitor {monitor!r} not among validation results {list(scores)}."
+                    )
                 value = float(scores[monitor])
-                if math.isfinite(value) and (math.isnan(best_score) or sign * value > sign * best_score):
+                if math.isfinite(value) and (
+                    math.isnan(best_score) or sign * value > sign * best_score
+                ):
                     best_score, best_iter = value, it
                     best_state = cpu_state_dict(module)
         rows.append(row)
@@ -165,5 +169,8 @@ def train(
         module.load_state_dict(best_state)
     module.eval()
     history = pd.DataFrame(rows)
-    return TrainingResult(history=history, best_iteration=best_iter,
-                          best_score=best_score if best_state is not None else math.nan)
+    return TrainingResult(
+        history=history,
+        best_iteration=best_iter,
+        best_score=best_score if best_state is not None else math.nan,
+    )

@@ -334,8 +334,10 @@ def test_learns_segmentation_and_survival_on_the_synthetic_cohort():
     dice = dice_score(X["mask"][test], est.predict_mask(X[test])).mean()
     assert dice > 0.7  # an empty or random mask scores about 0 here
 
-    s, f = (torch.from_numpy(a) for a in encode_survival(y["time"][train], y["event"][train],
-                                                         est.time_bins_))
+    s, f = (
+        torch.from_numpy(a)
+        for a in encode_survival(y["time"][train], y["event"][train], est.time_bins_)
+    )
     p = torch.from_numpy(est.predict_interval_probabilities(X[train])).clamp(1e-6, 1 - 1e-6)
     p_km = (1 - f.sum(0) / (s + f).sum(0).clamp(min=1)).clamp(0.01, 0.99).expand_as(p)
     nll_model = discrete_time_nll(torch.logit(p.double()), s, f)

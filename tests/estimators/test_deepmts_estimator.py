@@ -14,9 +14,16 @@ from survseg.estimators.deepmts import DeepMTSRegressor
 
 SHAPE = (20, 20, 20)  # divisible by 4 (3-level U-Net) and >= 19 (DenseNet stem and pools)
 TINY = dict(
-    channels=(4, 6, 8), encoder_convs=(1, 1, 1), decoder_convs=(1, 1), feature_channels=(2, 3, 4),
-    dense_stem_channels=6, dense_block_layers=(1, 1, 1), dense_transition_channels=(3, 4, 5),
-    dense_growth_rate=4, dense_bottleneck_channels=8, fc_units=5,
+    channels=(4, 6, 8),
+    encoder_convs=(1, 1, 1),
+    decoder_convs=(1, 1),
+    feature_channels=(2, 3, 4),
+    dense_stem_channels=6,
+    dense_block_layers=(1, 1, 1),
+    dense_transition_channels=(3, 4, 5),
+    dense_growth_rate=4,
+    dense_bottleneck_channels=8,
+    fc_units=5,
 )
 
 
@@ -26,7 +33,9 @@ def sphere_cohort(n=12, shape=SHAPE, seed=0, events=None):
     zz, yy, xx = np.indices(shape)
     centre = np.asarray(shape) / 2 + rng.uniform(-2, 2, (n, 3))
     radius = rng.uniform(2.5, 5.0, n)
-    dist = np.sqrt(sum((g[None] - centre[:, i, None, None, None]) ** 2 for i, g in enumerate((zz, yy, xx))))
+    dist = np.sqrt(
+        sum((g[None] - centre[:, i, None, None, None]) ** 2 for i, g in enumerate((zz, yy, xx)))
+    )
     mask = (dist <= radius[:, None, None, None]).astype(np.uint8)
     pet = rng.normal(0, 1, (n, *shape)) + 3.0 * mask
     ct = rng.normal(0, 1, (n, *shape)) + 1.0 * mask
@@ -82,7 +91,9 @@ def test_masks(fitted, cohort):
     assert prob.shape == (12, *SHAPE) and prob.dtype == np.float32
     assert prob.min() >= 0 and prob.max() <= 1
     np.testing.assert_array_equal(fitted.predict_mask(X), (prob > 0.5).astype(np.uint8))
-    np.testing.assert_array_equal(fitted.predict_mask(X, threshold=0.3), (prob > 0.3).astype(np.uint8))
+    np.testing.assert_array_equal(
+        fitted.predict_mask(X, threshold=0.3), (prob > 0.3).astype(np.uint8)
+    )
     # masks are not needed to predict
     X_no_mask = volumes(pet=X["pet"], ct=X["ct"], age=X["age"])
     np.testing.assert_allclose(fitted.predict_proba_mask(X_no_mask), prob)
@@ -113,7 +124,9 @@ def test_history_and_validation(fitted):
     assert fitted.best_iteration_ == best
 
 
-@pytest.mark.parametrize("monitor, pick", [("cox_loss", np.argmin), ("dice", np.argmax), (None, None)])
+@pytest.mark.parametrize(
+    "monitor, pick", [("cox_loss", np.argmin), ("dice", np.argmax), (None, None)]
+)
 def test_monitor_selects_the_checkpoint(monitor, pick, cohort):
     X, y = cohort
     est = tiny(validation_fraction=0.34, validate_every=1, max_iter=3, monitor=monitor).fit(X, y)
@@ -160,7 +173,9 @@ VARIANTS = {
     "Sur-HS": dict(segmentation=False, cascade=False),
     "Sur-HS (using segmentation)": dict(segmentation=False, cascade=False, mask_input=True),
     "Sur-CasNet": dict(segmentation=False, hard_sharing=False),
-    "Sur-CasNet (using segmentation)": dict(segmentation=False, hard_sharing=False, mask_input=True),
+    "Sur-CasNet (using segmentation)": dict(
+        segmentation=False, hard_sharing=False, mask_input=True
+    ),
     "DeepMTS (U-net)": dict(backbone="plain"),
     "MT-HS (baseline)": dict(cascade=False, feature_convs=False),
 }
@@ -187,12 +202,20 @@ def test_each_ablation_trains(name, cohort):
 
 def test_mask_input_multiplies_images_by_the_mask(cohort):
     X, y = cohort
-    est = tiny(segmentation=False, cascade=False, mask_input=True, max_translation=0,
-               max_rotation=0, flip=False)
+    est = tiny(
+        segmentation=False,
+        cascade=False,
+        mask_input=True,
+        max_translation=0,
+        max_rotation=0,
+        flip=False,
+    )
     est._validate_params()
     est.n_clinical_ = 0
     rng, gen = np.random.default_rng(0), torch.Generator().manual_seed(0)
-    batch = next(est._batches(X, np.arange(12), y["event"], y["time"], torch.device("cpu"), rng, gen))
+    batch = next(
+        est._batches(X, np.arange(12), y["event"], y["time"], torch.device("cpu"), rng, gen)
+    )
     assert batch["masks"] is None
     X_no_mask = volumes(pet=X["pet"], ct=X["ct"])
     fitted = est.fit(X, y)
@@ -219,8 +242,17 @@ def test_balanced_batches_and_augmentation(cohort):
     plain = tiny(max_translation=0, max_rotation=0, flip=False)
     plain._validate_params()
     plain.n_clinical_ = 0
-    b = next(plain._batches(X, np.arange(12), y["event"], y["time"], torch.device("cpu"),
-                            np.random.default_rng(0), gen))
+    b = next(
+        plain._batches(
+            X,
+            np.arange(12),
+            y["event"],
+            y["time"],
+            torch.device("cpu"),
+            np.random.default_rng(0),
+            gen,
+        )
+    )
     idx = [int(np.flatnonzero(y["time"] == t)[0]) for t in b["time"].tolist()]
     np.testing.assert_array_equal(b["images"][:, 0].numpy(), X["pet"][idx])
     np.testing.assert_array_equal(b["masks"][:, 0].numpy(), X["mask"][idx])
@@ -231,8 +263,11 @@ def test_weight_decay_acts_on_fc_kernels_only(cohort):
     a = tiny(max_iter=1, weight_decay=0.0).fit(X, y).network_
     b = tiny(max_iter=1, weight_decay=1e3).fit(X, y).network_
     kernels = {id(p) for p in b.head_weights()}
-    changed = [n for (n, pa), pb in zip(a.named_parameters(), b.parameters(), strict=True)
-               if not torch.equal(pa, pb)]
+    changed = [
+        n
+        for (n, pa), pb in zip(a.named_parameters(), b.parameters(), strict=True)
+        if not torch.equal(pa, pb)
+    ]
     assert len(changed) == 3
     assert all(id(p) in kernels for n, p in b.named_parameters() if n in changed)
 
@@ -241,7 +276,9 @@ def test_batches_without_events_give_zero_cox_loss():
     events = np.zeros(8, dtype=bool)
     events[0] = True
     X, y = sphere_cohort(n=8, events=events)
-    est = tiny(balanced=False, batch_size=2, max_iter=6, segmentation=False, cascade=False).fit(X, y)
+    est = tiny(balanced=False, batch_size=2, max_iter=6, segmentation=False, cascade=False).fit(
+        X, y
+    )
     cox = est.history_["cox_loss"]
     assert np.isfinite(est.history_["loss"]).all()
     assert (cox == 0).sum() >= 3  # at most 2 of the 6 batches can hold patient 0
@@ -320,11 +357,22 @@ def test_learns_segmentation_and_survival_on_a_synthetic_cohort():
         v = X[f].astype(np.float64)
         X[f] = (v - v.mean(axis=(1, 2, 3), keepdims=True)) / v.std(axis=(1, 2, 3), keepdims=True)
     train, test = np.arange(60), np.arange(60, 120)
-    net = dict(channels=(8, 16, 32, 64), encoder_convs=(2, 2, 3, 3), decoder_convs=(3, 2, 2),
-               feature_channels=(4, 8, 16, 32), dense_block_layers=(2, 4, 8),
-               dense_transition_channels=(8, 16, 32))
-    est = DeepMTSRegressor(network_params=net, max_iter=400, learning_rate=1e-3,
-                           lr_factors=(1.0, 1.0, 0.1), random_state=0, device="cpu")
+    net = dict(
+        channels=(8, 16, 32, 64),
+        encoder_convs=(2, 2, 3, 3),
+        decoder_convs=(3, 2, 2),
+        feature_channels=(4, 8, 16, 32),
+        dense_block_layers=(2, 4, 8),
+        dense_transition_channels=(8, 16, 32),
+    )
+    est = DeepMTSRegressor(
+        network_params=net,
+        max_iter=400,
+        learning_rate=1e-3,
+        lr_factors=(1.0, 1.0, 0.1),
+        random_state=0,
+        device="cpu",
+    )
     est.fit(X[train], y[train])
     h = est.history_
     assert h["cox_loss"].iloc[-100:].mean() < h["cox_loss"].iloc[:100].mean() - 0.1

@@ -65,7 +65,9 @@ def test_paper_standardisation_over_the_predicted_patients(cox_ensemble, whas):
     ens = clone(cox_ensemble).set_params(standardize="predict")
     ens.fit(*whas)
     X_new = X.iloc[100:150]
-    expected = np.mean([_zscore(m.predict(X_new), m.predict(X_new)) for m in ens.estimators_], axis=0)
+    expected = np.mean(
+        [_zscore(m.predict(X_new), m.predict(X_new)) for m in ens.estimators_], axis=0
+    )
     np.testing.assert_allclose(ens.predict(X_new), expected, rtol=1e-10)
     with pytest.raises(ValueError, match="at least two"):
         ens.predict(X.iloc[[0]])
@@ -84,7 +86,9 @@ def test_random_state_reproducible_and_seeds_members(whas):
     seeds = [m.random_state for m in a.estimators_]
     assert len(set(seeds)) == 3 and all(isinstance(s, int) for s in seeds)
     c = FoldEnsemble(rsf, cv=3, random_state=2).fit(X, y)
-    assert not all(np.array_equal(fa, fc) for (_, fa), (_, fc) in zip(a.folds_, c.folds_, strict=True))
+    assert not all(
+        np.array_equal(fa, fc) for (_, fa), (_, fc) in zip(a.folds_, c.folds_, strict=True)
+    )
 
 
 def test_parallel_equals_serial_and_pipelines_work(whas):
@@ -108,7 +112,9 @@ def test_sklearn_api(cox_ensemble, whas):
     assert not hasattr(cox_ensemble, "predict_mask")
 
 
-@pytest.mark.parametrize("kwargs, match", [(dict(cv=1), "cv must be"), (dict(standardize="z"), "standardize")])
+@pytest.mark.parametrize(
+    "kwargs, match", [(dict(cv=1), "cv must be"), (dict(standardize="z"), "standardize")]
+)
 def test_bad_parameters(kwargs, match, whas):
     with pytest.raises(ValueError, match=match):
         FoldEnsemble(CoxPHSurvivalAnalysis(), **kwargs).fit(*whas)
@@ -121,14 +127,25 @@ def test_works_with_deepmts_on_a_cohort():
     n, shape = 8, (20, 20, 20)
     mask = np.zeros((n, *shape), np.uint8)
     mask[:, 8:12, 8:12, 8:12] = 1
-    X = volumes(pet=rng.normal(size=(n, *shape)) + 2 * mask, ct=rng.normal(size=(n, *shape)), mask=mask)
+    X = volumes(
+        pet=rng.normal(size=(n, *shape)) + 2 * mask, ct=rng.normal(size=(n, *shape)), mask=mask
+    )
     y = Surv.from_arrays(np.arange(n) % 2 == 0, rng.uniform(1, 10, n))
-    tiny = dict(channels=(2, 3, 4), encoder_convs=(1, 1, 1), decoder_convs=(1, 1),
-                feature_channels=(1, 1, 1), dense_stem_channels=2, dense_block_layers=(1, 1, 1),
-                dense_transition_channels=(1, 1, 1), dense_growth_rate=2, dense_bottleneck_channels=2,
-                fc_units=2)
-    ens = FoldEnsemble(DeepMTSRegressor(network_params=tiny, max_iter=1, batch_size=2), cv=2,
-                       random_state=0).fit(X, y)
+    tiny = dict(
+        channels=(2, 3, 4),
+        encoder_convs=(1, 1, 1),
+        decoder_convs=(1, 1),
+        feature_channels=(1, 1, 1),
+        dense_stem_channels=2,
+        dense_block_layers=(1, 1, 1),
+        dense_transition_channels=(1, 1, 1),
+        dense_growth_rate=2,
+        dense_bottleneck_channels=2,
+        fc_units=2,
+    )
+    ens = FoldEnsemble(
+        DeepMTSRegressor(network_params=tiny, max_iter=1, batch_size=2), cv=2, random_state=0
+    ).fit(X, y)
     assert ens.predict(X).shape == (n,)
     prob = np.mean([m.predict_proba_mask(X) for m in ens.estimators_], axis=0)
     np.testing.assert_allclose(ens.predict_proba_mask(X), prob)

@@ -15,9 +15,16 @@ from survseg.estimators.deepmts import DeepMTSRegressor
 pytestmark = pytest.mark.gpu
 
 DEEPMTS_TINY = dict(
-    channels=(4, 6, 8), encoder_convs=(1, 1, 1), decoder_convs=(1, 1), feature_channels=(2, 3, 4),
-    dense_stem_channels=6, dense_block_layers=(1, 1, 1), dense_transition_channels=(3, 4, 5),
-    dense_growth_rate=4, dense_bottleneck_channels=8, fc_units=5,
+    channels=(4, 6, 8),
+    encoder_convs=(1, 1, 1),
+    decoder_convs=(1, 1),
+    feature_channels=(2, 3, 4),
+    dense_stem_channels=6,
+    dense_block_layers=(1, 1, 1),
+    dense_transition_channels=(3, 4, 5),
+    dense_growth_rate=4,
+    dense_bottleneck_channels=8,
+    fc_units=5,
 )
 
 
@@ -30,13 +37,25 @@ def cohort():
     "make",
     [
         lambda: DeepMTSRegressor(
-            network_params=DEEPMTS_TINY, max_iter=4, batch_size=4, amp=True, device="cuda",
-            intensity={"pet": "zscore", "ct": "zscore"}, random_state=0,
+            network_params=DEEPMTS_TINY,
+            max_iter=4,
+            batch_size=4,
+            amp=True,
+            device="cuda",
+            intensity={"pet": "zscore", "ct": "zscore"},
+            random_state=0,
         ),
         lambda: AdaMSSRegressor(
-            single_channels=(2, 4), fuse_channels=(4, 8), n_convs=(1, 1), hidden_features=8,
-            radiomics=False, max_iter=4, amp=True, device="cuda",
-            intensity={"pet": "zscore", "ct": "window"}, random_state=0,
+            single_channels=(2, 4),
+            fuse_channels=(4, 8),
+            n_convs=(1, 1),
+            hidden_features=8,
+            radiomics=False,
+            max_iter=4,
+            amp=True,
+            device="cuda",
+            intensity={"pet": "zscore", "ct": "window"},
+            random_state=0,
         ),
     ],
     ids=["DeepMTS", "AdaMSS"],

@@ -12,13 +12,24 @@ from survseg.estimators.deepmts import DeepMTSRegressor
 from survseg.preprocess import window, zscore
 
 DEEPMTS_TINY = dict(
-    channels=(4, 6, 8), encoder_convs=(1, 1, 1), decoder_convs=(1, 1), feature_channels=(2, 3, 4),
-    dense_stem_channels=6, dense_block_layers=(1, 1, 1), dense_transition_channels=(3, 4, 5),
-    dense_growth_rate=4, dense_bottleneck_channels=8, fc_units=5,
+    channels=(4, 6, 8),
+    encoder_convs=(1, 1, 1),
+    decoder_convs=(1, 1),
+    feature_channels=(2, 3, 4),
+    dense_stem_channels=6,
+    dense_block_layers=(1, 1, 1),
+    dense_transition_channels=(3, 4, 5),
+    dense_growth_rate=4,
+    dense_bottleneck_channels=8,
+    fc_units=5,
 )
 ADAMSS_TINY = dict(
-    single_channels=(2, 4), fuse_channels=(4, 8), n_convs=(1, 1), hidden_features=8,
-    radiomics=False, device="cpu",
+    single_channels=(2, 4),
+    fuse_channels=(4, 8),
+    n_convs=(1, 1),
+    hidden_features=8,
+    radiomics=False,
+    device="cpu",
 )
 
 
@@ -50,10 +61,14 @@ def test_tensor_normalisation_matches_hand_formulas(raw):
 
 def test_deepmts_on_raw_images_equals_normalised_cohort(raw):
     X, y = raw
-    params = dict(network_params=DEEPMTS_TINY, max_iter=3, batch_size=4, random_state=0, device="cpu")
+    params = dict(
+        network_params=DEEPMTS_TINY, max_iter=3, batch_size=4, random_state=0, device="cpu"
+    )
     a = DeepMTSRegressor(intensity={"pet": "zscore", "ct": "zscore"}, **params).fit(X, y)
     b = DeepMTSRegressor(**params).fit(_normalised(X, "zscore"), y)
-    np.testing.assert_allclose(a.predict(X), b.predict(_normalised(X, "zscore")), rtol=1e-4, atol=1e-5)
+    np.testing.assert_allclose(
+        a.predict(X), b.predict(_normalised(X, "zscore")), rtol=1e-4, atol=1e-5
+    )
     np.testing.assert_array_equal(a.predict_mask(X), b.predict_mask(_normalised(X, "zscore")))
 
 
@@ -62,7 +77,9 @@ def test_adamss_on_raw_images_equals_normalised_cohort(raw):
     params = dict(ADAMSS_TINY, max_iter=2, random_state=0)
     a = AdaMSSRegressor(intensity={"pet": "zscore", "ct": "window"}, **params).fit(X, y)
     b = AdaMSSRegressor(**params).fit(_normalised(X, "window"), y)
-    np.testing.assert_allclose(a.predict(X), b.predict(_normalised(X, "window")), rtol=1e-4, atol=1e-5)
+    np.testing.assert_allclose(
+        a.predict(X), b.predict(_normalised(X, "window")), rtol=1e-4, atol=1e-5
+    )
 
 
 @pytest.mark.parametrize(
@@ -77,10 +94,14 @@ def test_adamss_on_raw_images_equals_normalised_cohort(raw):
 def test_bad_intensity_is_named(raw, intensity, message):
     X, y = raw
     for est in (
-        DeepMTSRegressor(network_params=DEEPMTS_TINY, max_iter=1, intensity=intensity, device="cpu"),
+        DeepMTSRegressor(
+            network_params=DEEPMTS_TINY, max_iter=1, intensity=intensity, device="cpu"
+        ),
         AdaMSSRegressor(**ADAMSS_TINY, max_iter=1, intensity=intensity),
     ):
-        with pytest.raises((ValueError, TypeError), match=message if isinstance(intensity, dict) else None):
+        with pytest.raises(
+            (ValueError, TypeError), match=message if isinstance(intensity, dict) else None
+        ):
             est.fit(X, y)
 
 

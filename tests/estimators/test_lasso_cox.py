@@ -148,7 +148,9 @@ def test_bad_input(whas500):
     few = y.copy()
     few["fstat"] = False
     few["fstat"][:2] = True
-    with pytest.warns(UserWarning, match="2 events cannot be spread over cv=5 inner folds; using 2"):
+    with pytest.warns(
+        UserWarning, match="2 events cannot be spread over cv=5 inner folds; using 2"
+    ):
         assert LassoCoxCV(cv=5, n_alphas=5).fit(X, few).cv_scores_.shape == (5, 2)
     few["fstat"][1] = False
     with pytest.raises(ValueError, match="1 event"):

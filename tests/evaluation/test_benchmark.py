@@ -15,7 +15,9 @@ from tests.conftest import MeanUptake, sphere_cohort
 def _tumour_features(X):
     m = np.asarray(X["mask"], dtype=bool)
     pet = np.asarray(X["pet"], dtype=np.float64)
-    return np.column_stack([m.sum(axis=(1, 2, 3)), (pet * m).sum(axis=(1, 2, 3)) / m.sum(axis=(1, 2, 3))])
+    return np.column_stack(
+        [m.sum(axis=(1, 2, 3)), (pet * m).sum(axis=(1, 2, 3)) / m.sum(axis=(1, 2, 3))]
+    )
 
 
 def _cox_pipeline():
@@ -52,10 +54,13 @@ def test_benchmark_matches_cross_val_predict_by_hand(tmp_path):
     fold = np.empty(len(y), dtype=int)
     for k, (_, test) in enumerate(cv.split(X, y["event"])):
         fold[test] = k
-    oof = {name: cross_val_predict(est, X, y, cv=cv.split(X, y["event"]))
-           for name, est in models.items()}
-    ref = compare_concordance(y, oof["whole"], oof["uptake"], groups=fold, n_bootstrap=100,
-                              random_state=0)
+    oof = {
+        name: cross_val_predict(est, X, y, cv=cv.split(X, y["event"]))
+        for name, est in models.items()
+    }
+    ref = compare_concordance(
+        y, oof["whole"], oof["uptake"], groups=fold, n_bootstrap=100, random_state=0
+    )
     assert table.loc["whole", "p_value_within_fold"] == pytest.approx(ref.p_value)
     assert np.isfinite(table.loc["cox", "auc"]) and np.isfinite(table.loc["cox", "ibs"])
     assert np.isnan(table.loc["uptake", "ibs"])  # no survival function
@@ -63,8 +68,15 @@ def test_benchmark_matches_cross_val_predict_by_hand(tmp_path):
         assert (tmp_path / f).exists()
     assert len(list((tmp_path / "folds").glob("*.npz"))) == 9
     # resume: finished folds are read back, not refitted
-    again = benchmark({"uptake": MustNotFit(), "cox": MustNotFit(), "whole": MustNotFit()}, X, y,
-                      cv=3, n_bootstrap=100, output_dir=tmp_path, random_state=0)
+    again = benchmark(
+        {"uptake": MustNotFit(), "cox": MustNotFit(), "whole": MustNotFit()},
+        X,
+        y,
+        cv=3,
+        n_bootstrap=100,
+        output_dir=tmp_path,
+        random_state=0,
+    )
     np.testing.assert_allclose(again.table["cindex"], res.table["cindex"])
 
 
@@ -82,7 +94,10 @@ def test_interrupted_run_keeps_the_finished_folds(tmp_path, capsys):
     X, y = sphere_cohort(n=30, seed=3)
     with pytest.raises(KeyboardInterrupt):
         benchmark({"m": FailsOnThirdFit()}, X, y, cv=3, output_dir=tmp_path, verbose=1)
-    assert sorted(p.name for p in (tmp_path / "folds").glob("*.npz")) == ["m__fold0.npz", "m__fold1.npz"]
+    assert sorted(p.name for p in (tmp_path / "folds").glob("*.npz")) == [
+        "m__fold0.npz",
+        "m__fold1.npz",
+    ]
     assert capsys.readouterr().out.count("[benchmark] m, fold") == 2
     res = benchmark({"m": MeanUptake()}, X, y, cv=3, output_dir=tmp_path, n_bootstrap=50)
     full = benchmark({"m": MeanUptake()}, X, y, cv=3, n_bootstrap=50)
@@ -93,8 +108,9 @@ def test_interrupted_run_keeps_the_finished_folds(tmp_path, capsys):
 def test_benchmark_external_test_uses_fold_ensemble():
     X, y = sphere_cohort(n=24, seed=4)
     Xt, yt = sphere_cohort(n=15, seed=5)
-    res = benchmark({"cox": _cox_pipeline()}, X, y, cv=3, X_test=Xt, y_test=yt,
-                    n_bootstrap=50, keep_models=True)
+    res = benchmark(
+        {"cox": _cox_pipeline()}, X, y, cv=3, X_test=Xt, y_test=yt, n_bootstrap=50, keep_models=True
+    )
     fold_models = res.models["cox"]
     z = [(r - r.mean()) / r.std() for r in (m.predict(Xt) for m in fold_models)]
     ens = np.mean(z, axis=0)
@@ -153,7 +169,6 @@ def test_each_job_gets_its_own_gpu_on_a_multi_gpu_machine(monkeypatch):
     monkeypatch.setattr(torch.cuda, "device_count", lambda: 2)
     X, y = sphere_cohort(n=24, seed=2)
     RecordsDevice.seen = []
-    benchmark({"a": RecordsDevice(), "b": RecordsDevice(device="cpu")}, X, y, cv=3,
-              n_bootstrap=10)
+    benchmark({"a": RecordsDevice(), "b": RecordsDevice(device="cpu")}, X, y, cv=3, n_bootstrap=10)
     # 'a' (device="auto") alternates over the two GPUs; an explicit device is left alone
     assert RecordsDevice.seen == ["cuda:0", "cuda:1", "cuda:0", "cpu", "cpu", "cpu"]

@@ -79,8 +79,9 @@ def test_within_group_ci_resamples_within_groups():
     same = concordance_ci(y, risk - 5.0 * groups, groups=groups, n_bootstrap=200, random_state=0)
     np.testing.assert_allclose(same, (c, lo, hi))
     assert concordance_ci(y, risk, n_bootstrap=50, random_state=0)[0] < c - 0.1
-    res = compare_concordance(y, risk, rng.normal(size=n), groups=groups, n_bootstrap=200,
-                              random_state=0)
+    res = compare_concordance(
+        y, risk, rng.normal(size=n), groups=groups, n_bootstrap=200, random_state=0
+    )
     assert res.cindex_a == pytest.approx(c) and res.p_value < 0.01
 
 
@@ -138,6 +139,10 @@ def test_compare_concordance_detects_difference_and_not_noise():
     same = compare_concordance(y, good, good, n_bootstrap=50, random_state=0)
     assert same.p_value == 1.0 and same.difference == 0.0
     # under the null (two noise scores) p-values should not be systematically small
-    ps = [compare_concordance(y, rng.normal(size=n), rng.normal(size=n), n_bootstrap=150,
-                              random_state=k).p_value for k in range(12)]
+    ps = [
+        compare_concordance(
+            y, rng.normal(size=n), rng.normal(size=n), n_bootstrap=150, random_state=k
+        ).p_value
+        for k in range(12)
+    ]
     assert np.mean(np.array(ps) < 0.05) <= 0.25 and np.median(ps) > 0.2

@@ -14,9 +14,13 @@ def test_benchmark_folds_on_local_dask_cluster():
     X, y = sphere_cohort(n=18, seed=7)
     models = {"uptake": MeanUptake(), "whole": MeanUptake(use_mask=False)}
     serial = benchmark(models, X, y, cv=3, n_bootstrap=50)
-    with distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=True,
-                                  dashboard_address=None) as cluster, \
-            distributed.Client(cluster) as client, parallel_backend("dask"):
+    with (
+        distributed.LocalCluster(
+            n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None
+        ) as cluster,
+        distributed.Client(cluster) as client,
+        parallel_backend("dask"),
+    ):
         on_dask = benchmark(models, X, y, cv=3, n_bootstrap=50, n_jobs=-1)
         assert len(client.scheduler_info()["workers"]) == 2
     np.testing.assert_allclose(on_dask.table["cindex"], serial.table["cindex"])

@@ -21,8 +21,13 @@ def _fit_linear_cox(X, event, time, ties):
     sd = X.std(0)
     Xt = torch.tensor((X - X.mean(0)) / sd)
     beta = torch.zeros(X.shape[1], dtype=torch.float64, requires_grad=True)
-    opt = torch.optim.LBFGS([beta], max_iter=500, tolerance_grad=1e-12, tolerance_change=1e-14,
-                            line_search_fn="strong_wolfe")
+    opt = torch.optim.LBFGS(
+        [beta],
+        max_iter=500,
+        tolerance_grad=1e-12,
+        tolerance_change=1e-14,
+        line_search_fn="strong_wolfe",
+    )
     ev, t = torch.tensor(event), torch.tensor(time)
 
     def closure():
@@ -84,7 +89,9 @@ def test_no_events_is_zero_with_graph():
 
 def test_large_log_risk_is_finite():
     eta = torch.tensor([800.0, -800.0, 0.0, 700.0], requires_grad=True)
-    loss = cox_partial_likelihood_loss(eta, torch.tensor([1, 1, 0, 1]), torch.tensor([1.0, 1.0, 2.0, 2.0]))
+    loss = cox_partial_likelihood_loss(
+        eta, torch.tensor([1, 1, 0, 1]), torch.tensor([1.0, 1.0, 2.0, 2.0])
+    )
     loss.backward()
     assert torch.isfinite(loss) and torch.isfinite(eta.grad).all()
 

@@ -38,8 +38,12 @@ def test_dice_per_sample_versus_batch():
     per_sample = dice_loss(p, g, logits=False, reduction="none", smooth_dr=1e-12)
     assert per_sample.shape == (2, 1)
     # second sample: 2*0.5 / (2.0 + 1) = 1/3
-    torch.testing.assert_close(per_sample[:, 0], torch.tensor([1 - 3.4 / 4, 1 - 1 / 3], dtype=torch.float64))
-    assert dice_loss(p, g, logits=False, smooth_dr=1e-12).item() == pytest.approx(per_sample.mean().item())
+    torch.testing.assert_close(
+        per_sample[:, 0], torch.tensor([1 - 3.4 / 4, 1 - 1 / 3], dtype=torch.float64)
+    )
+    assert dice_loss(p, g, logits=False, smooth_dr=1e-12).item() == pytest.approx(
+        per_sample.mean().item()
+    )
     # pooled: sum p g = 1.7 + 0.5; sum p + sum g = 4 + 3
     pooled = dice_loss(p, g, logits=False, batch=True, smooth_dr=1e-12)
     assert pooled.item() == pytest.approx(1 - 2 * 2.2 / 7.0)
@@ -53,7 +57,10 @@ def test_dice_multichannel_is_per_channel():
     g = (torch.rand(2, 3, 4, 5, 6) > 0.5).to(torch.uint8)
     none = dice_loss(p, g, logits=False, reduction="none")
     for c in range(3):
-        torch.testing.assert_close(none[:, c:c + 1], dice_loss(p[:, c:c + 1], g[:, c:c + 1], logits=False, reduction="none"))
+        torch.testing.assert_close(
+            none[:, c : c + 1],
+            dice_loss(p[:, c : c + 1], g[:, c : c + 1], logits=False, reduction="none"),
+        )
 
 
 def test_dice_empty_label_is_finite_and_inert():
@@ -83,10 +90,14 @@ def test_focal_hand_computed():
     target = torch.tensor([[gs]])
     expected = [_focal_by_hand(x, g) for x, g in zip(xs, gs, strict=True)]
     assert focal_loss(logits, target).item() == pytest.approx(sum(expected) / 4, rel=1e-6)
-    assert focal_loss(logits, target, reduction="sum").item() == pytest.approx(sum(expected), rel=1e-6)
+    assert focal_loss(logits, target, reduction="sum").item() == pytest.approx(
+        sum(expected), rel=1e-6
+    )
     assert focal_loss(logits, target, reduction="none").shape == (1, 1)
     no_alpha = [_focal_by_hand(x, g, alpha=0.5) * 2 for x, g in zip(xs, gs, strict=True)]
-    assert focal_loss(logits, target, alpha=None).item() == pytest.approx(sum(no_alpha) / 4, rel=1e-6)
+    assert focal_loss(logits, target, alpha=None).item() == pytest.approx(
+        sum(no_alpha) / 4, rel=1e-6
+    )
 
 
 def test_focal_with_gamma_zero_and_no_alpha_is_bce():
@@ -98,7 +109,7 @@ def test_focal_with_gamma_zero_and_no_alpha_is_bce():
 
 def test_losses_run_in_float32_under_half_inputs():
     x = torch.randn(1, 1, 4, 4, 4).half()
-    g = (torch.rand(1, 1, 4, 4, 4) > 0.5)
+    g = torch.rand(1, 1, 4, 4, 4) > 0.5
     assert dice_loss(x, g).dtype == torch.float32
     assert focal_loss(x, g).dtype == torch.float32
 

@@ -5,9 +5,16 @@ from survseg.networks.deepmts import DeepMTS, SegmentationBackbone
 
 # A 3-level backbone (sizes divisible by 4) and a small DenseNet (sizes >= 19): odd shapes work.
 TINY = dict(
-    channels=(4, 6, 8), encoder_convs=(1, 2, 2), decoder_convs=(1, 1), feature_channels=(2, 3, 4),
-    dense_stem_channels=6, dense_block_layers=(2, 2, 2), dense_transition_channels=(3, 4, 5),
-    dense_growth_rate=4, dense_bottleneck_channels=8, fc_units=5,
+    channels=(4, 6, 8),
+    encoder_convs=(1, 2, 2),
+    decoder_convs=(1, 1),
+    feature_channels=(2, 3, 4),
+    dense_stem_channels=6,
+    dense_block_layers=(2, 2, 2),
+    dense_transition_channels=(3, 4, 5),
+    dense_growth_rate=4,
+    dense_bottleneck_channels=8,
+    fc_units=5,
 )
 SHAPE = (20, 24, 28)
 
@@ -66,7 +73,11 @@ def test_output_shapes_at_odd_size(name):
     assert (out.log_risk is not None) == survival
     if survival:
         assert out.log_risk.shape == (2,)
-    n_hs = (2 + 3 + 4 if kw.get("feature_convs", True) else 4 + 6 + 8) if kw.get("hard_sharing", True) else 0
+    n_hs = (
+        (2 + 3 + 4 if kw.get("feature_convs", True) else 4 + 6 + 8)
+        if kw.get("hard_sharing", True)
+        else 0
+    )
     n_csn = 3 + 4 + 5 if kw.get("cascade", True) else 0
     assert out.features.shape == (2, n_hs + n_csn) == (2, net.n_features)
 
@@ -74,8 +85,13 @@ def test_output_shapes_at_odd_size(name):
 @pytest.mark.parametrize("name", list(VARIANTS))
 def test_gradients_reach_every_parameter(name):
     torch.manual_seed(0)
-    net = DeepMTS(n_clinical=0 if name == "Seg-Backbone" else 1, fc_dropout=0.0,
-                  dense_dropout=0.0, **TINY, **VARIANTS[name])
+    net = DeepMTS(
+        n_clinical=0 if name == "Seg-Backbone" else 1,
+        fc_dropout=0.0,
+        dense_dropout=0.0,
+        **TINY,
+        **VARIANTS[name],
+    )
     x = torch.randn(3, 2, *SHAPE)
     out = net(x, None if name == "Seg-Backbone" else torch.randn(3, 1))
     loss = 0.0
@@ -161,8 +177,13 @@ def test_head_weights_are_the_fc_kernels():
 
 
 def test_indivisible_size_raises_a_clear_error():
-    net = DeepMTS(channels=(4, 6, 8, 10), encoder_convs=(1, 1, 1, 1), decoder_convs=(1, 1, 1),
-                  feature_channels=(1, 1, 1, 1), cascade=False)
+    net = DeepMTS(
+        channels=(4, 6, 8, 10),
+        encoder_convs=(1, 1, 1, 1),
+        decoder_convs=(1, 1, 1),
+        feature_channels=(1, 1, 1, 1),
+        cascade=False,
+    )
     with pytest.raises(ValueError, match="divisible by 8"):
         net(torch.randn(1, 2, *SHAPE))
 

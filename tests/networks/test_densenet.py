@@ -3,8 +3,13 @@ import torch
 
 from survseg.networks.densenet import BottleneckLayer, DenseBlock, DenseNet3d, TransitionBlock
 
-TINY = dict(stem_channels=6, block_layers=(2, 2, 3), transition_channels=(4, 6, 8),
-            growth_rate=4, bottleneck_channels=8)
+TINY = dict(
+    stem_channels=6,
+    block_layers=(2, 2, 3),
+    transition_channels=(4, 6, 8),
+    growth_rate=4,
+    bottleneck_channels=8,
+)
 
 
 def n_params(module):

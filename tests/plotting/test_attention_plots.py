@@ -49,8 +49,11 @@ def test_attention_panels_over_image(petct, adamss_maps, check_png):
     np.testing.assert_array_equal(np.asarray(axes[0].images[0].get_array()), X["pet"][0][k])
     for ax, m in zip(axes[1:], patient):
         up = torch.nn.functional.interpolate(
-            torch.tensor(m[None], dtype=torch.float64), size=X["pet"].shape[1:],
-            mode="trilinear", align_corners=False)[0, 0].numpy()
+            torch.tensor(m[None], dtype=torch.float64),
+            size=X["pet"].shape[1:],
+            mode="trilinear",
+            align_corners=False,
+        )[0, 0].numpy()
         np.testing.assert_allclose(np.asarray(ax.images[1].get_array()), up[k], atol=1e-10)
         assert ax.images[1].get_clim() == (0.0, 1.0)  # sigmoid attention: fixed [0, 1] scale
     check_png(fig, "attention")
@@ -84,7 +87,7 @@ def test_fusion_weights_bars(adamss_maps, check_png):
     assert len(bars) == 2 * weights.shape[1]
     heights = np.array([b.get_height() for b in bars])
     np.testing.assert_allclose(heights[: weights.shape[1]], weights.mean(axis=0))
-    np.testing.assert_allclose(heights[weights.shape[1]:], table_iv)
+    np.testing.assert_allclose(heights[weights.shape[1] :], table_iv)
     assert [t.get_text() for t in ax.get_xticklabels()] == [f"F{i}" for i in range(1, 6)]
     check_png(fig, "fusion_weights")
 

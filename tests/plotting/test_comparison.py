@@ -30,10 +30,14 @@ def table():
     rows = []
     for name, risk in risks.items():
         c, lo, hi = concordance_ci(y, risk, n_bootstrap=50, random_state=0)
-        p = (np.nan if name == "age + chf" else compare_concordance(
-            y, risk, risks["age + chf"], n_bootstrap=50, random_state=0).p_value)
-        rows.append({"model": name, "cindex": c, "cindex_low": lo, "cindex_high": hi,
-                     "p_value": p})
+        p = (
+            np.nan
+            if name == "age + chf"
+            else compare_concordance(
+                y, risk, risks["age + chf"], n_bootstrap=50, random_state=0
+            ).p_value
+        )
+        rows.append({"model": name, "cindex": c, "cindex_low": lo, "cindex_high": hi, "p_value": p})
         assert c == pytest.approx(concordance_index_censored(y["fstat"], y["lenfol"], risk)[0])
     return pd.DataFrame(rows)
 
@@ -49,7 +53,9 @@ def test_forest_plot_positions_and_labels(table, check_png):
         assert line.get_ydata()[0] == 2 - k
     texts = [t.get_text() for t in ax.texts]
     for k, row in table.iterrows():
-        assert texts[k].startswith(f"{row.cindex:.3f} [{row.cindex_low:.3f}, {row.cindex_high:.3f}]")
+        assert texts[k].startswith(
+            f"{row.cindex:.3f} [{row.cindex_low:.3f}, {row.cindex_high:.3f}]"
+        )
     assert "p" not in texts[0]  # the reference has no p-value
     p = table["p_value"][2]
     assert texts[2].endswith("p < 0.001" if p < 1e-3 else f"p = {p:.3f}")

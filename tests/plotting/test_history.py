@@ -34,9 +34,19 @@ def _run(max_iter, lr, seed, stage=None):
 
     opt = torch.optim.SGD(net.parameters(), lr=lr)
     sched = torch.optim.lr_scheduler.StepLR(opt, step_size=max_iter // 2, gamma=0.5)
-    result = train(net, batches(), compute_loss, opt, max_iter=max_iter, device=torch.device("cpu"),
-                   scheduler=sched, validate=validate, validate_every=5, monitor="val_mse",
-                   mode="min")
+    result = train(
+        net,
+        batches(),
+        compute_loss,
+        opt,
+        max_iter=max_iter,
+        device=torch.device("cpu"),
+        scheduler=sched,
+        validate=validate,
+        validate_every=5,
+        monitor="val_mse",
+        mode="min",
+    )
     history = result.history
     if stage is not None:
         history.insert(1, "stage", stage)
@@ -52,7 +62,9 @@ def test_plot_history_from_loop(check_png):
     history = _run(40, 0.05, 0)
     fig = plot_history(history)
     loss_ax, metric_ax, lr_ax = fig.axes
-    labelled = {line.get_label(): line for line in loss_ax.lines if not line.get_label().startswith("_")}
+    labelled = {
+        line.get_label(): line for line in loss_ax.lines if not line.get_label().startswith("_")
+    }
     assert set(labelled) == {"loss", "mse", "l1"}
     # the bold line is the running mean of the raw curve (window 40 // 50 -> raw only)
     np.testing.assert_allclose(labelled["mse"].get_ydata(), history["mse"])
@@ -67,9 +79,9 @@ def test_plot_history_from_loop(check_png):
 def test_two_stage_history_laid_end_to_end(check_png):
     # AdaMSS's layout: stage I logs dice_loss and validation "dice", stage II nll and "cindex"
     first = _run(30, 0.05, 0, stage="segmentation").rename(
-        columns={"mse": "dice_loss", "val_mse": "dice"})
-    second = _run(20, 0.02, 1, stage="survival").rename(
-        columns={"mse": "nll", "val_mse": "cindex"})
+        columns={"mse": "dice_loss", "val_mse": "dice"}
+    )
+    second = _run(20, 0.02, 1, stage="survival").rename(columns={"mse": "nll", "val_mse": "cindex"})
     history = pd.concat([first, second], ignore_index=True)  # iterations restart at 1
     losses, metrics = split_history_columns(history)
     assert losses == ["loss", "dice_loss", "l1", "nll"] and metrics == ["dice", "cindex"]
@@ -102,7 +114,7 @@ def test_smoothing_is_running_mean():
     fig = plot_history(history, smooth=3)
     bold = [line for line in fig.axes[0].lines if line.get_label() == "loss"][0]
     v = history["loss"].to_numpy()
-    expected = [np.mean(v[max(0, i - 1): i + 2]) for i in range(10)]
+    expected = [np.mean(v[max(0, i - 1) : i + 2]) for i in range(10)]
     np.testing.assert_allclose(bold.get_ydata(), expected)
 
 

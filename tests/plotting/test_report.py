@@ -60,8 +60,7 @@ def _not_blank(path):
 def test_files_written_and_not_blank(run, tmp_path):
     X, y, result = run
     written = figures_for_benchmark(result, X, y, tmp_path)
-    assert set(written) == {"cindex.png", "km_threshold.png", "km_age.png",
-                            "overlay_threshold.png"}
+    assert set(written) == {"cindex.png", "km_threshold.png", "km_age.png", "overlay_threshold.png"}
     for path in written.values():
         assert path.parent == tmp_path and _not_blank(path)
 
@@ -87,7 +86,10 @@ def test_without_models_thresholds_fall_back_to_fold_medians(run, tmp_path):
     for _, part in pred.groupby("fold"):
         np.testing.assert_allclose(threshold[part["patient"]], np.median(part["risk"]))
     assert set(figures_for_benchmark(bare, X, y, tmp_path)) == {
-        "cindex.png", "km_threshold.png", "km_age.png"}
+        "cindex.png",
+        "km_threshold.png",
+        "km_age.png",
+    }
 
 
 def test_overlay_shows_largest_tumour_held_out(run, tmp_path, monkeypatch):
@@ -138,16 +140,26 @@ def test_deep_models_figures(tmp_path):
     torch.set_num_threads(1)
     X, y = make_petct_cohort(n_patients=16, shape=(32, 32, 32), random_state=0)
     models = {
-        "AdaMSS": AdaMSSRegressor(max_iter=6, radiomics=False, random_state=0,
-                                  single_channels=(4, 8, 16, 32, 64),
-                                  fuse_channels=(8, 16, 32, 64, 128)),
+        "AdaMSS": AdaMSSRegressor(
+            max_iter=6,
+            radiomics=False,
+            random_state=0,
+            single_channels=(4, 8, 16, 32, 64),
+            fuse_channels=(8, 16, 32, 64, 128),
+        ),
         "DeepMTS": DeepMTSRegressor(max_iter=6, random_state=0),
     }
     result = benchmark(models, X, y, cv=2, n_bootstrap=30, keep_models=True)
     written = figures_for_benchmark(result, X, y, tmp_path)
     assert set(written) == {
-        "cindex.png", "km_AdaMSS.png", "km_DeepMTS.png", "history_AdaMSS.png",
-        "history_DeepMTS.png", "overlay_AdaMSS.png", "overlay_DeepMTS.png",
-        "attention_AdaMSS.png", "fusion_AdaMSS.png",
+        "cindex.png",
+        "km_AdaMSS.png",
+        "km_DeepMTS.png",
+        "history_AdaMSS.png",
+        "history_DeepMTS.png",
+        "overlay_AdaMSS.png",
+        "overlay_DeepMTS.png",
+        "attention_AdaMSS.png",
+        "fusion_AdaMSS.png",
     }
     assert all(_not_blank(p) for p in written.values())

@@ -5,7 +5,9 @@ from survseg.training import random_affine, random_crop
 
 
 def _blob(shape=(1, 1, 16, 18, 20), centre=(8, 9, 10), r=3):
-    d, h, w = torch.meshgrid(*[torch.arange(s, dtype=torch.float32) for s in shape[2:]], indexing="ij")
+    d, h, w = torch.meshgrid(
+        *[torch.arange(s, dtype=torch.float32) for s in shape[2:]], indexing="ij"
+    )
     dist = ((d - centre[0]) ** 2 + (h - centre[1]) ** 2 + (w - centre[2]) ** 2).sqrt()
     return (dist <= r).float().expand(shape).clone()
 
@@ -26,7 +28,9 @@ def test_flip_is_exact_left_right():
     g = torch.Generator().manual_seed(0)
     out, _ = random_affine(x, flip_axes=(-1,), generator=g)
     for i in range(3):
-        assert torch.allclose(out[i], x[i], atol=1e-5) or torch.allclose(out[i], x[i].flip(-1), atol=1e-5)
+        assert torch.allclose(out[i], x[i], atol=1e-5) or torch.allclose(
+            out[i], x[i].flip(-1), atol=1e-5
+        )
 
 
 def test_translation_moves_centroid_within_bound_and_keeps_mask_binary():
@@ -38,7 +42,9 @@ def test_translation_moves_centroid_within_bound_and_keeps_mask_binary():
         assert set(mo.unique().tolist()) <= {0.0, 1.0}
         shift = _centroid(mo) - _centroid(m)
         assert (shift.abs() <= 3.0 + 0.5).all()
-        assert mo.sum().item() == pytest.approx(m.sum().item(), rel=0.15)  # sub-voxel shifts re-binarised
+        assert mo.sum().item() == pytest.approx(
+            m.sum().item(), rel=0.15
+        )  # sub-voxel shifts re-binarised
 
 
 def test_rotation_keeps_volume_and_centre():

@@ -19,11 +19,16 @@ def test_train_fits_least_squares_and_records_history():
     rng, _ = make_generators(0, torch.device("cpu"))
     batches = ((X[i], y[i]) for i in random_batches(64, 16, rng))
     res = train(
-        model, batches,
+        model,
+        batches,
         lambda m, b: {"loss": ((m(b[0]).squeeze(1) - b[1]) ** 2).mean()},
-        opt, max_iter=300, device=torch.device("cpu"),
+        opt,
+        max_iter=300,
+        device=torch.device("cpu"),
         validate=lambda m: {"mse": float(((m(X).squeeze(1) - y) ** 2).mean())},
-        validate_every=50, monitor="mse", mode="min",
+        validate_every=50,
+        monitor="mse",
+        mode="min",
     )
     # independent reference: the least-squares solution
     ref = torch.linalg.lstsq(torch.cat([X, torch.ones(64, 1)], 1), y.unsqueeze(1)).solution
@@ -46,10 +51,18 @@ def test_best_checkpoint_is_restored():
         weights.append(m.weight.detach().clone())
         return {"score": next(scores)}
 
-    res = train(model, iter(lambda: (X, y), None),
-                lambda m, b: {"loss": ((m(b[0]).squeeze(1) - b[1]) ** 2).mean()},
-                opt, max_iter=3, device=torch.device("cpu"),
-                validate=validate, validate_every=1, monitor="score", mode="min")
+    res = train(
+        model,
+        iter(lambda: (X, y), None),
+        lambda m, b: {"loss": ((m(b[0]).squeeze(1) - b[1]) ** 2).mean()},
+        opt,
+        max_iter=3,
+        device=torch.device("cpu"),
+        validate=validate,
+        validate_every=1,
+        monitor="score",
+        mode="min",
+    )
     assert res.best_iteration == 2
     assert torch.equal(model.weight.detach(), weights[1])
 
@@ -58,6 +71,11 @@ def test_nan_loss_stops_with_clear_error():
     model = torch.nn.Linear(1, 1)
     opt = torch.optim.SGD(model.parameters(), lr=0.1)
     with pytest.raises(FloatingPointError, match="diverged at iteration 1"):
-        train(model, iter(lambda: None, 1),
-              lambda m, b: {"loss": m.weight.sum() * float("nan"), "dice": torch.tensor(0.3)},
-              opt, max_iter=5, device=torch.device("cpu"))
+        train(
+            model,
+            iter(lambda: None, 1),
+            lambda m, b: {"loss": m.weight.sum() * float("nan"), "dice": torch.tensor(0.3)},
+            opt,
+            max_iter=5,
+            device=torch.device("cpu"),
+        )
