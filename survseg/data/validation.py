@@ -4,9 +4,23 @@ from __future__ import annotations
 
 import numpy as np
 
-from .cohort import _require_structured, clinical_fields, image_fields, mask_fields
+from .cohort import (
+    SPACING_FIELD,
+    _require_structured,
+    clinical_fields,
+    cohort_spacing,
+    image_fields,
+    mask_fields,
+)
 
-__all__ = ["check_cohort", "check_survival", "check_masks", "survival_arrays"]
+__all__ = [
+    "check_cohort",
+    "check_survival",
+    "check_masks",
+    "survival_arrays",
+    "cohort_signature",
+    "check_fitted_cohort",
+]
 
 _CHUNK = 8  # patients read at a time, so a memory-mapped cohort is never loaded whole
 
@@ -47,17 +61,16 @@ def check_cohort(
         raise ValueError(f"X must be 1D (one record per patient); got shape {X.shape}.")
     if len(X) == 0:
         raise ValueError("X holds no patients.")
-    images = image_fields(X)
-    non_float_volumes = [n for n in mask_fields(X) if n != mask_field and n in (modalities or ())]
-    if non_float_volumes:
-        raise TypeError(
-            f"image field(s) {non_float_volumes} have dtype "
-            f"{[str(X.dtype.fields[n][0].base) for n in non_float_volumes]}; images must be "
-            "floating point (float32)."
+    images = [n for n in image_fields(X) if n != mask_field]
+    named_masks = [n for n in (modalities or ()) if n in mask_fields(X) or n == mask_field]
+    if named_masks:
+        raise ValueError(
+            f"field(s) {named_masks} are masks (by their name), not images; an image modality "
+            "needs another name (masks are 'mask', 'nodes', '*_mask' or boolean fields)."
         )
     if not images:
         raise ValueError(
-            f"X has no image field (a 3D float sub-array such as 'pet' or 'ct'); "
+            f"X has no image field (a 3D sub-array such as 'pet' or 'ct'); "
             f"its fields are {list(X.dtype.names)}."
         )
     if modalities is not None:
@@ -67,7 +80,7 @@ def check_cohort(
                 f"modality field(s) {missing} not in X; its image fields are {images}."
             )
         images = list(modalities)
-    vols = images + [n for n in mask_fields(X) if n == mask_field]
+    vols = images + [n for n in X.dtype.names if n == mask_field]
     shapes = {n: X.dtype.fields[n][0].shape for n in vols}
     if len(set(shapes.values())) != 1:
         raise ValueError(f"image and mask fields differ in shape: {shapes}.")
@@ -80,7 +93,7 @@ def check_cohort(
             )
     elif require_mask:
         raise ValueError(
-            f"this estimator needs tumour masks at fit: X has no {mask_field!r} field "
+            f"this estimator needs tumour masks: X has no {mask_field!r} field "
             f"(its fields are {list(X.dtype.names)})."
         )
     if clinical:
@@ -97,6 +110,7 @@ def check_cohort(
                     f"clinical field {c!r} is NaN or infinite for patient(s) "
                     f"{np.flatnonzero(bad)[:10].tolist()}; impute it first."
                 )
+    cohort_spacing(X)  # a malformed 'spacing' field names the patient
     if check_values:
         for start in range(0, len(X), _CHUNK):
             chunk = X[start : start + _CHUNK]
@@ -116,11 +130,12 @@ def check_masks(X, mask_field: str = "mask") -> None:
     """Raise if a mask is not binary or is empty for some patient (names the patient)."""
     for start in range(0, len(X), _CHUNK):
         m = np.asarray(X[mask_field][start : start + _CHUNK])
-        values = np.unique(m)
-        if not np.isin(values, (0, 1)).all():
+        nonbinary = ~np.isin(m, (0, 1)).reshape(len(m), -1).all(axis=1)
+        if nonbinary.any():
+            j = int(np.flatnonzero(nonbinary)[0])
             raise ValueError(
-                f"mask field {mask_field!r} is not binary: found values {values[:10].tolist()}; "
-                "select the label(s) that form the tumour first."
+                f"mask field {mask_field!r} is not binary for patient {start + j}: found values "
+                f"{np.unique(m[j])[:10].tolist()}; select the label(s) that form the tumour first."
             )
         empty = ~m.reshape(len(m), -1).any(axis=1)
         if empty.any():
@@ -174,7 +189,10 @@ def check_survival(y, n_samples: int | None = None, *, require_events: bool = Tr
             f"survival time is negative for patient(s) {np.flatnonzero(time < 0)[:10].tolist()}."
         )
     if not np.isfinite(time).all():
-        raise ValueError("survival time is infinite for some patient.")
+        raise ValueError(
+            "survival time is infinite for patient(s) "
+            f"{np.flatnonzero(~np.isfinite(time))[:10].tolist()}."
+        )
     if require_events and not event.any():
         raise ValueError(
             "y has no events (all patients censored): a survival model cannot be fitted."
@@ -185,3 +203,127 @@ def check_survival(y, n_samples: int | None = None, *, require_events: bool = Tr
 def survival_arrays(y):
     """``(event, time)`` of a survival array without requiring events (for scoring)."""
     return check_survival(y, require_events=False)
+
+
+def cohort_signature(X, fields=None) -> dict:
+    """What an estimator fitted on ``X`` expects of the cohorts it predicts on.
+
+    Parameters
+    ----------
+    X : cohort
+    fields : sequence of str, optional
+        The fields the estimator reads; default: every field of ``X``.
+
+    Returns
+    -------
+    signature : dict
+        ``{"fields": {name: {"kind": "image"|"mask"|"clinical"|"spacing", "dtype": str,
+        "shape": list}}, "volume_shape": [D, H, W] or None}``, JSON-serialisable (it goes
+        into model-file headers).
+    """
+    _require_structured(X)
+    names = list(X.dtype.names) if fields is None else list(fields)
+    images, masks = set(image_fields(X)), set(mask_fields(X))
+    out = {}
+    for n in names:
+        if n not in X.dtype.names:
+            raise ValueError(f"field {n!r} not in X; its fields are {list(X.dtype.names)}.")
+        sub = X.dtype.fields[n][0]
+        kind = (
+            "image"
+            if n in images
+            else "mask"
+            if n in masks
+            else "spacing"
+            if n == SPACING_FIELD
+            else "clinical"
+        )
+        out[n] = {"kind": kind, "dtype": sub.base.str, "shape": list(sub.shape)}
+    shapes = [v["shape"] for v in out.values() if v["kind"] in ("image", "mask")]
+    return {"fields": out, "volume_shape": shapes[0] if shapes else None}
+
+
+def check_fitted_cohort(estimator, X, *, optional=("mask",), check_shape=True) -> np.ndarray:
+    """Check that ``X`` looks like the cohort ``estimator`` was fitted on; return ``X``.
+
+    Called at the start of every ``predict`` path. The expectation is the estimator's
+    ``cohort_signature_`` (:func:`cohort_signature` recorded at fit) when it has one;
+    otherwise it is read from the fitted attributes the estimators already have
+    (``modalities_``/``modalities``, ``clinical_``/``clinical``, ``image_shape_``).
+
+    Parameters
+    ----------
+    estimator : fitted estimator
+    X : cohort
+    optional : sequence of str
+        Fields that may be absent at predict (the tumour mask of a segmenting model).
+    check_shape : bool
+        Whether the volume size must equal the training size (the deep networks learned at
+        one size; radiomics features are measured in mm and need not).
+
+    Raises
+    ------
+    ValueError
+        Naming the missing field, or the training and the new volume sizes, or a field that
+        changed kind (image vs mask) or dtype kind, or a cohort that lost the voxel spacing
+        the estimator was fitted with.
+    """
+    _require_structured(X)
+    name = type(estimator).__name__
+    signature = getattr(estimator, "cohort_signature_", None)
+    if signature is None:
+        fields = {}
+        for attr in ("modalities_", "modalities"):
+            mods = getattr(estimator, attr, None)
+            if mods is not None:
+                mods = (mods,) if isinstance(mods, str) else mods
+                fields.update({m: {"kind": "image"} for m in mods})
+                break
+        for attr in ("clinical_", "clinical"):
+            clin = getattr(estimator, attr, None)
+            if isinstance(clin, (list, tuple)):
+                fields.update({c: {"kind": "clinical"} for c in clin})
+                break
+        shape = getattr(estimator, "image_shape_", None)
+        signature = {"fields": fields, "volume_shape": None if shape is None else list(shape)}
+    have = X.dtype.names
+    if SPACING_FIELD in signature["fields"] and SPACING_FIELD not in have:
+        raise ValueError(
+            f"{name} was fitted on a cohort that carries its voxel spacing ('spacing' field); "
+            "X does not: build it with spacing=... (mm)."
+        )
+    missing = [f for f in signature["fields"] if f not in have and f not in optional]
+    if missing:
+        raise ValueError(
+            f"X lacks the field(s) {missing} that {name} was fitted with; its fields are "
+            f"{list(have)}."
+        )
+    images, masks = set(image_fields(X)), set(mask_fields(X))
+    for f, spec in signature["fields"].items():
+        if f not in have:
+            continue
+        kind = spec.get("kind")
+        now = "image" if f in images else "mask" if f in masks else None
+        if kind in ("image", "mask") and now != kind:
+            raise ValueError(
+                f"field {f!r} was {'an' if kind == 'image' else 'a'} {kind} when {name} was "
+                f"fitted but is {'not a 3D field' if now is None else 'a ' + now} in X."
+            )
+        if "dtype" in spec and kind in ("clinical", "spacing"):
+            before, after = np.dtype(spec["dtype"]), X.dtype.fields[f][0].base
+            if (before.kind in "biuf") != (after.kind in "biuf"):
+                raise ValueError(
+                    f"field {f!r} had dtype {before} when {name} was fitted; X has {after}."
+                )
+    expected = signature.get("volume_shape")
+    if check_shape and expected is not None:
+        vols = [f for f in signature["fields"] if f in have and f in images | masks]
+        if vols:
+            got = tuple(X.dtype.fields[vols[0]][0].shape)
+            if got != tuple(expected):
+                raise ValueError(
+                    f"X has volumes of shape {got} (D, H, W) but {name} was fitted on "
+                    f"{tuple(expected)}: preprocess the new patients as the training ones "
+                    "(same spacing, crop and crop size)."
+                )
+    return X

@@ -61,10 +61,15 @@ def test_missing_mask_and_wrong_mask_dtype():
         check_cohort(X)
 
 
-def test_wrong_image_dtype_and_missing_modality():
+def test_integer_image_is_an_image_and_missing_modality():
+    # scanners store CT as int16: the field is an image by its name, not a mask by its dtype
     X = np.zeros(2, dtype=[("pet", np.float32, (3, 3, 3)), ("ct", np.int16, (3, 3, 3))])
-    with pytest.raises(TypeError, match="floating point"):
-        check_cohort(X, modalities=["pet", "ct"])
+    X["pet"] = 1.0
+    assert check_cohort(X, modalities=["pet", "ct"]) is X
+    with pytest.raises(ValueError, match="are masks"):
+        check_cohort(
+            volumes(pet=np.ones((2, 3, 3, 3)), mask=np.ones((2, 3, 3, 3))), modalities=["mask"]
+        )
     with pytest.raises(ValueError, match="modality field"):
         check_cohort(volumes(pet=np.ones((2, 3, 3, 3))), modalities=["pet", "ct"])
 
