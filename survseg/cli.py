@@ -69,10 +69,18 @@ def main(argv=None) -> int:
     args = parser.parse_args(argv)
     try:
         return args.func(args)
-    except (FileNotFoundError, ValueError) as exc:
-        # user errors (missing files, bad manifests, bad parameters): one clear line, no trace
-        print(f"survseg {args.command}: error: {exc}", file=sys.stderr)
+    except (OSError, ValueError) as exc:
+        # user errors (missing or unwritable files, bad manifests, model files or parameters):
+        # one clear line, no traceback
+        print(f"survseg {args.command}: error: {_message(exc)}", file=sys.stderr)
         return 2
+
+
+def _message(exc: BaseException) -> str:
+    """One line for an error; an OSError without a message gets its errno text and file."""
+    if isinstance(exc, OSError) and exc.filename is not None and exc.strerror:
+        return f"{exc.strerror}: {exc.filename}"
+    return str(exc).strip() or type(exc).__name__
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -308,21 +308,35 @@ def _cmd_benchmark(args) -> int:
 # --------------------------------------------------------------------------- fit / predict
 
 
-def _cmd_fit(args) -> int:
-    import joblib
+def _check_writable_file(path: Path) -> None:
+    """Fail now, not after training, if ``path`` cannot be written."""
+    import tempfile
 
+    if path.is_dir():
+        raise ValueError(f"--output {path} is a folder; give the model file's name.")
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with tempfile.NamedTemporaryFile(dir=path.parent, prefix=".survseg-write-test-"):
+            pass
+    except OSError as exc:
+        raise OSError(f"cannot write the model file {path}: {exc.strerror or exc}") from None
+
+
+def _cmd_fit(args) -> int:
     from .data.store import load_dataset
+    from .data.validation import cohort_signature
+    from .persistence import save_model
 
     params = _parse_params(args.param)
+    out = Path(args.output)
+    _check_writable_file(out)
     ds = load_dataset(args.dataset)
     if ds.y is None:
         raise ValueError(f"{args.dataset} has no survival outcomes (y.npy); cannot fit.")
     settings = _model_params([args.model], params, _radiomics_spacing(ds))[args.model]
     model = make_model(args.model, settings, random_state=args.seed, units=_units(ds))
     model.fit(ds.X, ds.y)
-    out = Path(args.output)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    joblib.dump({"model": model, "name": args.model, "fields": list(ds.X.dtype.names)}, out)
+    save_model(out, model, name=args.model, signature=cohort_signature(ds.X))
     print(
         f"fitted {args.model} on {len(ds.X)} patients; training C-index "
         f"{model.score(ds.X, ds.y):.3f} -> {out}"
@@ -330,31 +344,55 @@ def _cmd_fit(args) -> int:
     return 0
 
 
-def _cmd_predict(args) -> int:
-    import joblib
+def _has_network(model) -> bool:
+    """Whether ``model`` or a step of it (a Pipeline) holds a fitted deep network."""
+    if hasattr(model, "network_"):
+        return True
+    steps = getattr(model, "steps", None) or getattr(model, "transformer_list", None) or ()
+    return any(_has_network(step) for _, step in steps)
 
-    from .data.io import write_image
-    from .data.store import load_dataset
 
-    path = Path(args.model)
-    if not path.exists():
-        raise FileNotFoundError(f"model file {path} not found (create it with `survseg fit`).")
-    bundle = joblib.load(path)
-    if not (isinstance(bundle, dict) and "model" in bundle):
-        raise ValueError(f"{path} is not a model file written by `survseg fit`.")
-    model = bundle["model"]
-    ds = load_dataset(args.dataset)
-    needed = list(bundle.get("fields", ()))
-    if hasattr(model, "predict_mask") and not getattr(model, "mask_input", False):
-        needed = [f for f in needed if f != "mask"]  # a segmenting model predicts the mask
-    missing = [f for f in needed if f not in ds.X.dtype.names]
-    if missing:
-        raise ValueError(
-            f"{args.dataset} lacks the field(s) {missing} the model was fitted with; "
-            f"it has {list(ds.X.dtype.names)}."
+def _check_against_training(header: dict, X, model, dataset) -> None:
+    """The dataset against the training cohort recorded in the model file's header."""
+    from .data.validation import check_fitted_cohort
+
+    signature = header.get("cohort")
+    if not signature:
+        return
+    segmenting = hasattr(model, "predict_mask") and not getattr(model, "mask_input", False)
+    try:
+        check_fitted_cohort(
+            model,
+            X,
+            signature=signature,
+            name=header.get("name"),
+            optional=("mask",) if segmenting else (),
+            # the deep networks learned at one volume size; radiomics features are in mm
+            check_shape=_has_network(model),
         )
+    except ValueError as exc:
+        raise ValueError(f"{dataset}: {exc}") from None
+
+
+def _cmd_predict(args) -> int:
+    from .data.io import write_image
+    from .data.names import resolve_inside, safe_file_name
+    from .data.store import load_dataset
+    from .persistence import load_model
+
+    loaded = load_model(args.model, trusted=args.trust_model)
+    model, header = loaded.model, loaded.header
+    ds = load_dataset(args.dataset)
+    _check_against_training(header, ds.X, model, args.dataset)
     out = Path(args.output)
     out.mkdir(parents=True, exist_ok=True)
+    mask_files = []
+    if hasattr(model, "predict_mask") and not args.no_masks:
+        # every id is checked before anything is computed or written
+        mask_files = [
+            resolve_inside(out / "masks", safe_file_name(pid) + ".nii.gz", "mask file")
+            for pid in ds.patient_ids
+        ]
     risk = model.predict(ds.X)
     pd.DataFrame({"patient_id": ds.patient_ids, "risk": risk}).to_csv(out / "risk.csv", index=False)
     written = ["risk.csv"]
@@ -370,7 +408,7 @@ def _cmd_predict(args) -> int:
         frame.insert(0, "patient_id", ds.patient_ids)
         frame.to_csv(out / "survival.csv", index=False)
         written.append("survival.csv")
-    if hasattr(model, "predict_mask") and not args.no_masks:
+    if mask_files:
         masks = model.predict_mask(ds.X)
         geoms = _geometries(ds.geometries)
         (out / "masks").mkdir(exist_ok=True)
@@ -380,7 +418,7 @@ def _cmd_predict(args) -> int:
                 "grid with unit spacing, not in the patients' original space.",
                 stacklevel=2,
             )
-        for i, pid in enumerate(ds.patient_ids):
+        for i, file in enumerate(mask_files):
             if geoms is None:
                 import SimpleITK as sitk
 
@@ -389,10 +427,10 @@ def _cmd_predict(args) -> int:
                 from .preprocess.geometry import to_original_space
 
                 image = to_original_space(np.asarray(masks[i], dtype=np.uint8), geoms[i])
-            write_image(image, out / "masks" / f"{pid}.nii.gz")
+            write_image(image, file)
         written.append(f"masks/ ({len(ds.patient_ids)} NIfTI files)")
     print(
-        f"predicted {len(ds.X)} patients with {bundle.get('name', type(model).__name__)} -> "
+        f"predicted {len(ds.X)} patients with {header.get('name') or type(model).__name__} -> "
         f"{out}: {', '.join(written)}"
     )
     return 0
@@ -464,7 +502,9 @@ def add_data_commands(sub) -> None:
     fit.add_argument("--model", required=True, choices=MODEL_NAMES)
     fit.add_argument("--param", nargs="*", help="key=value estimator parameters (Python literals)")
     fit.add_argument("--seed", type=int, default=0)
-    fit.add_argument("--output", required=True, help="model file (joblib)")
+    fit.add_argument(
+        "--output", required=True, help="model file to write (a survseg model file, signed)"
+    )
     fit.set_defaults(func=_cmd_fit)
 
     pred = sub.add_parser("predict", help="risks, survival curves and NIfTI masks for new patients")
@@ -473,4 +513,9 @@ def add_data_commands(sub) -> None:
     pred.add_argument("--output", required=True, help="output folder")
     pred.add_argument("--times", type=float, nargs="+", help="times for survival.csv")
     pred.add_argument("--no-masks", action="store_true")
+    pred.add_argument(
+        "--trust-model",
+        action="store_true",
+        help="load a model file not signed with your key (it is unpickled: runs its code)",
+    )
     pred.set_defaults(func=_cmd_predict)

@@ -24,6 +24,21 @@ def pytest_collection_modifyitems(config, items):
             item.add_marker(skip)
 
 
+@pytest.fixture(autouse=True, scope="session")
+def _model_key_home(tmp_path_factory):
+    """Model files are signed with a per-user key under $XDG_CONFIG_HOME: keep the tests'
+    key out of the real home folder."""
+    import os
+
+    previous = os.environ.get("XDG_CONFIG_HOME")
+    os.environ["XDG_CONFIG_HOME"] = str(tmp_path_factory.mktemp("config"))
+    yield
+    if previous is None:
+        os.environ.pop("XDG_CONFIG_HOME", None)
+    else:
+        os.environ["XDG_CONFIG_HOME"] = previous
+
+
 def sphere_cohort(n=12, shape=(12, 14, 16), seed=0):
     """Cohort of noisy images with one spherical tumour each; risk grows with tumour radius."""
     rng = np.random.default_rng(seed)

@@ -213,10 +213,10 @@ def test_fit_predict_round_trip(hecktor, dataset, fitted, tmp_path):
     # masks: on each patient's original CT grid, non-empty exactly where the model segments
     # (after 2 iterations the model segments nothing; test_masks_overlay_the_input_ct checks
     # non-empty masks land on the tumour)
-    bundle = joblib.load(fitted)
     from survseg.data.store import load_dataset
+    from survseg.persistence import load_model
 
-    predicted = bundle["model"].predict_mask(load_dataset(dataset).X)
+    predicted = load_model(fitted).model.predict_mask(load_dataset(dataset).X)
     for i, pid in enumerate(ids):
         mask = sitk.ReadImage(str(out / "masks" / f"{pid}.nii.gz"))
         ct = sitk.ReadImage(str(root / "imagesTr" / f"{pid}__CT.nii.gz"))
@@ -328,7 +328,9 @@ def test_fit_uses_the_datasets_spacing_for_radiomics(dataset, tmp_path):
         ]
     )
     assert code == 0
-    model = joblib.load(path)["model"]
+    from survseg.persistence import load_model
+
+    model = load_model(path).model
     # pyradiomics measures in mm on the preprocessed grid, not in voxels
     np.testing.assert_allclose(model.extractor_.spacing_, [PREP_SPACING] * 3)
 
@@ -388,7 +390,7 @@ def test_fit_uses_the_datasets_spacing_for_radiomics(dataset, tmp_path):
         ),
         (
             ["predict", "{tmp}/not_a_model.joblib", "{tmp}", "--output", "{tmp}/out"],
-            "is not a model file written by `survseg fit`",
+            "is not a survseg model file (no survseg header)",
         ),
     ],
 )
@@ -461,6 +463,18 @@ def test_predict_needs_the_fields_the_model_was_fitted_with(fitted, tmp_path, ca
     save_dataset(tmp_path / "ds", X)
     assert main(["predict", str(fitted), str(tmp_path / "ds"), "--output", str(tmp_path)]) == 2
     assert "lacks the field(s) ['ct']" in capsys.readouterr().err
+
+
+def test_predict_refuses_another_volume_size(fitted, tmp_path, capsys):
+    from survseg.data.cohort import volumes
+    from survseg.data.store import save_dataset
+
+    shape = (CROP + 8,) * 3
+    X = volumes(pet=np.ones((2, *shape)), ct=np.ones((2, *shape)), mask=np.ones((2, *shape)))
+    save_dataset(tmp_path / "ds", X)
+    assert main(["predict", str(fitted), str(tmp_path / "ds"), "--output", str(tmp_path)]) == 2
+    err = capsys.readouterr().err
+    assert f"volumes of shape {shape}" in err and f"fitted on {(CROP,) * 3}" in err
 
 
 def test_unknown_model_is_refused_by_argparse(capsys):
@@ -581,7 +595,9 @@ def test_dataset_keeps_physical_units_and_models_normalise(hecktor, dataset, fit
     # the written CT is N(0, 20) HU with +60 HU in the lesions (-1024 HU pads the box)
     inside = ds.X["ct"][1][ds.X["ct"][1] > -1024]
     assert -100 < inside.min() < -20 and 40 < inside.max() <= ct.max()
-    model = joblib.load(fitted)["model"]
+    from survseg.persistence import load_model
+
+    model = load_model(fitted).model
     assert model.intensity == {"pet": "zscore", "ct": "zscore"}
     assert make_model("AdaMSS").intensity == {"pet": "zscore", "ct": "window"}
     assert make_model("RadiomicsCox").extractor.bin_width == {"pet": 0.25, "ct": 25.0}

@@ -11,7 +11,10 @@ exports, e.g. HECKTOR's, are already in SUV).
 
 from __future__ import annotations
 
+import gzip
 import os
+import struct
+import zlib
 from collections.abc import Iterable
 
 import numpy as np
@@ -106,6 +109,78 @@ def _read_dicom_file(path: str, with_tags: bool):
     return image, [path], tags
 
 
+_CHUNK = 1 << 22
+
+
+def _nifti_expected_bytes(head: bytes) -> int | None:
+    """Bytes a NIfTI-1/2 file must hold (header + voxels), from its header; ``None`` if
+    ``head`` is not a NIfTI header."""
+    for order in "<>":
+        if len(head) >= 348 and struct.unpack(order + "i", head[:4])[0] == 348:
+            dims = struct.unpack(order + "8h", head[40:56])
+            bitpix = struct.unpack(order + "h", head[72:74])[0]
+            offset = max(int(struct.unpack(order + "f", head[108:112])[0]), 352)
+            break
+        if len(head) >= 540 and struct.unpack(order + "i", head[:4])[0] == 540:
+            dims = struct.unpack(order + "8q", head[16:80])
+            bitpix = struct.unpack(order + "h", head[14:16])[0]
+            offset = max(struct.unpack(order + "q", head[168:176])[0], 544)
+            break
+    else:
+        return None
+    n = int(dims[0])
+    if not 1 <= n <= 7 or bitpix <= 0:
+        return None
+    voxels = int(np.prod([max(int(d), 1) for d in dims[1 : n + 1]], dtype=np.int64))
+    return offset + voxels * bitpix // 8
+
+
+def check_complete_nifti(path: str) -> None:
+    """Raise if a NIfTI file (``.nii`` or ``.nii.gz``) holds fewer voxel bytes than its
+    header announces, or its gzip stream is cut.
+
+    SimpleITK reads such a file without a word and fills the missing voxels with 0; the
+    gzip stream is decompressed here in chunks (no whole copy in memory) to count them.
+
+    Raises
+    ------
+    ValueError
+        Naming the file and how many bytes it holds of how many.
+    """
+    compressed = path.lower().endswith(".gz")
+    try:
+        with gzip.open(path, "rb") if compressed else open(path, "rb") as fh:
+            head = fh.read(540)
+            expected = _nifti_expected_bytes(head)
+            if expected is None:
+                return  # not NIfTI: left to SimpleITK, which names the problem
+            total = len(head)
+            while chunk := fh.read(_CHUNK):
+                total += len(chunk)
+    except (EOFError, gzip.BadGzipFile, zlib.error) as exc:
+        raise ValueError(
+            f"{path} is truncated or damaged: its gzip stream is incomplete ({exc}). "
+            "Copy or export the file again."
+        ) from None
+    if total < expected:
+        raise ValueError(
+            f"{path} is truncated: it holds {total} bytes"
+            f"{' (decompressed)' if compressed else ''} but its NIfTI header needs "
+            f"{expected}. Copy or export the file again."
+        )
+
+
+def _read_file(path: str) -> sitk.Image:
+    if _suffix(path) in (".nii", ".nii.gz"):
+        check_complete_nifti(path)
+    try:
+        return sitk.ReadImage(path)
+    except RuntimeError as exc:
+        lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
+        detail = next((line for line in lines[1:] if "Exception" not in line), lines[-1])
+        raise ValueError(f"{path}: SimpleITK cannot read this image ({detail}).") from None
+
+
 def _read(path, series_id, with_tags):
     path = os.fspath(path)
     if not os.path.exists(path):
@@ -120,7 +195,7 @@ def _read(path, series_id, with_tags):
                 f"{path}: unknown image format {_suffix(path)!r}; survseg reads "
                 f"{', '.join(IMAGE_SUFFIXES)} files and DICOM series (a folder)."
             )
-        image, files, tags = sitk.ReadImage(path), [path], []
+        image, files, tags = _read_file(path), [path], []
     return _check_3d(image, path), files, tags
 
 

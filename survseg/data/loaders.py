@@ -22,6 +22,8 @@ import SimpleITK as sitk
 from sksurv.util import Surv
 
 from .cohort import from_dataframe
+from .io import read_image
+from .names import check_patient_ids, resolve_inside
 
 __all__ = ["load_manifest", "load_hecktor"]
 
@@ -157,7 +159,9 @@ def _load_table(
         cases, p, ids=ids, n_jobs=n_jobs, memory=memory, verbose=verbose
     )
     mask = volumes.pop("mask", None)
-    X = from_dataframe(clinical, mask=mask, **volumes)
+    # the preprocessed grid's voxel spacing travels with the cohort: (x, y, z) -> (D, H, W)
+    spacing = np.array([tuple(reversed(g.grid.spacing)) for g in geometries], dtype=np.float64)
+    X = from_dataframe(clinical, mask=mask, spacing=spacing, **volumes)
     y = Surv.from_arrays(event=event, time=time) if time_column is not None else None
     patient_ids = np.asarray(ids, dtype=str)
     return (X, y, patient_ids, geometries) if return_geometry else (X, y, patient_ids)
@@ -271,7 +275,7 @@ def load_manifest(
 
 
 def _mask_has_labels(path: str, labels) -> bool:
-    image = sitk.ReadImage(path)  # keep a reference: the view does not
+    image = read_image(path)  # keep a reference: the view does not
     return bool(np.isin(sitk.GetArrayViewFromImage(image), list(labels)).any())
 
 
@@ -370,11 +374,15 @@ def load_hecktor(
     if not len(table):
         raise ValueError(f"{source} lists no patients.")
 
-    ids = list(table[id_column])
+    ids = check_patient_ids(table[id_column], source)  # ids become file names below
+
+    def inside(folder, name):  # a path under root, never outside it
+        return os.path.relpath(resolve_inside(root, os.path.join(folder, name)), root)
+
     table = table.assign(
-        _ct=[os.path.join(images_dir, f"{i}__CT.nii.gz") for i in ids],
-        _pt=[os.path.join(images_dir, f"{i}__PT.nii.gz") for i in ids],
-        _mask=[os.path.join(labels_dir, f"{i}.nii.gz") for i in ids],
+        _ct=[inside(images_dir, f"{i}__CT.nii.gz") for i in ids],
+        _pt=[inside(images_dir, f"{i}__PT.nii.gz") for i in ids],
+        _mask=[inside(labels_dir, f"{i}.nii.gz") for i in ids],
     )
     if clinical_columns:
         clinical_csv = os.fspath(

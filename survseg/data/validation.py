@@ -243,7 +243,9 @@ def cohort_signature(X, fields=None) -> dict:
     return {"fields": out, "volume_shape": shapes[0] if shapes else None}
 
 
-def check_fitted_cohort(estimator, X, *, optional=("mask",), check_shape=True) -> np.ndarray:
+def check_fitted_cohort(
+    estimator, X, *, optional=("mask",), check_shape=True, signature=None, name=None
+) -> np.ndarray:
     """Check that ``X`` looks like the cohort ``estimator`` was fitted on; return ``X``.
 
     Called at the start of every ``predict`` path. The expectation is the estimator's
@@ -260,6 +262,10 @@ def check_fitted_cohort(estimator, X, *, optional=("mask",), check_shape=True) -
     check_shape : bool
         Whether the volume size must equal the training size (the deep networks learned at
         one size; radiomics features are measured in mm and need not).
+    signature : dict, optional
+        A recorded :func:`cohort_signature` to check against instead of the estimator's.
+    name : str, optional
+        How to call the model in messages (default: the estimator's class name).
 
     Raises
     ------
@@ -269,8 +275,9 @@ def check_fitted_cohort(estimator, X, *, optional=("mask",), check_shape=True) -
         the estimator was fitted with.
     """
     _require_structured(X)
-    name = type(estimator).__name__
-    signature = getattr(estimator, "cohort_signature_", None)
+    name = name or type(estimator).__name__
+    if signature is None:
+        signature = getattr(estimator, "cohort_signature_", None)
     if signature is None:
         fields = {}
         for attr in ("modalities_", "modalities"):
@@ -287,12 +294,9 @@ def check_fitted_cohort(estimator, X, *, optional=("mask",), check_shape=True) -
         shape = getattr(estimator, "image_shape_", None)
         signature = {"fields": fields, "volume_shape": None if shape is None else list(shape)}
     have = X.dtype.names
-    if SPACING_FIELD in signature["fields"] and SPACING_FIELD not in have:
-        raise ValueError(
-            f"{name} was fitted on a cohort that carries its voxel spacing ('spacing' field); "
-            "X does not: build it with spacing=... (mm)."
-        )
-    missing = [f for f in signature["fields"] if f not in have and f not in optional]
+    missing = [
+        f for f in signature["fields"] if f not in have and f not in optional and f != SPACING_FIELD
+    ]
     if missing:
         raise ValueError(
             f"X lacks the field(s) {missing} that {name} was fitted with; its fields are "
@@ -326,4 +330,9 @@ def check_fitted_cohort(estimator, X, *, optional=("mask",), check_shape=True) -
                     f"{tuple(expected)}: preprocess the new patients as the training ones "
                     "(same spacing, crop and crop size)."
                 )
+    if SPACING_FIELD in signature["fields"] and SPACING_FIELD not in have:
+        raise ValueError(
+            f"{name} was fitted on a cohort that carries its voxel spacing ('spacing' field); "
+            "X does not: build it with spacing=... (mm)."
+        )
     return X

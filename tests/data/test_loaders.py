@@ -50,8 +50,11 @@ def test_load_manifest(tmp_path):
     X, y, ids, geometries = load_manifest(
         tmp_path / "cohort.csv", clinical_columns=["age"], preprocessing=SMALL, return_geometry=True
     )
-    assert X.dtype.names == ("ct", "pet", "mask", "age")
+    assert X.dtype.names == ("ct", "pet", "mask", "age", "spacing")
     assert X["pet"].shape == (4, 8, 8, 8)
+    # the preprocessed grid's spacing, (D, H, W) = reversed SimpleITK (x, y, z)
+    for row, geometry in zip(X["spacing"], geometries, strict=True):
+        np.testing.assert_allclose(row, geometry.grid.spacing[::-1])
     check_cohort(X, require_mask=True)
     expected_y = Surv.from_arrays([True, False, True, False], table["time"])
     np.testing.assert_array_equal(y, expected_y)
@@ -76,7 +79,8 @@ def test_manifest_without_ids_or_mask(tmp_path):
         image_columns={"pet": "pet"},
         preprocessing=Preprocessing(reference="pet", crop=None, spacing=6.0),
     )
-    assert X.dtype.names == ("pet",) and ids.tolist() == ["0", "1"]
+    assert X.dtype.names == ("pet", "spacing") and ids.tolist() == ["0", "1"]
+    np.testing.assert_allclose(X["spacing"], 6.0)
 
 
 def test_dicom_pet_in_a_manifest_becomes_suv(tmp_path):
