@@ -7,6 +7,7 @@ write masks as NIfTI files that overlay the patient's original CT.
 
 from __future__ import annotations
 
+import argparse
 import ast
 import difflib
 import warnings
@@ -281,6 +282,7 @@ def _cmd_benchmark(args) -> int:
         random_state=args.seed,
         n_jobs=args.n_jobs,
         output_dir=args.output,
+        resume=args.resume,
         keep_models=not args.no_plots,
         verbose=int(args.verbose),
     )
@@ -494,6 +496,13 @@ def add_data_commands(sub) -> None:
     bench.add_argument("--seed", type=int, default=0)
     bench.add_argument("--output", default="survseg_benchmark")
     bench.add_argument("--no-plots", action="store_true")
+    bench.add_argument(
+        "--resume",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="reuse fold files in --output made by the same model, parameters, data and "
+        "folds (default); --no-resume retrains every fold",
+    )
     bench.add_argument("-v", "--verbose", action="store_true", help="per-fold progress lines")
     bench.set_defaults(func=_cmd_benchmark)
 

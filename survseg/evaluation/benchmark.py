@@ -8,11 +8,16 @@ where a model gives survival functions, and paired two-sided bootstrap p-values 
 reference model.
 
 Every fold of every model is saved as it finishes (``output_dir/folds/<model>__fold<k>.npz``),
-so an interrupted run resumes without retraining finished folds.
+so an interrupted run resumes without retraining finished folds. A fold file is reused only
+when its *resume key* matches: a hash of the estimator's class and parameters
+(:func:`estimator_key`), of the data (:func:`data_fingerprint`: ``X``, ``y`` and the test
+cohort) and of the fold's train and test indices. Anything else retrains the fold (with a
+warning) and overwrites the stale file.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import re
@@ -37,7 +42,7 @@ from .metrics import (
     time_dependent_auc,
 )
 
-__all__ = ["benchmark", "BenchmarkResult"]
+__all__ = ["benchmark", "BenchmarkResult", "estimator_key", "data_fingerprint"]
 
 
 @dataclass
@@ -62,6 +67,80 @@ class BenchmarkResult:
     table: pd.DataFrame
     predictions: pd.DataFrame
     models: dict = field(default_factory=dict)
+
+
+def _stable(value):
+    """A JSON-able, process-independent description of a parameter value."""
+    if hasattr(value, "get_params") and not isinstance(value, type):
+        cls = type(value)
+        return {
+            "class": f"{cls.__module__}.{cls.__qualname__}",
+            "params": {k: _stable(v) for k, v in sorted(value.get_params(deep=False).items())},
+        }
+    if isinstance(value, dict):
+        return {str(k): _stable(v) for k, v in sorted(value.items(), key=lambda kv: str(kv[0]))}
+    if isinstance(value, list | tuple):
+        return [_stable(v) for v in value]
+    if isinstance(value, np.ndarray):
+        return {"array": hashlib.sha256(np.ascontiguousarray(value).tobytes()).hexdigest()}
+    if isinstance(value, np.generic):
+        return value.item()
+    if value is None or isinstance(value, bool | int | float | str):
+        return value
+    if callable(value):
+        return f"{getattr(value, '__module__', '?')}.{getattr(value, '__qualname__', repr(value))}"
+    if isinstance(value, os.PathLike):
+        return os.fspath(value)
+    return f"{type(value).__module__}.{type(value).__qualname__}:{value!r}"
+
+
+def estimator_key(estimator) -> str:
+    """SHA-256 of an estimator's class and (nested) parameters, stable across processes.
+
+    Parameters that are estimators are described by their own class and parameters,
+    arrays by the hash of their bytes, functions by their qualified name.
+    """
+    text = json.dumps(_stable(estimator), sort_keys=True, default=str)
+    return hashlib.sha256(text.encode()).hexdigest()
+
+
+def _hash_cohort(h, X, n_sampled: int) -> None:
+    h.update(repr((X.dtype.descr, X.shape)).encode())
+    if not len(X):
+        return
+    picks = np.unique(np.linspace(0, len(X) - 1, min(n_sampled, len(X))).round().astype(int))
+    for i in picks:  # whole records of evenly spaced patients (a memmap reads only these)
+        h.update(np.ascontiguousarray(X[i : i + 1]).tobytes())
+    scalars = [n for n in X.dtype.names or () if X.dtype.fields[n][0].shape == ()]
+    for n in scalars:  # every patient's clinical values
+        h.update(np.ascontiguousarray(X[n]).tobytes())
+
+
+def data_fingerprint(X, y, X_test=None, y_test=None, *, n_sampled: int = 16) -> str:
+    """SHA-256 of the data a benchmark runs on.
+
+    It covers ``X``'s dtype (fields, shapes) and length, the full records of ``n_sampled``
+    evenly spaced patients, every patient's scalar (clinical) fields, all of ``y``, and the
+    same for the test cohort. Hashing every voxel of a large memory-mapped cohort would read
+    it whole; two cohorts that differ only in voxels of patients not sampled share a
+    fingerprint.
+    """
+    h = hashlib.sha256()
+    _hash_cohort(h, X, n_sampled)
+    h.update(np.ascontiguousarray(y).tobytes() + repr(y.dtype.descr).encode())
+    if X_test is not None:
+        h.update(b"test")
+        _hash_cohort(h, X_test, n_sampled)
+    if y_test is not None:
+        h.update(np.ascontiguousarray(y_test).tobytes())
+    return h.hexdigest()
+
+
+def _fold_key(est_key: str, data_key: str, train, test) -> str:
+    h = hashlib.sha256(f"{est_key}:{data_key}".encode())
+    h.update(np.asarray(train, dtype=np.int64).tobytes() + b"|")
+    h.update(np.asarray(test, dtype=np.int64).tobytes())
+    return h.hexdigest()
 
 
 def _safe_name(name: str) -> str:
@@ -208,7 +287,10 @@ def benchmark(
     output_dir : path, optional
         Where ``results.csv``, ``predictions.csv``, ``folds/`` and a ``run.json`` go.
     resume : bool
-        Reuse fold files already in ``output_dir`` (a finished fold is not retrained).
+        Reuse fold files already in ``output_dir`` (a finished fold is not retrained) whose
+        resume key matches: same estimator class and parameters, same data fingerprint, same
+        train and test indices. A fold file with another key is retrained (with a warning)
+        and overwritten. ``False`` retrains every fold.
     keep_models : bool
         Return the fitted fold models (memory!).
     verbose : int
@@ -261,19 +343,36 @@ def benchmark(
     def fold_path(name, k):
         return None if out_dir is None else out_dir / "folds" / f"{_safe_name(name)}__fold{k}.npz"
 
-    jobs, done = [], {}
+    jobs, done, keys, stale = [], {}, {}, []
+    data_key = data_fingerprint(X, y, X_test, y_test) if out_dir is not None else ""
     for name, est in named.items():
+        est_key = estimator_key(est) if data_key else ""
         for k, (train, test) in enumerate(splits):
             path = fold_path(name, k)
+            keys[(name, k)] = _fold_key(est_key, data_key, train, test) if data_key else ""
             if resume and path is not None and path.exists():
-                with np.load(path) as f:
-                    if np.array_equal(f["test_index"], test):
+                with np.load(path, allow_pickle=False) as f:
+                    saved = str(f["resume_key"]) if "resume_key" in f.files else None
+                    if saved == keys[(name, k)]:
                         done[(name, k)] = (
-                            {key: f[key] for key in f.files if key != "test_index"},
+                            {
+                                key: f[key]
+                                for key in f.files
+                                if key not in ("test_index", "resume_key")
+                            },
                             None,
                         )
                         continue
+                stale.append(path.name)
             jobs.append((name, k, est, train, test))
+    if stale:
+        warnings.warn(
+            f"{len(stale)} fold file(s) in {out_dir / 'folds'} were made by another model, "
+            f"other parameters, other data or other folds ({', '.join(stale[:5])}"
+            f"{', ...' if len(stale) > 5 else ''}): retraining them.",
+            UserWarning,
+            stacklevel=2,
+        )
 
     # results come back in order as the folds finish, and each is saved at once, so an
     # interrupted run keeps every fold finished before the interruption
@@ -285,7 +384,10 @@ def benchmark(
         done[(name, k)] = (out, model)
         path = fold_path(name, k)
         if path is not None:
-            np.savez(path, test_index=test, **out)
+            from ..data.store import atomic_path
+
+            with atomic_path(path) as tmp, open(tmp, "wb") as fh:
+                np.savez(fh, test_index=test, resume_key=np.str_(keys[(name, k)]), **out)
 
     rows, pred_rows, models = [], [], {}
     pooled = {}

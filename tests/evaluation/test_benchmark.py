@@ -1,6 +1,7 @@
+import warnings
+
 import numpy as np
 import pytest
-from sklearn.base import BaseEstimator
 from sklearn.model_selection import StratifiedKFold, cross_val_predict
 from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import FunctionTransformer
@@ -22,11 +23,6 @@ def _tumour_features(X):
 
 def _cox_pipeline():
     return make_pipeline(FunctionTransformer(_tumour_features), CoxPHSurvivalAnalysis(alpha=1e-2))
-
-
-class MustNotFit(BaseEstimator):
-    def fit(self, X, y):
-        raise AssertionError("a finished fold was retrained")
 
 
 def test_benchmark_matches_cross_val_predict_by_hand(tmp_path):
@@ -67,17 +63,58 @@ def test_benchmark_matches_cross_val_predict_by_hand(tmp_path):
     for f in ("results.csv", "predictions.csv", "run.json"):
         assert (tmp_path / f).exists()
     assert len(list((tmp_path / "folds").glob("*.npz"))) == 9
-    # resume: finished folds are read back, not refitted
-    again = benchmark(
-        {"uptake": MustNotFit(), "cox": MustNotFit(), "whole": MustNotFit()},
-        X,
-        y,
-        cv=3,
-        n_bootstrap=100,
-        output_dir=tmp_path,
-        random_state=0,
-    )
+    # resume: the same models on the same data and folds are read back, not refitted
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        again = benchmark(
+            {"uptake": MeanUptake(), "cox": _cox_pipeline(), "whole": MeanUptake(use_mask=False)},
+            X,
+            y,
+            cv=3,
+            n_bootstrap=100,
+            output_dir=tmp_path,
+            random_state=0,
+        )
+    assert not [w for w in caught if "retraining" in str(w.message)]
     np.testing.assert_allclose(again.table["cindex"], res.table["cindex"])
+
+
+class CountingFits(MeanUptake):
+    fits = 0
+
+    def fit(self, X, y):
+        type(self).fits += 1
+        return super().fit(X, y)
+
+
+def test_resume_key_covers_model_parameters_data_and_folds(tmp_path):
+    """A fold file is reused only for the same class, parameters, data and folds (issue 15)."""
+    X, y = sphere_cohort(n=24, seed=6)
+    kw = dict(cv=3, n_bootstrap=20, output_dir=tmp_path, random_state=0)
+
+    def fits(estimator, X=X, y=y, **extra):
+        CountingFits.fits = 0
+        result = benchmark({"m": estimator}, X, y, **{**kw, **extra})
+        return CountingFits.fits, result
+
+    assert fits(CountingFits())[0] == 3
+    assert fits(CountingFits())[0] == 0  # same everything: every fold read back
+    with pytest.warns(UserWarning, match="another model, other parameters"):
+        n, result = fits(CountingFits(use_mask=False))  # other parameters
+    assert n == 3
+    # the numbers are the new model's, not the stale ones
+    fresh = benchmark({"m": MeanUptake(use_mask=False)}, X, y, cv=3, n_bootstrap=20)
+    assert result.table.loc[0, "cindex"] == pytest.approx(fresh.table.loc[0, "cindex"])
+    X2, y2 = sphere_cohort(n=24, seed=7)  # another cohort of the same size
+    with pytest.warns(UserWarning, match="other data"):
+        assert fits(CountingFits(use_mask=False), X=X2, y=y2)[0] == 3
+    with pytest.warns(UserWarning, match="other folds"):
+        assert fits(CountingFits(use_mask=False), X=X2, y=y2, random_state=1)[0] == 3
+    assert fits(CountingFits(use_mask=False), X=X2, y=y2, random_state=1)[0] == 0
+    assert fits(CountingFits(use_mask=False), X=X2, y=y2, random_state=1, resume=False)[0] == 3
+    # another class with the same name and parameters
+    with pytest.warns(UserWarning, match="another model"):
+        benchmark({"m": MeanUptake(use_mask=False)}, X2, y2, **{**kw, "random_state": 1})
 
 
 class FailsOnThirdFit(MeanUptake):
@@ -99,7 +136,8 @@ def test_interrupted_run_keeps_the_finished_folds(tmp_path, capsys):
         "m__fold1.npz",
     ]
     assert capsys.readouterr().out.count("[benchmark] m, fold") == 2
-    res = benchmark({"m": MeanUptake()}, X, y, cv=3, output_dir=tmp_path, n_bootstrap=50)
+    res = benchmark({"m": FailsOnThirdFit()}, X, y, cv=3, output_dir=tmp_path, n_bootstrap=50)
+    assert FailsOnThirdFit.fits == 4  # only the interrupted fold was fitted again
     full = benchmark({"m": MeanUptake()}, X, y, cv=3, n_bootstrap=50)
     assert res.table.loc[0, "cindex"] == pytest.approx(full.table.loc[0, "cindex"])
     assert res.table.loc[0, "fit_seconds"] >= 0
