@@ -1,9 +1,18 @@
 """Metrics and statistical comparison of survival and segmentation models."""
 
 from .benchmark import BenchmarkResult, benchmark
+from .calibration import (
+    DCalibration,
+    HorizonCalibration,
+    calibration_at_horizon,
+    calibration_slope,
+    d_calibration,
+    survival_at,
+)
 from .compare import ConcordanceComparison, compare_concordance, concordance_ci
 from .metrics import (
     concordance_index,
+    concordance_index_uno,
     dice_score,
     evaluation_times,
     integrated_brier_score,
@@ -11,6 +20,13 @@ from .metrics import (
 )
 
 __all__ = [
+    "DCalibration",
+    "HorizonCalibration",
+    "calibration_at_horizon",
+    "calibration_slope",
+    "d_calibration",
+    "survival_at",
+    "concordance_index_uno",
     "BenchmarkResult",
     "benchmark",
     "ConcordanceComparison",

@@ -33,9 +33,11 @@ from sklearn.base import clone
 from sklearn.model_selection import KFold, StratifiedKFold, check_cv
 
 from ..data.validation import check_survival
+from .calibration import calibration_at_horizon, d_calibration, survival_at
 from .compare import compare_concordance, concordance_ci
 from .metrics import (
     concordance_index,
+    concordance_index_uno,
     dice_score,
     evaluation_times,
     integrated_brier_score,
@@ -170,7 +172,9 @@ def _assign_device(estimator, slot: int):
     return estimator
 
 
-def _fit_fold(name, estimator, X, y, train, test, fold, times, X_test, verbose=0, slot=0):
+def _fit_fold(
+    name, estimator, X, y, train, test, fold, times, X_test, verbose=0, slot=0, horizon=None
+):
     """Fit one clone on one fold and collect everything the table needs."""
     model = _assign_device(clone(estimator), slot)
     start = time_module.perf_counter()
@@ -187,6 +191,10 @@ def _fit_fold(name, estimator, X, y, train, test, fold, times, X_test, verbose=0
             # a fold's curves end at its last training time, which can fall before the cohort's
             # grid ends; the survival function is constant after its last step, so clip
             out["surv"] = np.vstack([fn(np.clip(times, fn.x[0], fn.x[-1])) for fn in fns])
+            # for calibration: S_i(T_i) at each patient's own time, and S_i at the horizon
+            out["surv_own"] = survival_at(fns, y[test][y.dtype.names[1]])
+            if horizon is not None:
+                out["surv_horizon"] = survival_at(fns, horizon)
         except (ValueError, AttributeError, NotImplementedError) as exc:
             warnings.warn(f"{name}: no survival functions on fold {fold} ({exc}).", stacklevel=2)
     if X_test is not None:
@@ -243,6 +251,32 @@ def _fold_ibs_auc(y, train, test, times, fold_out):
     return auc, ibs
 
 
+def _calibration_metrics(y, surv_own, surv_horizon, horizon):
+    """D-calibration p-value, ECE and calibration slope at the horizon of pooled curves.
+
+    The out-of-fold survival probabilities are absolute (not a per-fold risk scale), so they
+    are pooled over folds. NaN where a model gives no survival functions.
+    """
+    row = {"dcal_p": np.nan, "ece": np.nan, "calibration_slope": np.nan}
+    if surv_own is not None:
+        row["dcal_p"] = d_calibration(y, surv_own).p_value
+    if surv_horizon is not None and horizon is not None:
+        cal = calibration_at_horizon(y, surv_horizon, horizon)
+        row["ece"], row["calibration_slope"] = cal.ece, cal.slope
+    return row
+
+
+def _uno(y_train, y_test, risk, times):
+    """Uno's C truncated at the last time of the evaluation grid; NaN where undefined."""
+    if times is None:
+        return np.nan
+    try:
+        return concordance_index_uno(y_train, y_test, risk, tau=float(times[-1]))
+    except ValueError as exc:
+        warnings.warn(f"Uno's C-index skipped: {exc}", stacklevel=2)
+        return np.nan
+
+
 def benchmark(
     estimators,
     X,
@@ -259,6 +293,7 @@ def benchmark(
     resume: bool = True,
     keep_models: bool = False,
     verbose: int = 0,
+    calibration_horizon: float | None = None,
 ) -> BenchmarkResult:
     """Cross-validated comparison of survival models, as in the papers' results tables.
 
@@ -295,6 +330,9 @@ def benchmark(
         Return the fitted fold models (memory!).
     verbose : int
         If non-zero, one line per finished fold (held-out C-index, fit time).
+    calibration_horizon : float, optional
+        Time :math:`t^*` of the calibration columns ``ece`` and ``calibration_slope``;
+        default: the median event time of ``y``. Recorded in ``table.attrs``.
 
     Returns
     -------
@@ -305,7 +343,13 @@ def benchmark(
         test fold count, so the folds' models need not share a risk scale), ``dice``,
         ``auc``, ``ibs``, ``fit_seconds`` (mean per fold), ``p_value`` against the reference
         on the pooled risks and ``p_value_within_fold`` on pairs within folds, and, with a
-        test cohort, the ``test_*`` columns.
+        test cohort, the ``test_*`` columns. Next to Harrell's C, ``cindex_uno`` is Uno's
+        IPCW C-index of the pooled risks (censoring distribution from ``y``, truncated at
+        the 80th percentile of the event times); from the pooled out-of-fold survival curves,
+        ``dcal_p`` is the D-calibration p-value (10 bins), ``ece`` the expected calibration
+        error and ``calibration_slope`` the calibration slope at ``calibration_horizon``
+        (quintiles of predicted survival); see :mod:`survseg.evaluation.calibration`. The
+        three are NaN for a model without ``predict_survival_function``.
     """
     if isinstance(estimators, dict):
         named = dict(estimators)
@@ -335,6 +379,7 @@ def benchmark(
         times = evaluation_times(y, y)
     except ValueError:
         times = None
+    horizon = float(np.median(time[event])) if calibration_horizon is None else calibration_horizon
 
     out_dir = Path(output_dir) if output_dir is not None else None
     if out_dir is not None:
@@ -377,7 +422,9 @@ def benchmark(
     # results come back in order as the folds finish, and each is saved at once, so an
     # interrupted run keeps every fold finished before the interruption
     results = Parallel(n_jobs=n_jobs, return_as="generator")(
-        delayed(_fit_fold)(name, est, X, y, train, test, k, times, X_test, verbose, slot)
+        delayed(_fit_fold)(
+            name, est, X, y, train, test, k, times, X_test, verbose, slot, horizon=horizon
+        )
         for slot, (name, k, est, train, test) in enumerate(jobs)
     )
     for (name, k, _, _, test), (out, model) in zip(jobs, results, strict=True):
@@ -398,6 +445,8 @@ def benchmark(
         risk = np.empty(len(X))
         dice = np.full(len(X), np.nan)
         fold_c, aucs, ibss, test_risks, test_dice, seconds = [], [], [], [], [], []
+        surv_own = np.full(len(X), np.nan)
+        surv_horizon = np.full(len(X), np.nan)
         for k, (train, test) in enumerate(splits):
             out, model = done[(name, k)]
             risk[test] = out["risk"]
@@ -405,6 +454,10 @@ def benchmark(
                 seconds.append(float(out["fit_seconds"]))
             if "dice" in out:
                 dice[test] = out["dice"]
+            if "surv_own" in out:  # absent for models without survival functions
+                surv_own[test] = out["surv_own"]
+            if "surv_horizon" in out:
+                surv_horizon[test] = out["surv_horizon"]
             if event[test].any():
                 fold_c.append(concordance_index(y[test], out["risk"]))
             auc, ibs = _fold_ibs_auc(y, train, test, times, out)
@@ -447,7 +500,16 @@ def benchmark(
             "auc": np.nanmean(aucs) if np.isfinite(aucs).any() else np.nan,
             "ibs": np.nanmean(ibss) if np.isfinite(ibss).any() else np.nan,
             "fit_seconds": np.mean(seconds) if seconds else np.nan,
+            "cindex_uno": _uno(y, y, risk, times),
         }
+        row.update(
+            _calibration_metrics(
+                y,
+                surv_own if np.isfinite(surv_own).all() else None,
+                surv_horizon if np.isfinite(surv_horizon).all() else None,
+                horizon,
+            )
+        )
         if test_dice:
             row["test_dice"] = float(np.mean(test_dice))
         if test_risks:
@@ -468,6 +530,7 @@ def benchmark(
                 row["test_cindex"], row["test_cindex_low"], row["test_cindex_high"] = (
                     concordance_ci(y_test, ens, n_bootstrap=n_bootstrap, random_state=random_state)
                 )
+                row["test_cindex_uno"] = _uno(y, y_test, ens, times)
             pooled[name + "\0test"] = ens
         rows.append(row)
     ref_risk = pooled[reference]
@@ -501,6 +564,7 @@ def benchmark(
             )
     table = pd.DataFrame(rows)
     table.attrs["reference"] = reference
+    table.attrs["calibration_horizon"] = horizon
     predictions = pd.concat(pred_rows, ignore_index=True)
     if out_dir is not None:
         table.to_csv(out_dir / "results.csv", index=False)
@@ -516,6 +580,7 @@ def benchmark(
                     "n_test": None if X_test is None else int(len(X_test)),
                     "n_bootstrap": n_bootstrap,
                     "random_state": random_state,
+                    "calibration_horizon": horizon,
                 },
                 indent=2,
             )

@@ -12,6 +12,7 @@ from ..data.validation import survival_arrays
 
 __all__ = [
     "concordance_index",
+    "concordance_index_uno",
     "check_groups",
     "concordant_pairs",
     "group_members",
@@ -185,3 +186,40 @@ def integrated_brier_score(y_train, y_test, survival_functions, times=None):
         raise ValueError("the integrated Brier score needs at least two evaluation times.")
     surv = survival_matrix(survival_functions, times)
     return float(_ibs(y_train, y_test, surv, times))
+
+
+def concordance_index_uno(y_train, y_test, risk, tau=None) -> float:
+    r"""Uno's IPCW concordance index (``sksurv.metrics.concordance_index_ipcw``).
+
+    .. math:: C_{\tau} = \frac{\sum_{i,j} \delta_i\, \hat G(T_i)^{-2}\,
+                               1[T_i < T_j,\ T_i < \tau]\, 1[\eta_i > \eta_j]}
+                              {\sum_{i,j} \delta_i\, \hat G(T_i)^{-2}\, 1[T_i < T_j,\ T_i < \tau]}
+
+    with :math:`\hat G` the Kaplan-Meier estimate of the censoring distribution on
+    ``y_train`` (ties in risk count 1/2). The weights undo the dependence of Harrell's C on
+    the censoring of the test data; :math:`\tau` truncates the pairs to a time where
+    :math:`\hat G` is still well estimated.
+
+    Parameters
+    ----------
+    y_train : structured ndarray
+        Outcomes from which the censoring distribution is estimated (the training data, or
+        the whole cohort).
+    y_test : structured ndarray
+        Outcomes of the patients scored; their times must not exceed the last time of
+        ``y_train`` (scikit-survival's requirement).
+    risk : array-like of shape (n_test,)
+    tau : float, optional
+        Truncation time; default: the last time of ``y_test``.
+    """
+    from sksurv.metrics import concordance_index_ipcw
+
+    event, time = survival_arrays(y_test)
+    risk = np.asarray(risk, dtype=np.float64).ravel()
+    if risk.shape != time.shape:
+        raise ValueError(f"risk has {risk.shape[0]} values but y has {time.shape[0]} patients.")
+    if not np.isfinite(risk).all():
+        raise ValueError("predicted risk contains NaN or inf.")
+    if not event.any():
+        raise ValueError("the concordance index needs at least one event in y.")
+    return float(concordance_index_ipcw(y_train, y_test, risk, tau=tau)[0])

@@ -8,6 +8,7 @@ when a plot is drawn, not when this package is imported.
 
 from ._mpl import save_figure
 from .attention import plot_attention, plot_fusion_weights, resample_to
+from .calibration import plot_calibration, plot_d_calibration
 from .comparison import plot_cindex_comparison
 from .history import plot_history, split_history_columns
 from .overlay import plot_overlay
@@ -22,6 +23,8 @@ __all__ = [
     "largest_cross_section",
     "logrank_risk_groups",
     "plot_attention",
+    "plot_calibration",
+    "plot_d_calibration",
     "plot_cindex_comparison",
     "plot_fusion_weights",
     "plot_history",
