@@ -16,6 +16,7 @@ from tqdm.auto import tqdm
 
 from ..data.cohort import image_fields
 from ..data.validation import check_cohort
+from .backends import BACKENDS, check_backend, extract_unit
 from .cache import MEMORY_CACHE, DiskCache, content_key
 from .compute import crop_box, extract, mask_bounding_box
 from .settings import IMAGE_TYPES, resolve_bin_width, resolve_feature_classes, resolve_image_types
@@ -38,7 +39,7 @@ _NAME_PHANTOM_SIZE = 16
 
 def _run_unit(index, image, mask, spacing, config):
     """joblib task: one (patient, modality) or (patient, shape) extraction."""
-    names, values, error = extract(image, mask, spacing, config)
+    names, values, error = extract_unit(image, mask, spacing, config)
     return index, names, values, error
 
 
@@ -112,6 +113,11 @@ class RadiomicsExtractor(TransformerMixin, BaseEstimator):
     memory : None, str, path or joblib.Memory, optional
         Directory for an on-disk cache shared across processes and sessions (for a
         ``joblib.Memory``, its ``location``).
+    backend : {"pyradiomics", "fastrad"}, default="pyradiomics"
+        What computes the features: pyradiomics on the CPU, or the optional fastrad package
+        (PyTorch; on a CUDA device when there is one). fastrad covers the original image only,
+        with a fixed bin width and no resampling; other settings are refused at ``fit``. Same
+        column names either way; see :mod:`survseg.radiomics.backends`.
 
     Attributes
     ----------
@@ -158,6 +164,7 @@ class RadiomicsExtractor(TransformerMixin, BaseEstimator):
         "verbose": ["verbose"],
         "cache": ["boolean"],
         "memory": [None, str, os.PathLike, Memory],
+        "backend": [StrOptions(set(BACKENDS))],
     }
 
     def __init__(
@@ -177,6 +184,7 @@ class RadiomicsExtractor(TransformerMixin, BaseEstimator):
         verbose=0,
         cache=True,
         memory=None,
+        backend="pyradiomics",
     ):
         self.modalities = modalities
         self.mask = mask
@@ -192,6 +200,7 @@ class RadiomicsExtractor(TransformerMixin, BaseEstimator):
         self.verbose = verbose
         self.cache = cache
         self.memory = memory
+        self.backend = backend
 
     # ------------------------------------------------------------------ configuration
     @staticmethod
@@ -283,7 +292,7 @@ class RadiomicsExtractor(TransformerMixin, BaseEstimator):
         modalities = self._resolve_modalities(X)
         self._check_cohort(X, modalities=modalities, check_values=False)
         self.spacing_ = self._triple(self.spacing, "spacing")
-        config = self._build_config(modalities)
+        config = check_backend(self.backend, self._build_config(modalities))
         self.modalities_ = modalities
         self.config_ = config
         self.feature_names_out_ = np.asarray(self._names_from_phantom(config), dtype=object)
