@@ -9,17 +9,18 @@ stratified on the event, ``StratifiedKFold(shuffle=True, random_state=0)``.
 from __future__ import annotations
 
 import json
-
+import sys
 import time
 from pathlib import Path
 
-import numpy as np
-import torch
-from sklearn.model_selection import StratifiedKFold
-from sksurv.linear_model import CoxPHSurvivalAnalysis
+sys.path.insert(0, str(Path(__file__).resolve().parents[2]))  # this checkout's survseg
 
-from survseg.datasets import make_petct_cohort
-from survseg.evaluation.metrics import concordance_index
+import numpy as np  # noqa: E402
+from sklearn.model_selection import StratifiedKFold  # noqa: E402
+from sksurv.linear_model import CoxPHSurvivalAnalysis  # noqa: E402
+
+from survseg.datasets import make_petct_cohort  # noqa: E402
+from survseg.evaluation.metrics import concordance_index  # noqa: E402
 
 DEV_SEEDS = (1, 11, 21)
 RESERVED = (2, 3, 7, 2026)
@@ -32,9 +33,7 @@ def cohort(seed: int, n: int = N_PATIENTS, shape=SHAPE):
     """``X, y, truth`` of a development seed (cached as .npz under ``CACHE``)."""
     if seed in RESERVED or seed not in DEV_SEEDS:
         raise ValueError(f"seed {seed} is not a development seed {DEV_SEEDS}.")
-    return make_petct_cohort(
-        n, shape, random_state=seed, event_rate=EVENT_RATE, return_truth=True
-    )
+    return make_petct_cohort(n, shape, random_state=seed, event_rate=EVENT_RATE, return_truth=True)
 
 
 def folds(y, n_folds: int = 3) -> np.ndarray:
@@ -90,9 +89,7 @@ def cox_oof(features, y, fold, alpha=1e-2):
 def references(X, y, truth, fold, radiomics=True) -> dict:
     """True-risk C, Cox on ground-truth tumour (+ node) features, RadiomicsCox (tumour mask)."""
     out = {"true_risk": cindex(y, truth.risk, fold)}
-    out["true_risk_tumour_clinical"] = cindex(
-        y, truth.risk_tumour + truth.risk_clinical, fold
-    )
+    out["true_risk_tumour_clinical"] = cindex(y, truth.risk_tumour + truth.risk_clinical, fold)
     m = truth.measurements
     gt_tumour = np.column_stack(
         [np.log(m.tumour_volume_ml), np.log(m.suv_max), m.suv_cv, clinical(X)]
@@ -143,12 +140,6 @@ def normalise(X):
         sd = v.reshape(len(v), -1).std(1)[:, None, None, None] + 1e-6
         vols.append((v - mu) / sd)
     return np.stack(vols, 1)
-
-
-def set_seed(seed: int):
-    torch.manual_seed(seed)
-    np.random.seed(seed)
-    return np.random.default_rng(seed)
 
 
 def save_json(name: str, payload) -> Path:
