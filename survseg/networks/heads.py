@@ -1,0 +1,224 @@
+r"""Survival heads for small cohorts: segmentation-derived features, fixed scaling, risk memory bank.
+
+A prototype (issue 14 item 4) of the pieces that let a deep survival head learn from 50-400
+patients; see ``benchmarks/heads/RESULTS.md`` for the measurements behind each piece.
+
+- :class:`SegmentationFeatures` turns predicted probability maps into the quantities a
+  clinician would read off them: per region (tumour, nodes, ...) the soft volume
+  :math:`V_r = v \sum_x p_r(x)` (ml), the soft total uptake :math:`U_r = v \sum_x p_r(x)\,
+  \mathrm{SUV}(x)` (SUV ml, "total lesion glycolysis") and the probability-weighted mean SUV
+  :math:`U_r / V_r`, with :math:`v` the voxel volume in ml. Volumes and uptakes enter as
+  :math:`\log(1 + \cdot)`. Unlike global average pooling of encoder features, these do not
+  shrink with the field of view around a small lesion.
+- :class:`FeatureStandardizer` is a fixed affine map :math:`(x - \mu) / \sigma` whose
+  statistics are set once from the training patients, so that every head input has unit
+  scale whatever the backbone's pooled activations are (no batch statistics at batch 8).
+- :class:`RiskHead` is ``[dropout] -> Linear`` (or a one-hidden-layer MLP) from
+  ``[features, clinical]`` to one log-risk.
+- :class:`RiskMemoryBank` keeps the last detached log-risk of every training patient, so a
+  batch of 2-8 patients is scored against the risk set of the *whole* training set:
+
+  .. math::
+
+      \ell_B(\eta) = -\frac{1}{|E_B|}\sum_{i \in E_B}\Big[\eta_i - \log\Big(
+          \sum_{j \in B,\,T_j \ge T_i} e^{\eta_j}
+          + \sum_{j \notin B,\,T_j \ge T_i} e^{\tilde\eta_j}\Big)\Big],
+
+  with :math:`E_B` the batch's events and :math:`\tilde\eta_j` the bank's (detached) values.
+  With an up-to-date bank its gradient with respect to the batch's risks is that of the
+  full-cohort partial likelihood restricted to the batch's events, instead of the partial
+  likelihood of a 2-8-patient "cohort". Tied times use Efron's or Breslow's approximation as
+  in :func:`survseg.losses.cox.cox_partial_likelihood_loss`, which this reuses.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+from torch import nn
+
+from ..losses.cox import cox_partial_likelihood_loss
+
+__all__ = ["SegmentationFeatures", "FeatureStandardizer", "RiskHead", "RiskMemoryBank"]
+
+
+class SegmentationFeatures(nn.Module):
+    r"""Soft volume, total uptake and mean uptake of each predicted region.
+
+    Parameters
+    ----------
+    voxel_ml : float
+        Volume of one voxel in ml (``spacing_x * spacing_y * spacing_z / 1000`` for mm).
+    detach : bool, default=True
+        Stop the survival loss's gradient at the probability maps, so that the survival head
+        cannot change the segmentation (e.g. inflate a region to raise a risk); the maps are
+        then learned from the segmentation loss only.
+
+    Notes
+    -----
+    ``forward(prob, suv)`` with ``prob`` (N, R, D, H, W) in [0, 1] and ``suv`` (N, 1, D, H, W)
+    returns (N, 3R): for each region r, :math:`\log(1 + V_r)`, :math:`\log(1 + U_r)` and
+    :math:`U_r / \max(V_r, v)`. A region with no probability anywhere gives 0, 0 and 0.
+    """
+
+    def __init__(self, voxel_ml: float, detach: bool = True):
+        super().__init__()
+        if not voxel_ml > 0:
+            raise ValueError(f"voxel_ml must be > 0; got {voxel_ml}.")
+        self.voxel_ml = float(voxel_ml)
+        self.detach = bool(detach)
+
+    def forward(self, prob: torch.Tensor, suv: torch.Tensor) -> torch.Tensor:
+        if prob.ndim != 5 or suv.ndim != 5 or suv.shape[1] != 1:
+            raise ValueError(
+                f"prob must be (N, R, D, H, W) and suv (N, 1, D, H, W); got "
+                f"{tuple(prob.shape)} and {tuple(suv.shape)}."
+            )
+        if prob.shape[0] != suv.shape[0] or prob.shape[2:] != suv.shape[2:]:
+            raise ValueError(
+                f"prob {tuple(prob.shape)} and suv {tuple(suv.shape)} differ in batch or size."
+            )
+        if self.detach:
+            prob = prob.detach()
+        volume = prob.sum(dim=(2, 3, 4)) * self.voxel_ml  # (N, R)
+        uptake = (prob * suv).sum(dim=(2, 3, 4)) * self.voxel_ml
+        mean = uptake / volume.clamp_min(self.voxel_ml)
+        return torch.stack([torch.log1p(volume), torch.log1p(uptake), mean], dim=2).flatten(1)
+
+
+class FeatureStandardizer(nn.Module):
+    r""":math:`(x - \mu) / \sigma` with :math:`\mu, \sigma` fixed from training patients.
+
+    Parameters
+    ----------
+    n_features : int
+
+    Notes
+    -----
+    Call :meth:`set_statistics` with the (N, F) features of the training patients before
+    training the head; until then it is the identity. Constant features get
+    :math:`\sigma = 1`. The statistics are buffers: saved with the module, not trained.
+    """
+
+    def __init__(self, n_features: int):
+        super().__init__()
+        if n_features < 1:
+            raise ValueError(f"n_features must be >= 1; got {n_features}.")
+        self.register_buffer("mean", torch.zeros(n_features))
+        self.register_buffer("scale", torch.ones(n_features))
+
+    @torch.no_grad()
+    def set_statistics(self, x: torch.Tensor) -> FeatureStandardizer:
+        x = torch.as_tensor(x, dtype=self.mean.dtype, device=self.mean.device)
+        if x.ndim != 2 or x.shape[1] != self.mean.shape[0] or x.shape[0] < 2:
+            raise ValueError(f"need (N >= 2, {self.mean.shape[0]}) features; got {tuple(x.shape)}.")
+        if not torch.isfinite(x).all():
+            raise ValueError("features contain NaN or infinite values.")
+        sd = x.std(dim=0)
+        self.mean.copy_(x.mean(dim=0))
+        self.scale.copy_(torch.where(sd > 1e-8, sd, torch.ones_like(sd)))
+        return self
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return (x - self.mean) / self.scale
+
+
+class RiskHead(nn.Module):
+    """``[features, clinical] -> [dropout] -> Linear (-> ReLU -> dropout -> Linear)`` = log-risk.
+
+    Parameters
+    ----------
+    in_features : int
+        Image-derived features (after scaling).
+    n_clinical : int, default=0
+        Clinical covariates concatenated to them (already scaled).
+    hidden : int, default=0
+        Width of one hidden layer; 0 = a linear Cox head (the small-data default).
+    dropout : float in [0, 1), default=0.0
+        Dropout before each linear layer (DeepMTS uses 0.5).
+    """
+
+    def __init__(self, in_features: int, n_clinical: int = 0, hidden: int = 0, dropout=0.0):
+        super().__init__()
+        if in_features + n_clinical < 1:
+            raise ValueError("the head needs at least one input.")
+        if hidden < 0:
+            raise ValueError(f"hidden must be >= 0; got {hidden}.")
+        if not 0 <= dropout < 1:
+            raise ValueError(f"dropout must be in [0, 1); got {dropout}.")
+        self.n_clinical = int(n_clinical)
+        n_in = in_features + n_clinical
+        if hidden:
+            self.net = nn.Sequential(
+                nn.Dropout(dropout), nn.Linear(n_in, hidden), nn.ReLU(),
+                nn.Dropout(dropout), nn.Linear(hidden, 1),
+            )  # fmt: skip
+        else:
+            self.net = nn.Sequential(nn.Dropout(dropout), nn.Linear(n_in, 1))
+        nn.init.zeros_(self.net[-1].weight)  # start at equal risks: no random initial ranking
+        nn.init.zeros_(self.net[-1].bias)
+
+    def forward(self, features: torch.Tensor, clinical: torch.Tensor | None = None):
+        if self.n_clinical:
+            if clinical is None or clinical.shape != (features.shape[0], self.n_clinical):
+                got = None if clinical is None else tuple(clinical.shape)
+                raise ValueError(
+                    f"clinical must have shape ({features.shape[0]}, {self.n_clinical}); got {got}."
+                )
+            features = torch.cat([features, clinical.to(features.dtype)], dim=1)
+        return self.net(features).squeeze(1)
+
+
+class RiskMemoryBank:
+    """Detached log-risks of every training patient, for whole-cohort Cox risk sets.
+
+    Parameters
+    ----------
+    time, event : array-like of shape (n,)
+        Times and event indicators of all training patients (positions 0..n-1).
+    ties : {"efron", "breslow"}, default="efron"
+    initial : float, default=0.0
+        Starting log-risk of patients not seen yet (0 matches a head initialised at zero).
+
+    Examples
+    --------
+    >>> bank = RiskMemoryBank(time, event)
+    >>> eta = model(x[idx])
+    >>> loss = bank.loss(eta, idx)        # batch scored against the whole training set
+    >>> loss.backward(); bank.update(idx, eta)
+    """
+
+    def __init__(self, time, event, *, ties: str = "efron", initial: float = 0.0):
+        self.time = torch.as_tensor(np.ascontiguousarray(time, dtype=np.float64))
+        self.event = torch.as_tensor(np.ascontiguousarray(event, dtype=bool))
+        if self.time.ndim != 1 or self.time.shape != self.event.shape or len(self.time) < 2:
+            raise ValueError("time and event must be 1-D, of one length >= 2.")
+        self.ties = ties
+        self.log_risk = torch.full((len(self.time),), float(initial), dtype=torch.float64)
+
+    def _index(self, index) -> torch.Tensor:
+        index = torch.as_tensor(np.asarray(index), dtype=torch.long).reshape(-1)
+        if len(index) != len(torch.unique(index)):
+            raise ValueError("a batch must not hold a patient twice.")
+        if len(index) and (index.min() < 0 or index.max() >= len(self.time)):
+            raise ValueError(f"patient index outside 0..{len(self.time) - 1}.")
+        return index
+
+    def loss(self, log_risk: torch.Tensor, index) -> torch.Tensor:
+        """Cox loss of the batch's events against the whole training set's risk sets."""
+        index = self._index(index)
+        eta = log_risk.reshape(-1)
+        if eta.shape[0] != len(index):
+            raise ValueError(f"{eta.shape[0]} log-risks for {len(index)} patients.")
+        others = torch.ones(len(self.time), dtype=torch.bool)
+        others[index] = False
+        bank = self.log_risk[others].to(eta.dtype).to(eta.device)
+        all_eta = torch.cat([eta, bank])
+        event = torch.cat([self.event[index], torch.zeros(int(others.sum()), dtype=torch.bool)])
+        time = torch.cat([self.time[index], self.time[others]]).to(eta.device)
+        return cox_partial_likelihood_loss(all_eta, event, time, ties=self.ties)
+
+    @torch.no_grad()
+    def update(self, index, log_risk: torch.Tensor) -> None:
+        """Store the batch's current log-risks."""
+        self.log_risk[self._index(index)] = log_risk.detach().reshape(-1).double().cpu()
