@@ -4,7 +4,9 @@ A cohort ``X`` holds, per patient,
 
 * one **image field** per modality (``'pet'``, ``'ct'``, ``'t1'``, ...): a 3D ``float32``
   sub-array of shape ``(D, H, W)``, the same for every image field;
-* optional **mask fields** (``'mask'`` = primary tumour): 3D ``uint8`` in {0, 1};
+* optional **mask fields**: 3D ``uint8`` in {0, 1}; ``'mask'`` is the primary tumour (HECKTOR
+  label 1, GTVp) and ``'nodes'`` the metastatic lymph nodes (label 2, GTVn; all zero for a
+  patient without involved nodes);
 * any number of **clinical fields**: scalars (``'age'``, ``'tnm_stage'``, ...).
 
 Because it is a plain ``ndarray``, ``X[train_idx]`` slices patients, ``X['pet']`` is an
@@ -33,6 +35,7 @@ __all__ = [
 ]
 
 MASK_FIELD = "mask"
+NODES_FIELD = "nodes"
 
 
 def _is_volume_field(dtype: np.dtype, name: str) -> bool:
@@ -99,13 +102,16 @@ def _require_structured(X) -> None:
         )
 
 
-def volumes(*, mask=None, **fields) -> np.ndarray:
+def volumes(*, mask=None, nodes=None, **fields) -> np.ndarray:
     """Build a cohort array from per-modality image stacks and clinical columns.
 
     Parameters
     ----------
     mask : array-like of shape (n_patients, D, H, W), optional
         Primary-tumour labels, stored as ``uint8`` in {0, 1}.
+    nodes : array-like of shape (n_patients, D, H, W), optional
+        Lymph-node labels (all involved nodes of a patient in one binary mask), stored as
+        ``uint8`` in {0, 1}; an all-zero mask is a patient without nodes.
     **fields : array-like
         A 4D array ``(n_patients, D, H, W)`` becomes an image field (``float32``); a 1D
         array ``(n_patients,)`` becomes a clinical field (its dtype is kept, integers and
@@ -137,14 +143,14 @@ def volumes(*, mask=None, **fields) -> np.ndarray:
             )
     if not images:
         raise ValueError("volumes() needs at least one image field, e.g. pet=... or ct=....")
-    if mask is not None:
-        mask = np.asarray(mask)
-        if mask.ndim != 4:
-            raise ValueError(f"mask has shape {mask.shape}; expected (n_patients, D, H, W).")
-        images_and_mask = {**images, MASK_FIELD: mask}
-    else:
-        images_and_mask = images
-    shapes = {n: a.shape for n, a in images_and_mask.items()}
+    labels = {}
+    for name, value in ((MASK_FIELD, mask), (NODES_FIELD, nodes)):
+        if value is not None:
+            value = np.asarray(value)
+            if value.ndim != 4:
+                raise ValueError(f"{name} has shape {value.shape}; expected (n_patients, D, H, W).")
+            labels[name] = value
+    shapes = {n: a.shape for n, a in {**images, **labels}.items()}
     if len(set(shapes.values())) != 1:
         raise ValueError(f"image and mask stacks differ in shape: {shapes}.")
     n = next(iter(shapes.values()))[0]
@@ -153,27 +159,28 @@ def volumes(*, mask=None, **fields) -> np.ndarray:
         raise ValueError(
             f"clinical field lengths {bad} differ from the {n} patients in the images."
         )
-    if mask is not None:
-        values = np.unique(mask)
+    for name, value in labels.items():
+        values = np.unique(value)
         if not np.isin(values, (0, 1)).all():
-            raise ValueError(f"mask must be binary (0/1); found values {values[:10].tolist()}.")
+            bad_voxels = (~np.isin(value, (0, 1))).reshape(n, -1).any(axis=1)
+            raise ValueError(
+                f"{name} must be binary (0/1); found values {values[:10].tolist()} "
+                f"(first for patient {int(np.flatnonzero(bad_voxels)[0])})."
+            )
     spatial = next(iter(shapes.values()))[1:]
     dtype = [(k, np.float32, spatial) for k in images]
-    if mask is not None:
-        dtype.append((MASK_FIELD, np.uint8, spatial))
+    dtype += [(k, np.uint8, spatial) for k in labels]
     for k, v in clinical.items():
         dtype.append((k, v.dtype if v.dtype.kind in "biuf" else np.float64))
     X = np.empty(n, dtype=dtype)
-    for k, v in images.items():
+    for k, v in {**images, **labels}.items():
         X[k] = v
-    if mask is not None:
-        X[MASK_FIELD] = mask
     for k, v in clinical.items():
         X[k] = v
     return X
 
 
-def from_dataframe(clinical: pd.DataFrame, *, mask=None, **images) -> np.ndarray:
+def from_dataframe(clinical: pd.DataFrame, *, mask=None, nodes=None, **images) -> np.ndarray:
     """Build a cohort from a DataFrame of clinical columns plus image stacks.
 
     Rows of ``clinical`` are patients in the same order as the image stacks. Non-numeric
@@ -188,10 +195,10 @@ def from_dataframe(clinical: pd.DataFrame, *, mask=None, **images) -> np.ndarray
             "(e.g. pandas.get_dummies)."
         )
     cols = {str(c): clinical[c].to_numpy() for c in clinical.columns}
-    clash = set(cols) & (set(images) | {MASK_FIELD})
+    clash = set(cols) & (set(images) | {MASK_FIELD, NODES_FIELD})
     if clash:
         raise ValueError(f"clinical columns {sorted(clash)} clash with image field names.")
-    return volumes(mask=mask, **images, **cols)
+    return volumes(mask=mask, nodes=nodes, **images, **cols)
 
 
 def save_cohort(path: str | os.PathLike, X: np.ndarray) -> None:
