@@ -224,6 +224,8 @@ def _cmd_preprocess(args) -> int:
         X, y, ids, geoms = load_manifest(
             args.manifest,
             labels=args.labels,
+            nodes_column=None if args.no_nodes else "auto",
+            nodes_labels=args.nodes_labels,
             mask_column=None if args.new_patients else "mask",
             time_column=None if args.new_patients else "time",
             event_column=None if args.new_patients else "event",
@@ -233,6 +235,7 @@ def _cmd_preprocess(args) -> int:
         X, y, ids, geoms = load_hecktor(
             args.hecktor,
             labels=tuple(args.labels or (1,)),
+            nodes_label=None if args.no_nodes else tuple(args.nodes_labels or (2,)),
             drop_empty_masks=args.drop_empty_masks,
             **common,
         )
@@ -243,6 +246,7 @@ def _cmd_preprocess(args) -> int:
         "crop": args.crop,
         "crop_size": size,
         "labels": args.labels,
+        "nodes_labels": None if args.no_nodes else args.nodes_labels,
     }
     path = save_dataset(args.output, X, y, ids, geoms, meta)
     print(f"{len(X)} patients, fields {list(X.dtype.names)} -> {path}")
@@ -368,7 +372,8 @@ def _check_against_training(header: dict, X, model, dataset) -> None:
             X,
             signature=signature,
             name=header.get("name"),
-            optional=("mask",) if segmenting else (),
+            # a segmenting model predicts the masks; node masks are only needed by radiomics
+            optional=("mask", "nodes") if segmenting else (),
             # the deep networks learned at one volume size; radiomics features are in mm
             check_shape=_has_network(model),
         )
@@ -455,6 +460,16 @@ def add_data_commands(sub) -> None:
     pre.add_argument("--crop-size", type=int, nargs="+", default=[160], help="N or X Y Z voxels")
     pre.add_argument("--template", help="template CT for rigid registration (DeepMTS)")
     pre.add_argument("--labels", type=int, nargs="+", help="labels forming the mask (HECKTOR: 1)")
+    pre.add_argument(
+        "--nodes-labels",
+        type=int,
+        nargs="+",
+        help="labels forming the lymph-node mask, field 'nodes' (HECKTOR: 2, the default; "
+        "manifest: its 'nodes' column, default any non-zero label)",
+    )
+    pre.add_argument(
+        "--no-nodes", action="store_true", help="do not keep lymph-node masks (no 'nodes' field)"
+    )
     pre.add_argument(
         "--intensity",
         choices=("physical", "normalised"),

@@ -11,11 +11,12 @@ from .cohort import (
     volume_shape,
     volumes,
 )
-from .validation import check_cohort, check_masks, check_survival
+from .validation import check_cohort, check_masks, check_nodes, check_survival
 
 __all__ = [
     "check_cohort",
     "check_masks",
+    "check_nodes",
     "check_survival",
     "clinical_fields",
     "clinical_frame",

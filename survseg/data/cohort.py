@@ -4,7 +4,9 @@ A cohort ``X`` holds, per patient,
 
 * one **image field** per modality (``'pet'``, ``'ct'``, ``'t1'``, ...): a 3D ``float32``
   sub-array of shape ``(D, H, W)``, the same for every image field;
-* optional **mask fields** (``'mask'`` = primary tumour): 3D ``uint8`` in {0, 1};
+* optional **mask fields**: 3D ``uint8`` in {0, 1}; ``'mask'`` is the primary tumour (HECKTOR
+  label 1, GTVp) and ``'nodes'`` the metastatic lymph nodes (label 2, GTVn; all zero for a
+  patient without involved nodes);
 * any number of **clinical fields**: scalars (``'age'``, ``'tnm_stage'``, ...);
 * optionally the **voxel spacing**, a per-patient field ``'spacing'`` of 3 ``float64``
   values in mm, ``(D, H, W)`` order (the array axes). Being a field, it survives slicing,
@@ -48,6 +50,7 @@ MASK_FIELD = "mask"
 MASK_NAMES = ("mask", "nodes")
 #: The per-patient voxel spacing field: 3 float64 values in mm, (D, H, W) order.
 SPACING_FIELD = "spacing"
+NODES_FIELD = "nodes"
 
 
 def _is_volume_field(dtype: np.dtype, name: str) -> bool:
@@ -162,7 +165,7 @@ def _require_structured(X) -> None:
         )
 
 
-def volumes(*, mask=None, spacing=None, **fields) -> np.ndarray:
+def volumes(*, mask=None, nodes=None, spacing=None, **fields) -> np.ndarray:
     """Build a cohort array from per-modality image stacks and clinical columns.
 
     Parameters
@@ -173,6 +176,9 @@ def volumes(*, mask=None, spacing=None, **fields) -> np.ndarray:
         Voxel spacing in mm, ``(D, H, W)`` order (the array axes, i.e. SimpleITK's
         ``GetSpacing()`` reversed). Stored as the per-patient field ``'spacing'``; every
         radiomics extraction then measures in mm without being told. ``None``: no field.
+    nodes : array-like of shape (n_patients, D, H, W), optional
+        Lymph-node labels (all involved nodes of a patient in one binary mask), stored as
+        ``uint8`` in {0, 1}; an all-zero mask is a patient without nodes.
     **fields : array-like
         A 4D array ``(n_patients, D, H, W)`` becomes an image field (``float32``); a 1D
         array ``(n_patients,)`` becomes a clinical field (its dtype is kept, integers and
@@ -193,6 +199,8 @@ def volumes(*, mask=None, spacing=None, **fields) -> np.ndarray:
     images, masks, clinical = {}, {}, {}
     if mask is not None:
         masks[MASK_FIELD] = np.asarray(mask)
+    if nodes is not None:
+        masks[NODES_FIELD] = np.asarray(nodes)
     for name, value in fields.items():
         arr = np.asarray(value)
         if name == SPACING_FIELD:
@@ -246,7 +254,9 @@ def volumes(*, mask=None, spacing=None, **fields) -> np.ndarray:
     return X
 
 
-def from_dataframe(clinical: pd.DataFrame, *, mask=None, spacing=None, **images) -> np.ndarray:
+def from_dataframe(
+    clinical: pd.DataFrame, *, mask=None, nodes=None, spacing=None, **images
+) -> np.ndarray:
     """Build a cohort from a DataFrame of clinical columns plus image stacks.
 
     Rows of ``clinical`` are patients in the same order as the image stacks. Non-numeric
@@ -262,10 +272,10 @@ def from_dataframe(clinical: pd.DataFrame, *, mask=None, spacing=None, **images)
             "(e.g. pandas.get_dummies)."
         )
     cols = {str(c): clinical[c].to_numpy() for c in clinical.columns}
-    clash = set(cols) & (set(images) | {MASK_FIELD, SPACING_FIELD})
+    clash = set(cols) & (set(images) | {MASK_FIELD, NODES_FIELD, SPACING_FIELD})
     if clash:
         raise ValueError(f"clinical columns {sorted(clash)} clash with image field names.")
-    return volumes(mask=mask, spacing=spacing, **images, **cols)
+    return volumes(mask=mask, nodes=nodes, spacing=spacing, **images, **cols)
 
 
 def save_cohort(path: str | os.PathLike, X: np.ndarray) -> None:

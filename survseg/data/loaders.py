@@ -11,6 +11,7 @@ each patient's original CT space (:func:`~survseg.preprocess.to_original_space`)
 from __future__ import annotations
 
 import dataclasses
+import numbers
 import os
 import warnings
 from collections import Counter
@@ -90,12 +91,14 @@ def _load_table(
     *,
     image_columns,
     mask_column,
+    nodes_column,
     time_column,
     event_column,
     ids,
     lines,
     clinical_columns,
     labels,
+    nodes_labels,
     preprocessing,
     n_jobs,
     memory,
@@ -110,12 +113,16 @@ def _load_table(
     image_columns = dict(image_columns)
     if not image_columns:
         raise ValueError("image_columns is empty: name at least one image column.")
-    if "mask" in image_columns:
-        raise ValueError(
-            "'mask' is reserved for the mask (mask_column); name the image field otherwise."
-        )
+    for reserved, param in (("mask", "mask_column"), ("nodes", "nodes_column")):
+        if reserved in image_columns:
+            raise ValueError(
+                f"{reserved!r} is reserved for the {reserved} labels ({param}); name the image "
+                "field otherwise."
+            )
     clinical_columns = list(clinical_columns)
     path_columns = {**image_columns, **({"mask": mask_column} if mask_column else {})}
+    if nodes_column:
+        _check_columns(table, [nodes_column], source)
     if (time_column is None) != (event_column is None):
         raise ValueError("time_column and event_column are both None (no outcomes) or both named.")
     outcome_columns = [time_column, event_column] if time_column is not None else []
@@ -137,6 +144,16 @@ def _load_table(
             if not os.path.exists(path):
                 problems.append(f"{where}: {column!r} file not found: {path}")
             case[field] = path
+        if nodes_column:  # an empty cell is a patient without nodes
+            value = record[nodes_column]
+            if pd.isna(value) or not str(value).strip():
+                case["nodes"] = None
+            else:
+                path = os.path.join(base_dir, os.path.expanduser(str(value).strip()))
+                if not os.path.exists(path):
+                    where = _where(source, lines[row], ids[row])
+                    problems.append(f"{where}: {nodes_column!r} file not found: {path}")
+                case["nodes"] = path
         cases.append(case)
     if problems:
         raise FileNotFoundError("image files are missing:" + _listing(problems))
@@ -155,13 +172,16 @@ def _load_table(
     p = Preprocessing() if preprocessing is None else preprocessing
     if labels is not None:
         p = dataclasses.replace(p, mask_labels=tuple(int(v) for v in labels))
+    if nodes_labels is not None:
+        p = dataclasses.replace(p, nodes_labels=tuple(int(v) for v in nodes_labels))
     volumes, geometries = preprocess(
         cases, p, ids=ids, n_jobs=n_jobs, memory=memory, verbose=verbose
     )
     mask = volumes.pop("mask", None)
     # the preprocessed grid's voxel spacing travels with the cohort: (x, y, z) -> (D, H, W)
     spacing = np.array([tuple(reversed(g.grid.spacing)) for g in geometries], dtype=np.float64)
-    X = from_dataframe(clinical, mask=mask, spacing=spacing, **volumes)
+    nodes = volumes.pop("nodes", None)
+    X = from_dataframe(clinical, mask=mask, nodes=nodes, spacing=spacing, **volumes)
     y = Surv.from_arrays(event=event, time=time) if time_column is not None else None
     patient_ids = np.asarray(ids, dtype=str)
     return (X, y, patient_ids, geometries) if return_geometry else (X, y, patient_ids)
@@ -172,11 +192,13 @@ def load_manifest(
     *,
     image_columns: Mapping[str, str] | None = None,
     mask_column: str | None = "mask",
+    nodes_column: str | None = "auto",
     time_column: str | None = "time",
     event_column: str | None = "event",
     id_column: str | None = "patient_id",
     clinical_columns: Sequence[str] = (),
     labels: Sequence[int] | None = None,
+    nodes_labels: Sequence[int] | None = None,
     preprocessing=None,
     n_jobs: int | None = None,
     memory=None,
@@ -194,6 +216,11 @@ def load_manifest(
         Default ``{'ct': 'ct', 'pet': 'pet'}``. A PET in a DICOM folder is converted to SUV.
     mask_column : str or None
         Column with the label image path; ``None`` for a cohort without masks.
+    nodes_column : str or None, default="auto"
+        Column with the lymph-node label image path (it may name the same file as the mask,
+        e.g. a HECKTOR label image, with ``nodes_labels=(2,)``); an empty cell is a patient
+        without nodes. ``"auto"``: the ``'nodes'`` column if the manifest has one; ``None``:
+        no node masks. With it, ``X`` has a ``'nodes'`` field.
     time_column, event_column : str or None
         Survival time and event indicator (0/1 or true/false). Both ``None`` for new patients
         without outcomes (``y`` is then ``None``).
@@ -204,6 +231,9 @@ def load_manifest(
     labels : sequence of int, optional
         Labels of the label image forming the mask (replaces ``preprocessing.mask_labels``);
         default: any non-zero label.
+    nodes_labels : sequence of int, optional
+        Labels of the node label image forming the node mask (replaces
+        ``preprocessing.nodes_labels``); default: any non-zero label.
     preprocessing : survseg.preprocess.Preprocessing, optional
         Resampling, registration, crop and intensity parameters; default
         ``Preprocessing()`` (AdaMSS: 1 mm, 160^3 box on the tumour).
@@ -216,7 +246,8 @@ def load_manifest(
     Returns
     -------
     X : ndarray, structured
-        The cohort: image fields, ``'mask'`` (if ``mask_column``) and clinical fields.
+        The cohort: image fields, ``'mask'`` (if ``mask_column``), ``'nodes'`` (with a nodes
+        column) and clinical fields.
     y : structured ndarray or None
         ``sksurv.util.Surv.from_arrays(event, time)``; ``None`` without outcome columns.
     patient_ids : ndarray of str
@@ -237,8 +268,9 @@ def load_manifest(
     --------
     A manifest ``cohort.csv``::
 
-        patient_id,ct,pet,mask,time,event,age
-        P001,P001/ct.nii.gz,P001/pet_dicom/,P001/gtv.nii.gz,812,1,61
+        patient_id,ct,pet,mask,nodes,time,event,age
+        P001,P001/ct.nii.gz,P001/pet_dicom/,P001/gtvp.nii.gz,P001/gtvn.nii.gz,812,1,61
+        P002,P002/ct.nii.gz,P002/pet_dicom/,P002/gtvp.nii.gz,,430,0,57
 
     >>> X, y, ids = load_manifest("cohort.csv", clinical_columns=["age"])  # doctest: +SKIP
     """
@@ -254,17 +286,21 @@ def load_manifest(
         ids = [str(i) for i in range(len(table))]
     if not len(table):
         raise ValueError(f"{source} lists no patients.")
+    if nodes_column == "auto":
+        nodes_column = "nodes" if "nodes" in table.columns else None
     return _load_table(
         table,
         os.path.dirname(os.path.abspath(csv_path)),
         image_columns=image_columns or {"ct": "ct", "pet": "pet"},
         mask_column=mask_column,
+        nodes_column=nodes_column,
         time_column=time_column,
         event_column=event_column,
         ids=ids,
         lines=list(range(2, len(table) + 2)),
         clinical_columns=clinical_columns,
         labels=labels,
+        nodes_labels=nodes_labels,
         preprocessing=preprocessing,
         n_jobs=n_jobs,
         memory=memory,
@@ -287,6 +323,7 @@ def load_hecktor(
     time_column: str = "RFS",
     event_column: str = "Relapse",
     labels: Sequence[int] = (1,),
+    nodes_label: int | Sequence[int] | None = 2,
     clinical_csv: str | os.PathLike | None = None,
     clinical_columns: Sequence[str] = (),
     images_dir: str = "imagesTr",
@@ -322,7 +359,12 @@ def load_hecktor(
         Endpoint columns: patient id, RFS (days) and relapse indicator.
     labels : sequence of int
         Labels forming the mask: ``(1,)`` primary tumour (default), ``(1, 2)`` tumour and
-        lymph nodes.
+        lymph nodes merged into one mask.
+    nodes_label : int, sequence of int or None, default=2
+        Label(s) forming the lymph-node mask, the ``'nodes'`` field of ``X`` (GTVn; all zero
+        for a patient without nodes). ``None``: no ``'nodes'`` field (with ``labels=(1, 2)``,
+        the cohort of earlier versions). A label in both ``labels`` and ``nodes_label`` is in
+        both masks.
     clinical_csv : path-like, optional
         Default ``root/hecktor2022_clinical_info_training.csv``; read only when
         ``clinical_columns`` is given.
@@ -342,7 +384,8 @@ def load_hecktor(
     Returns
     -------
     X, y, patient_ids[, geometries]
-        As for :func:`load_manifest`.
+        As for :func:`load_manifest`; ``X`` has ``'mask'`` (``labels``) and, unless
+        ``nodes_label=None``, ``'nodes'``.
 
     References
     ----------
@@ -443,17 +486,27 @@ def load_hecktor(
         ids = list(table[id_column])
         if not ids:
             raise ValueError(f"no patient has labels {labels}.")
+    if nodes_label is not None:
+        nodes_label = (
+            (int(nodes_label),)
+            if isinstance(nodes_label, numbers.Integral)
+            else tuple(int(v) for v in nodes_label)
+        )
+        if not nodes_label:
+            raise ValueError("nodes_label is empty: give a label (HECKTOR: 2) or None.")
     return _load_table(
         table.reset_index(drop=True),
         root,
         image_columns={"ct": "_ct", "pet": "_pt"},
         mask_column="_mask",
+        nodes_column=None if nodes_label is None else "_mask",
         time_column=time_column,
         event_column=event_column,
         ids=ids,
         lines=list(table["_line"]),
         clinical_columns=clinical_columns,
         labels=labels,
+        nodes_labels=nodes_label,
         preprocessing=preprocessing,
         n_jobs=n_jobs,
         memory=memory,

@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 
 from .cohort import (
+    NODES_FIELD,
     SPACING_FIELD,
     _require_structured,
     clinical_fields,
@@ -20,6 +21,7 @@ __all__ = [
     "survival_arrays",
     "cohort_signature",
     "check_fitted_cohort",
+    "check_nodes",
 ]
 
 _CHUNK = 8  # patients read at a time, so a memory-mapped cohort is never loaded whole
@@ -33,6 +35,7 @@ def check_cohort(
     mask_field: str = "mask",
     clinical=None,
     check_values: bool = True,
+    require_nodes: bool = False,
 ) -> np.ndarray:
     """Check that ``X`` is a usable survseg cohort and return it unchanged.
 
@@ -49,7 +52,13 @@ def check_cohort(
     clinical : sequence of str, optional
         Clinical fields the caller needs; they must exist and be finite.
     check_values : bool
-        Scan voxels for NaN/inf (chunked over patients).
+        Scan voxels for NaN/inf (chunked over patients), and check that the ``'nodes'``
+        field, when present, is binary.
+    require_nodes : bool
+        Whether the ``'nodes'`` field (lymph-node masks) must be present. When present it is
+        always checked: same shape as the images, integer dtype and (with ``check_values``)
+        values in {0, 1}; an all-zero patient (no involved nodes) is valid. It is never an
+        image or a clinical field.
 
     Raises
     ------
@@ -80,7 +89,7 @@ def check_cohort(
                 f"modality field(s) {missing} not in X; its image fields are {images}."
             )
         images = list(modalities)
-    vols = images + [n for n in X.dtype.names if n == mask_field]
+    vols = images + [n for n in mask_fields(X) if n in (mask_field, NODES_FIELD)]
     shapes = {n: X.dtype.fields[n][0].shape for n in vols}
     if len(set(shapes.values())) != 1:
         raise ValueError(f"image and mask fields differ in shape: {shapes}.")
@@ -95,6 +104,19 @@ def check_cohort(
         raise ValueError(
             f"this estimator needs tumour masks: X has no {mask_field!r} field "
             f"(its fields are {list(X.dtype.names)})."
+        )
+    if NODES_FIELD in X.dtype.names:
+        sub = X.dtype.fields[NODES_FIELD][0]
+        integer = np.issubdtype(sub.base, np.integer) or sub.base == np.bool_
+        if not integer or len(sub.shape) != 3:
+            raise TypeError(
+                f"field {NODES_FIELD!r} (lymph-node masks) has dtype {sub}; expected a 3D "
+                "uint8 sub-array with values in {0, 1}."
+            )
+    elif require_nodes:
+        raise ValueError(
+            f"lymph-node masks are needed: X has no {NODES_FIELD!r} field (its fields are "
+            f"{list(X.dtype.names)}); add them with survseg.volumes(..., nodes=...)."
         )
     if clinical:
         have = clinical_fields(X)
@@ -123,6 +145,8 @@ def check_cohort(
                     )
         if require_mask:
             check_masks(X, mask_field)
+        if NODES_FIELD in X.dtype.names:
+            check_nodes(X)
     return X
 
 
@@ -141,6 +165,23 @@ def check_masks(X, mask_field: str = "mask") -> None:
         if empty.any():
             i = start + int(np.flatnonzero(empty)[0])
             raise ValueError(f"mask field {mask_field!r} is empty for patient {i}.")
+
+
+def check_nodes(X, field: str = NODES_FIELD) -> None:
+    """Raise if a lymph-node mask is not binary for some patient (names the patient).
+
+    Empty node masks are valid: many patients have no involved nodes.
+    """
+    for start in range(0, len(X), _CHUNK):
+        m = np.asarray(X[field][start : start + _CHUNK])
+        bad = ((m != 0) & (m != 1)).reshape(len(m), -1).any(axis=1)
+        if bad.any():
+            i = start + int(np.flatnonzero(bad)[0])
+            values = np.unique(m[int(np.flatnonzero(bad)[0])])
+            raise ValueError(
+                f"field {field!r} (lymph-node masks) is not binary for patient {i}: found "
+                f"values {values[:10].tolist()}; select the node label(s) first."
+            )
 
 
 def check_survival(y, n_samples: int | None = None, *, require_events: bool = True):

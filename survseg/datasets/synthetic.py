@@ -54,6 +54,7 @@ def make_petct_cohort(
     noise=1.0,
     pet_fwhm_mm=7.0,
     voxel_size_mm=None,
+    return_nodes=True,
     return_truth=False,
 ):
     r"""Generate a synthetic head-and-neck cancer PET/CT cohort with survival outcomes.
@@ -61,8 +62,9 @@ def make_petct_cohort(
     Each patient has a CT (HU) and an FDG PET (SUV) of the neck with anatomy (skin, fat,
     muscle, airway, cervical spine, mandible, skull base and brain, salivary glands, tonsils,
     thyroid, great vessels), a primary oropharyngeal tumour with its mask, and cervical lymph
-    nodes that are *not* in the mask. Survival depends on the tumour *and* on the nodes, so a
-    model that sees only the masked tumour cannot reach the best possible C-index.
+    nodes that are *not* in the tumour mask but have their own (``'nodes'``, as HECKTOR's label
+    2). Survival depends on the tumour *and* on the nodes, so a model that sees only the masked
+    tumour cannot reach the best possible C-index.
 
     Parameters
     ----------
@@ -89,6 +91,10 @@ def make_petct_cohort(
         Full width at half maximum of the PET point-spread function (partial-volume blur).
     voxel_size_mm : float, optional
         Isotropic voxel size; by default the longest axis spans 160 mm.
+    return_nodes : bool, default=True
+        Give ``X`` a ``'nodes'`` field with the lymph-node masks. ``False`` gives the cohort
+        of earlier versions (tumour mask only; the nodes are still in the images and in
+        ``truth.node_mask``).
     return_truth : bool, default=False
         Also return the ground truth.
 
@@ -96,7 +102,9 @@ def make_petct_cohort(
     -------
     X : ndarray, structured, shape (n_patients,)
         A survseg cohort (:func:`survseg.data.cohort.volumes`) with fields ``'pet'`` (SUV) and
-        ``'ct'`` (HU), float32 of ``shape``; ``'mask'`` (uint8, primary tumour); clinical
+        ``'ct'`` (HU), float32 of ``shape``; ``'mask'`` (uint8, primary tumour); ``'nodes'``
+        (uint8, every painted lymph-node voxel; all zero for a patient without nodes; only
+        with ``return_nodes``); clinical
         fields ``'age'`` (years, float64), ``'sex'`` (1 = male), ``'hpv'`` (1 = positive) and
         ``'tnm_stage'`` (ordinal 1-4, simplified AJCC 7th edition for oropharynx, from the
         tumour diameter and the nodes), all int64.
@@ -116,7 +124,8 @@ def make_petct_cohort(
           ``tumour_voxels``, ``suv_max``, ``suv_mean``, ``suv_cv`` (coefficient of variation of
           PET in the mask, a heterogeneity measure), ``node_volume_ml``, ``node_voxels``,
           ``n_nodes``, ``t_category``, ``n_category``;
-        - ``node_mask``: uint8 array ``(n_patients, D, H, W)``, the lymph nodes;
+        - ``node_mask``: uint8 array ``(n_patients, D, H, W)``, the lymph nodes (equal to
+          ``X['nodes']``);
         - ``event_time``, ``censoring_time``: :math:`T` and :math:`C` (months);
         - ``study_length``: :math:`\tau`; ``spacing_mm``: the voxel size.
 
@@ -151,7 +160,12 @@ def make_petct_cohort(
 
     with :data:`DEFAULT_COEF` :math:`\beta_s = 0.45, \beta_u = 0.30, \beta_h = 0.35,
     \beta_n = 1.3, \beta_a = 0.025` per year, :math:`\beta_p = -0.7` and
-    :math:`c_n = \log 4`; event times follow a Weibull proportional-hazards model with shape
+    :math:`c_n = \log 4`. The nodal term uses the *drawn* total nodal volume :math:`V_N`;
+    the painted node mask measures it up to discretisation (a node smaller than a voxel
+    keeps its centre voxel, nodes are clipped by bone and the body outline), so its volume in
+    ml, :math:`\text{voxels} \times \text{spacing}^3 / 1000`, is close to but not exactly
+    :math:`V_N`, and a patient with :math:`K = 0` has an empty ``'nodes'`` mask and
+    :math:`\log(1 + V_N) = 0`. Event times follow a Weibull proportional-hazards model with shape
     :math:`k = 1.2`,
 
     .. math:: h(t \mid \eta, \varepsilon) = h_0(t)\, e^{\eta + \varepsilon},\quad
@@ -188,8 +202,9 @@ def make_petct_cohort(
         spacing = _FOV_MM / max(shape)
     else:
         spacing = check_real("voxel_size_mm", voxel_size_mm, 0.0, np.inf, closed=False)
-    if not isinstance(return_truth, bool | np.bool_):
-        raise TypeError(f"return_truth must be a bool, got {type(return_truth).__name__}.")
+    for name, flag in (("return_nodes", return_nodes), ("return_truth", return_truth)):
+        if not isinstance(flag, bool | np.bool_):
+            raise TypeError(f"{name} must be a bool, got {type(flag).__name__}.")
 
     seeds = _seed_sequence(random_state).spawn(n + 1)  # cohort-level, then one per patient
     rng = np.random.default_rng(seeds[0])
@@ -212,7 +227,7 @@ def make_petct_cohort(
     tau = calibrate_study_length(risk + frailty, event_rate)
     event, observed, censoring, tau = censor(times, tau, rng)
 
-    X = _empty_cohort(n, shape)
+    X = _empty_cohort(n, shape, bool(return_nodes))
     node_mask = np.zeros((n, *shape), dtype=bool)
     painter = PatientPainter(make_grid(shape, spacing), noise, pet_fwhm_mm)
     stats = np.zeros((n, 6))
@@ -241,6 +256,8 @@ def make_petct_cohort(
     t_cat, n_cat, stage = tnm_stage(diameter, lesions["n_nodes"], stats[:, 5])
     measurements["t_category"], measurements["n_category"] = t_cat, n_cat
     X["age"], X["sex"], X["hpv"], X["tnm_stage"] = age, sex, hpv, stage
+    if return_nodes:
+        X["nodes"] = node_mask
     y = Surv.from_arrays(event=event, time=observed, name_event="event", name_time="time")
     if not return_truth:
         return X, y
@@ -292,7 +309,7 @@ def _seed_sequence(random_state) -> np.random.SeedSequence:
     return np.random.SeedSequence([int(e) for e in entropy])
 
 
-def _empty_cohort(n, shape) -> np.ndarray:
+def _empty_cohort(n, shape, nodes: bool) -> np.ndarray:
     """An all-zero cohort of ``n`` patients with the fields this generator fills.
 
     The record layout comes from :func:`survseg.data.cohort.volumes` (on a one-patient
@@ -301,7 +318,8 @@ def _empty_cohort(n, shape) -> np.ndarray:
     """
     one = np.zeros((1, *shape), dtype=np.float32)
     template = volumes(
-        pet=one, ct=one, mask=one.astype(np.uint8), age=np.zeros(1),
+        pet=one, ct=one, mask=one.astype(np.uint8), nodes=one.astype(np.uint8) if nodes else None,
+        age=np.zeros(1),
         sex=np.zeros(1, np.int64), hpv=np.zeros(1, np.int64), tnm_stage=np.zeros(1, np.int64),
     )  # fmt: skip
     return np.zeros(n, dtype=template.dtype)

@@ -43,6 +43,14 @@ class RadiomicsCox(SurvivalMixin, BaseEstimator):
     extractor : RadiomicsExtractor or transformer, optional
         Feature extraction; ``None`` means ``RadiomicsExtractor()`` (the papers' 1,456
         features). It is cloned at ``fit``; set its parameters with ``extractor__<name>``.
+    regions : None or sequence of {"tumour", "nodes"}, default=None
+        Regions the features describe (the extractor's ``regions``): ``("tumour",)`` the
+        papers' model, ``("tumour", "nodes")`` adds the lymph nodes (``X['nodes']``) and
+        their burden (count, volume, total uptake, SUVmax; 0 for patients without nodes).
+        ``None`` keeps the extractor's setting.
+    shells : None or sequence of float, default=None
+        Peritumoral shells (mm) described as extra regions (the extractor's ``shells``),
+        e.g. ``(3, 6)``; ``None`` keeps the extractor's setting.
     clinical : None, "all" or sequence of str, default=None
         Clinical fields of ``X`` added as covariates (they skip the correlation filter and
         are penalised like the radiomics features).
@@ -97,10 +105,13 @@ class RadiomicsCox(SurvivalMixin, BaseEstimator):
     >>> from survseg.estimators.radiomics_cox import RadiomicsCox
     >>> model = RadiomicsCox(extractor__bin_width={"pet": 0.25, "ct": 25})  # doctest: +SKIP
     >>> cross_val_score(RadiomicsCox(), X, y, cv=5)                         # doctest: +SKIP
+    >>> two_region = RadiomicsCox(regions=("tumour", "nodes"), shells=(3, 6))  # doctest: +SKIP
     """
 
     _parameter_constraints = {
         "extractor": [None, HasMethods(["fit", "transform"])],
+        "regions": [None, list, tuple],
+        "shells": [None, list, tuple, np.ndarray],
         "clinical": [None, StrOptions({"all"}), list, tuple],
         "correlation_threshold": [Interval(numbers.Real, 0, 1, closed="both")],
         "correlation_order": [StrOptions({"column", "concordance"})],
@@ -119,6 +130,8 @@ class RadiomicsCox(SurvivalMixin, BaseEstimator):
         self,
         extractor=None,
         *,
+        regions=None,
+        shells=None,
         clinical=None,
         correlation_threshold=0.7,
         correlation_order="column",
@@ -130,6 +143,8 @@ class RadiomicsCox(SurvivalMixin, BaseEstimator):
         random_state=None,
     ):
         self.extractor = extractor
+        self.regions = regions
+        self.shells = shells
         self.clinical = clinical
         self.correlation_threshold = correlation_threshold
         self.correlation_order = correlation_order
@@ -146,7 +161,8 @@ class RadiomicsCox(SurvivalMixin, BaseEstimator):
         Parameters
         ----------
         X : cohort (structured ndarray)
-            Images and tumour masks (and the clinical fields if ``clinical`` is set).
+            Images and tumour masks (the ``'nodes'`` field too when the regions include the
+            nodes, and the clinical fields if ``clinical`` is set).
         y : structured ndarray
             Survival outcomes (``sksurv.util.Surv``).
 
@@ -163,6 +179,17 @@ class RadiomicsCox(SurvivalMixin, BaseEstimator):
         check_cohort(X, clinical=list(clinical) if clinical else None, check_values=False)
         event, time = check_survival(y, len(X))
         extractor = RadiomicsExtractor() if self.extractor is None else clone(self.extractor)
+        region_params = {
+            k: v for k, v in (("regions", self.regions), ("shells", self.shells)) if v is not None
+        }
+        if region_params:
+            unknown = sorted(set(region_params) - set(extractor.get_params(deep=False)))
+            if unknown:
+                raise ValueError(
+                    f"{unknown} were given but the extractor {type(extractor).__name__} has no "
+                    "such parameter; use RadiomicsExtractor or set them on your extractor."
+                )
+            extractor.set_params(**region_params)
         head = LassoCoxCV(
             n_alphas=self.n_alphas,
             alpha_min_ratio=self.alpha_min_ratio,

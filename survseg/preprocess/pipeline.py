@@ -2,13 +2,15 @@
 
 For each patient (papers' Sec. 4.2 / 4.1):
 
-1. read each modality (a DICOM PET becomes SUV) and the label mask (selected labels -> {0, 1});
+1. read each modality (a DICOM PET becomes SUV), the tumour mask and, optionally, the
+   lymph-node mask (each: selected labels of a label image -> {0, 1}; both may come from
+   one HECKTOR label image, label 1 the tumour and label 2 the nodes);
 2. choose the output grid: the reference modality's (CT's) grid resampled to ``spacing``, or,
    with a ``template``, the template CT's grid after rigid registration of the patient's CT to
    it (Mattes mutual information);
 3. choose the box: ``crop_size`` voxels centred on the tumour centroid (AdaMSS), at a fixed
    physical position (DeepMTS, registered images), or the whole grid;
-4. resample every modality once, straight onto the box (linear; nearest for the mask), padding
+4. resample every modality once, straight onto the box (linear; nearest for both masks), padding
    outside the image with -1024 for CT and 0 otherwise. This equals resampling to ``spacing``
    and then cropping (:func:`~survseg.preprocess.resample_to_spacing` then
    :func:`~survseg.preprocess.crop_or_pad`), because the box is a sub-grid of the resampled
@@ -46,6 +48,7 @@ from .resample import grid_for_spacing, resample_to_reference
 __all__ = ["Preprocessing", "Preprocessed", "PreprocessingError", "preprocess", "preprocess_case"]
 
 MASK = "mask"
+NODES = "nodes"
 _INTENSITY_METHODS = ("zscore", "window", None)
 _CROPS = ("tumour", "fixed", None)
 
@@ -89,6 +92,10 @@ class Preprocessing:
         Value outside the image per modality (default 0; CT -1024 HU).
     mask_labels : tuple of int, optional
         Labels of the label image that form the mask; ``None``: every non-zero label.
+    nodes_labels : tuple of int, optional
+        Labels of the ``'nodes'`` label image that form the lymph-node mask (HECKTOR:
+        ``(2,)``); ``None``: every non-zero label. An empty node mask is valid (a patient
+        without involved nodes), unlike an empty tumour mask.
     """
 
     spacing: float | tuple[float, float, float] | None = 1.0
@@ -104,6 +111,7 @@ class Preprocessing:
     ct_window: tuple[float, float] = (-1024.0, 1024.0)
     pad_values: Mapping[str, float] = field(default_factory=lambda: {"ct": -1024.0})
     mask_labels: tuple[int, ...] | None = None
+    nodes_labels: tuple[int, ...] | None = None
 
     def __post_init__(self):
         if self.crop not in _CROPS:
@@ -153,8 +161,8 @@ class Preprocessed(NamedTuple):
     Attributes
     ----------
     volumes : dict of str to ndarray
-        One ``(n_patients, z, y, x)`` stack per modality (``float32``) and ``'mask'``
-        (``uint8``), ready for ``survseg.volumes(**volumes)``.
+        One ``(n_patients, z, y, x)`` stack per modality (``float32``), ``'mask'`` and
+        ``'nodes'`` (``uint8``, when given), ready for ``survseg.volumes(**volumes)``.
     geometries : list of CaseGeometry
         Per patient, where the arrays sit in the patient's original space (see
         :func:`~survseg.preprocess.to_original_space`).
@@ -167,7 +175,7 @@ class Preprocessed(NamedTuple):
 # ------------------------------------------------------------------------ one patient
 
 
-def _load(value, name: str, labels) -> sitk.Image:
+def _load(value, name: str, p: Preprocessing) -> sitk.Image:
     if isinstance(value, sitk.Image):
         image = value
         if image.GetDimension() != 3:
@@ -177,7 +185,9 @@ def _load(value, name: str, labels) -> sitk.Image:
     else:
         image = read_image(value)
     if name == MASK:
-        return select_labels(image, labels)
+        return select_labels(image, p.mask_labels)
+    if name == NODES:
+        return select_labels(image, p.nodes_labels)
     return sitk.Cast(image, sitk.sitkFloat32)
 
 
@@ -197,8 +207,9 @@ def preprocess_case(
     Parameters
     ----------
     case : mapping of str to path-like or SimpleITK.Image
-        One entry per modality (``'ct'``, ``'pet'``, ...) and optionally ``'mask'`` (a
-        label image).
+        One entry per modality (``'ct'``, ``'pet'``, ...) and optionally ``'mask'`` and
+        ``'nodes'`` (label images, possibly the same file); ``'nodes': None`` is a patient
+        without nodes (an all-zero node mask).
     preprocessing : Preprocessing, optional
         Default ``Preprocessing()``.
     template : SimpleITK.Image, optional
@@ -209,7 +220,8 @@ def preprocess_case(
     Returns
     -------
     arrays : dict of str to ndarray
-        ``(z, y, x)`` arrays: ``float32`` images and a ``uint8`` mask.
+        ``(z, y, x)`` arrays: ``float32`` images and ``uint8`` masks (``'mask'``,
+        ``'nodes'``).
     geometry : CaseGeometry
     """
     p = Preprocessing() if preprocessing is None else preprocessing
@@ -220,8 +232,14 @@ def preprocess_case(
         )
     if p.template is not None and template is None:
         template = _template_image(p)
-    images = {name: _load(value, name, p.mask_labels) for name, value in case.items()}
+    missing = [name for name, value in case.items() if value is None and name != NODES]
+    if missing:
+        raise ValueError(
+            f"no image given for {missing} (only 'nodes' may be None: a patient without nodes)."
+        )
+    images = {name: _load(value, name, p) for name, value in case.items() if value is not None}
     mask = images.pop(MASK, None)
+    nodes = images.pop(NODES, None)
     if mask is not None and not sitk.GetArrayViewFromImage(mask).any():
         raise ValueError(
             "the mask is empty"
@@ -262,6 +280,13 @@ def preprocess_case(
                 "the mask is empty after resampling and cropping (the tumour "
                 "is outside the box, or smaller than one output voxel)."
             )
+    nodes_array = None
+    if NODES in case:  # nodes outside the box, or none at all, give an all-zero mask
+        if nodes is None:
+            nodes_array = np.zeros(grid.shape, dtype=np.uint8)
+        else:
+            out = resample_to_reference(nodes, grid, transform=transform, interpolator="nearest")
+            nodes_array = sitk.GetArrayFromImage(out).astype(np.uint8, copy=False)
     for name, image in images.items():
         out = resample_to_reference(
             image, grid, transform=transform, interpolator="linear", default_value=p.pad_value(name)
@@ -274,6 +299,8 @@ def preprocess_case(
         arrays[name] = sitk.GetArrayFromImage(out).astype(np.float32, copy=False)
     if mask_array is not None:
         arrays[MASK] = mask_array
+    if nodes_array is not None:
+        arrays[NODES] = nodes_array
     geometry = CaseGeometry(
         grid=grid,
         original=Grid.from_image(reference),
@@ -298,7 +325,7 @@ def _template_image(p: Preprocessing) -> sitk.Image:
 
 def _stamp(value):
     """What identifies an input for the cache: a file's path, size and modification time."""
-    if isinstance(value, sitk.Image):
+    if value is None or isinstance(value, sitk.Image):
         return None  # hashed by value
     path = os.path.abspath(os.fspath(value))
     if os.path.isdir(path):  # DICOM series: every file counts
@@ -342,7 +369,8 @@ def preprocess(
     ----------
     cases : sequence of mapping
         One mapping per patient from modality name (``'ct'``, ``'pet'``, ...) and optionally
-        ``'mask'`` to a file/folder path or a SimpleITK image; every patient has the same keys.
+        ``'mask'`` and ``'nodes'`` (label images) to a file/folder path or a SimpleITK image;
+        every patient has the same keys. ``'nodes': None`` is a patient without nodes.
         A PET given as a DICOM folder is converted to SUV; other PET files are taken as SUV.
     preprocessing : Preprocessing, optional
         The steps' parameters (default: ``Preprocessing()``, AdaMSS's).
@@ -405,7 +433,10 @@ def preprocess(
     run = check_memory(memory).cache(_run_case, ignore=["template_array", "case_id"])
     tasks = (
         delayed(run)(
-            {k: (v if isinstance(v, sitk.Image) else os.fspath(v)) for k, v in case.items()},
+            {
+                k: (v if v is None or isinstance(v, sitk.Image) else os.fspath(v))
+                for k, v in case.items()
+            },
             {k: _stamp(v) for k, v in case.items()},
             p,
             template_array,

@@ -14,11 +14,19 @@ from sklearn.utils._param_validation import Interval, StrOptions
 from sklearn.utils.validation import check_is_fitted
 from tqdm.auto import tqdm
 
-from ..data.cohort import image_fields
+from ..data.cohort import image_fields, mask_fields
 from ..data.validation import check_cohort
 from .backends import BACKENDS, check_backend, extract_unit
 from .cache import MEMORY_CACHE, DiskCache, content_key
-from .compute import crop_box, extract, mask_bounding_box
+from .compute import (
+    BURDEN_FEATURES,
+    BURDEN_IMAGE_FEATURES,
+    crop_box,
+    extract,
+    mask_bounding_box,
+    node_burden,
+    shell_masks,
+)
 from .settings import IMAGE_TYPES, resolve_bin_width, resolve_feature_classes, resolve_image_types
 
 __all__ = ["RadiomicsExtractor"]
@@ -35,6 +43,7 @@ _OWN_PARAMETERS = {
 }
 _FEW_BINS = 5  # fewer grey levels than this inside a typical ROI: texture features degenerate
 _NAME_PHANTOM_SIZE = 16
+_REGIONS = ("tumour", "nodes")
 
 
 def _run_unit(index, image, mask, spacing, config):
@@ -44,18 +53,40 @@ def _run_unit(index, image, mask, spacing, config):
 
 
 class RadiomicsExtractor(TransformerMixin, BaseEstimator):
-    r"""Extract pyradiomics features from every patient of a cohort.
+    r"""Extract pyradiomics features of the tumour, the lymph nodes and peritumoral shells.
 
     ``transform(X)`` returns a pandas DataFrame with one row per patient and one column per
-    feature, named ``<modality>_<image type>_<class>_<feature>`` (``"pet_wavelet-LLH_glcm_Contrast"``,
-    ``"ct_original_firstorder_Mean"``) and ``shape_<feature>`` (``"shape_VoxelVolume"``) for the
-    shape features, which depend only on the mask and are extracted once per patient.
+    feature, named ``<modality>_<image type>_<class>_<feature>``
+    (``"pet_wavelet-LLH_glcm_Contrast"``) and ``shape_<feature>`` (``"shape_VoxelVolume"``)
+    for the tumour's shape features, which depend only on the mask and are extracted once per
+    patient. Columns of the other regions start with the region's name
+    (``"nodes_ct_original_firstorder_Mean"``, ``"nodes_shape_VoxelVolume"``,
+    ``"shell3mm_pet_original_glcm_Contrast"``); the tumour's keep the papers' names, so
+    tumour-only models read as before.
 
-    The default is the papers' set (DeepMTS Sec. 4.3, AdaMSS Appendix A): first-order (19),
-    GLCM (24), GLRLM (16), GLSZM (16) and NGTDM (5) on the original image and its 8 wavelet
-    decompositions, per modality, plus 16 shape features: 1,456 features for PET/CT. See
-    :mod:`survseg.radiomics.settings` for how the 19th first-order and the 15th/16th shape
-    features are chosen.
+    The regions (``regions`` and ``shells``) are
+
+    - ``"tumour"``: the primary tumour (``mask``);
+    - ``"nodes"``: the lymph nodes (``nodes``), all of a patient's nodes as one region, plus
+      the node-burden features ``nodes_burden_Present``, ``_Count`` (connected components),
+      ``_Volume`` and ``_LargestVolume`` (mm³) and, per modality, ``nodes_burden_<m>_Integral``
+      (:math:`\sum_{\text{nodes}} I \, \Delta V`: total uptake for a PET in SUV) and
+      ``nodes_burden_<m>_Maximum`` (SUVmax), see :func:`~survseg.radiomics.compute.node_burden`;
+    - ``"shell<d>mm"`` for each ``d`` of ``shells``: the voxels within ``d`` mm of the tumour
+      mask, the mask excluded (:func:`~survseg.radiomics.compute.shell_masks`); first-order
+      and texture classes only (a shell's shape is the tumour's).
+
+    **Patients without nodes** are valid: every ``nodes_*`` feature is 0 for them, and
+    ``nodes_burden_Present`` = 0 tells them apart, so no feature is undefined. Node regions
+    that pyradiomics rejects although not empty (a single voxel, a line of voxels) get NaN
+    for the pyradiomics features (imputed downstream, e.g. by :class:`RadiomicsCox`) and a
+    warning; their burden features are always defined.
+
+    The default is the papers' set on the tumour (DeepMTS Sec. 4.3, AdaMSS Appendix A):
+    first-order (19), GLCM (24), GLRLM (16), GLSZM (16) and NGTDM (5) on the original image
+    and its 8 wavelet decompositions, per modality, plus 16 shape features: 1,456 features for
+    PET/CT. See :mod:`survseg.radiomics.settings` for how the 19th first-order and the
+    15th/16th shape features are chosen.
 
     Features do not depend on the training data, so ``fit`` only validates the settings and
     fixes the output columns; ``transform`` extracts. Results are cached by content (image and
@@ -70,6 +101,14 @@ class RadiomicsExtractor(TransformerMixin, BaseEstimator):
         Where the tumour masks come from: the name of a mask field of ``X``, or a callable
         ``mask(X) -> ndarray (n_patients, D, H, W)`` of {0, 1} values (e.g. a segmentation
         model's predicted masks).
+    regions : sequence of {"tumour", "nodes"}, default=("tumour",)
+        The regions to describe, in column order.
+    nodes : str or callable, default="nodes"
+        Where the lymph-node masks come from (used when ``"nodes"`` is in ``regions``): a
+        mask field of ``X`` or a callable, as ``mask``. All-zero masks are patients without
+        nodes.
+    shells : sequence of float, default=()
+        Outer radii (mm) of peritumoral shells described as extra regions, e.g. ``(3, 6)``.
     feature_classes : None, sequence of str or dict, default=None
         ``None``: the papers' set. A sequence of pyradiomics class names (``"firstorder"``,
         ``"glcm"``, ``"glrlm"``, ``"glszm"``, ``"ngtdm"``, ``"gldm"``, ``"shape"``) with their
@@ -123,6 +162,8 @@ class RadiomicsExtractor(TransformerMixin, BaseEstimator):
     ----------
     modalities_ : tuple of str
         The modalities features are extracted from.
+    regions_ : tuple of str
+        The regions described, in column order (``"tumour"``, ``"nodes"``, ``"shell3mm"``...).
     feature_names_out_ : ndarray of str
         Output column names.
     spacing_ : tuple of 3 floats
@@ -140,6 +181,10 @@ class RadiomicsExtractor(TransformerMixin, BaseEstimator):
     .. [1] van Griethuysen et al., "Computational Radiomics System to Decode the Radiographic
        Phenotype", Cancer Research 77(21), 2017.
     .. [2] Meng et al., "DeepMTS", IEEE JBHI 2022, Sec. 4.3.
+    .. [3] Rebaud et al., "Simplicity is all you need: out-of-the-box nnUNet followed by
+       binary-weighted radiomic model for segmentation and outcome prediction in head and
+       neck PET/CT", HECKTOR 2022, LNCS 13626 (2023): the prognosis winner, on radiomics
+       of the tumour and the lymph nodes.
 
     Examples
     --------
@@ -147,11 +192,15 @@ class RadiomicsExtractor(TransformerMixin, BaseEstimator):
     >>> ext = RadiomicsExtractor(feature_classes=["firstorder", "shape"], image_types=["original"],
     ...                          bin_width=0.25)                           # doctest: +SKIP
     >>> features = ext.fit_transform(X)                                    # doctest: +SKIP
+    >>> two = RadiomicsExtractor(regions=("tumour", "nodes"), shells=(3, 6))  # doctest: +SKIP
     """
 
     _parameter_constraints = {
         "modalities": [None, str, list, tuple],
         "mask": [str, callable],
+        "regions": [list, tuple],
+        "nodes": [str, callable],
+        "shells": [list, tuple, np.ndarray],
         "feature_classes": [None, list, tuple, dict],
         "image_types": [None, str, list, tuple, dict],
         "bin_width": [None, Interval(numbers.Real, 0, None, closed="neither"), dict],
@@ -172,6 +221,9 @@ class RadiomicsExtractor(TransformerMixin, BaseEstimator):
         modalities=None,
         *,
         mask="mask",
+        regions=("tumour",),
+        nodes="nodes",
+        shells=(),
         feature_classes=None,
         image_types=("original", "wavelet"),
         bin_width=None,
@@ -188,6 +240,9 @@ class RadiomicsExtractor(TransformerMixin, BaseEstimator):
     ):
         self.modalities = modalities
         self.mask = mask
+        self.regions = regions
+        self.nodes = nodes
+        self.shells = shells
         self.feature_classes = feature_classes
         self.image_types = image_types
         self.bin_width = bin_width
@@ -224,6 +279,34 @@ class RadiomicsExtractor(TransformerMixin, BaseEstimator):
         if len(set(mods)) != len(mods):
             raise ValueError(f"modalities lists a field twice: {list(mods)}.")
         return mods
+
+    def _resolve_regions(self) -> tuple[tuple[str, ...], tuple[float, ...]]:
+        regions = (self.regions,) if isinstance(self.regions, str) else tuple(self.regions)
+        unknown = [r for r in regions if r not in _REGIONS]
+        if unknown:
+            raise ValueError(
+                f"regions must be among {list(_REGIONS)} (shells have their own parameter, "
+                f"shells=(3, 6)); got {unknown}."
+            )
+        if not regions and not len(self.shells):
+            raise ValueError("regions is empty and there are no shells: nothing to describe.")
+        if len(set(regions)) != len(regions):
+            raise ValueError(f"regions lists a region twice: {list(regions)}.")
+        try:
+            shells = tuple(float(d) for d in np.ravel(np.asarray(self.shells, dtype=float)))
+        except (TypeError, ValueError):
+            shells = None
+        if shells is None or not all(np.isfinite(d) and d > 0 for d in shells):
+            raise ValueError(
+                f"shells must be positive distances in mm, e.g. (3, 6); got {self.shells!r}."
+            )
+        if len(set(shells)) != len(shells):
+            raise ValueError(f"shells lists a distance twice: {list(self.shells)}.")
+        return regions, shells
+
+    @staticmethod
+    def _shell_name(distance: float) -> str:
+        return f"shell{distance:g}mm"
 
     def _build_config(self, modalities) -> dict:
         classes = resolve_feature_classes(self.feature_classes)
@@ -290,13 +373,38 @@ class RadiomicsExtractor(TransformerMixin, BaseEstimator):
         """
         self._validate_params()
         modalities = self._resolve_modalities(X)
-        self._check_cohort(X, modalities=modalities, check_values=False)
+        regions, shells = self._resolve_regions()
+        self._check_cohort(X, modalities=modalities, check_values=False, regions=regions)
         self.spacing_ = self._triple(self.spacing, "spacing")
+        thin = [d for d in shells if d < min(self.spacing_)]
+        if thin:
+            raise ValueError(
+                f"shells {thin} mm are thinner than the smallest voxel size "
+                f"{min(self.spacing_):g} mm: they would hold no voxel. Give shells of at "
+                "least one voxel."
+            )
         config = check_backend(self.backend, self._build_config(modalities))
         self.modalities_ = modalities
         self.config_ = config
-        self.feature_names_out_ = np.asarray(self._names_from_phantom(config), dtype=object)
+        self.shells_ = shells
+        self.regions_ = regions + tuple(self._shell_name(d) for d in shells)
+        unit_names = self._names_from_phantom(config)
+        names = []
+        for region in self.regions_:
+            for unit in self._region_units(region):
+                names += [self._prefix(region) + n for n in unit_names[unit]]
+            if region == "nodes":
+                names += [f"nodes_burden_{n}" for n in BURDEN_FEATURES]
+                names += [
+                    f"nodes_burden_{m}_{n}" for m in modalities for n in BURDEN_IMAGE_FEATURES
+                ]
+        self.feature_names_out_ = np.asarray(names, dtype=object)
         return self
+
+    def _region_units(self, region) -> list[str]:
+        """Extraction units of a region: its modalities, and "shape" except for shells."""
+        shell = region.startswith("shell")
+        return [u for u in self.config_ if not (shell and u == "shape")]
 
     def get_feature_names_out(self, input_features=None):
         """Names of the output columns.
@@ -322,46 +430,89 @@ class RadiomicsExtractor(TransformerMixin, BaseEstimator):
         features : pandas.DataFrame of shape (n_patients, n_features)
         """
         check_is_fitted(self, "feature_names_out_")
-        self._check_cohort(X, check_values=True)
-        masks = self._masks(X)
-        values = self._extract(X, masks)
+        regions = tuple(r for r in self.regions_ if r in _REGIONS)
+        self._check_cohort(X, check_values=True, regions=regions)
+        tumour = self._masks(X, self.mask, "mask") if self._needs_tumour(regions) else None
+        nodes = self._masks(X, self.nodes, "nodes") if "nodes" in regions else None
+        values = self._extract(X, tumour, nodes)
         return pd.DataFrame(values, columns=list(self.feature_names_out_))
 
     # ------------------------------------------------------------------ internals
-    def _check_cohort(self, X, modalities=None, check_values=True):
-        """Images finite, mask field present; empty masks are left to the empty_mask policy."""
+    def _needs_tumour(self, regions) -> bool:
+        return "tumour" in regions or bool(len(self.shells))
+
+    def _check_cohort(self, X, modalities=None, check_values=True, regions=("tumour",)):
+        """Images finite, mask fields present; empty masks are left to the empty_mask policy."""
+        sources = []
+        if self._needs_tumour(regions):
+            sources.append(("mask", self.mask, "tumour masks"))
+        if "nodes" in regions:
+            sources.append(("nodes", self.nodes, "lymph-node masks"))
         field = self.mask if isinstance(self.mask, str) else "mask"
         check_cohort(
             X,
             modalities=modalities or self.modalities_,
-            require_mask=isinstance(self.mask, str) and not check_values,
+            require_mask=self._needs_tumour(regions)
+            and isinstance(self.mask, str)
+            and not check_values,
             mask_field=field,
             check_values=check_values,
         )
-        if isinstance(self.mask, str) and field not in X.dtype.names:
-            raise ValueError(
-                f"X has no {field!r} field to take the tumour masks from "
-                f"(its fields are {list(X.dtype.names)})."
-            )
+        for param, source, what in sources:
+            if not isinstance(source, str):
+                continue
+            if source not in X.dtype.names:
+                raise ValueError(
+                    f"X has no {source!r} field to take the {what} from (its fields are "
+                    f"{list(X.dtype.names)}); set {param}= to another field or a callable."
+                )
+            if source not in mask_fields(X):
+                raise TypeError(
+                    f"the {what} field {source!r} has dtype {X.dtype.fields[source][0]}; "
+                    "expected a 3D uint8 sub-array with values in {0, 1}."
+                )
 
-    def _masks(self, X):
-        """The mask source: a field view, or the callable's validated output."""
-        if isinstance(self.mask, str):
-            return X[self.mask]
-        masks = np.asarray(self.mask(X))
+    def _masks(self, X, source, param):
+        """A mask source: a field view, or the callable's validated output."""
+        if isinstance(source, str):
+            return X[source]
+        masks = np.asarray(source(X))
         spatial = X.dtype.fields[self.modalities_[0]][0].shape
         if masks.shape != (len(X), *spatial):
             raise ValueError(
-                f"the mask callable returned shape {masks.shape}; expected "
+                f"the {param} callable returned shape {masks.shape}; expected "
                 f"{(len(X), *spatial)} (one mask per patient, same grid as the images)."
             )
         if masks.dtype != bool and not np.isin(np.unique(masks), (0, 1)).all():
-            raise ValueError("the mask callable must return binary masks (values 0 and 1).")
+            raise ValueError(f"the {param} callable must return binary masks (values 0 and 1).")
         return masks.astype(np.uint8, copy=False)
 
-    def _unit_arrays(self, X, masks, i, unit):
+    def _region_masks(self, tumour, nodes, i) -> dict:
+        """Every region's mask of patient ``i`` (shells from the tumour mask)."""
+        out = {}
+        if tumour is not None:
+            t = np.asarray(tumour[i])
+            if ((t != 0) & (t != 1)).any():
+                raise ValueError(
+                    f"the tumour mask of patient {i} is not binary (values other than 0/1)."
+                )
+            out["tumour"] = t
+            for d, shell in zip(
+                self.shells_, shell_masks(t, self.spacing_, self.shells_), strict=True
+            ):
+                out[self._shell_name(d)] = shell
+        if nodes is not None:
+            n = np.asarray(nodes[i])
+            if ((n != 0) & (n != 1)).any():
+                raise ValueError(
+                    f"the lymph-node mask of patient {i} is not binary (values other than 0/1)."
+                )
+            out["nodes"] = n
+        return out
+
+    def _unit_arrays(self, X, mask, i, unit):
         """(image, mask) of one unit, cropped as pyradiomics' preCrop would."""
-        mask = np.asarray(masks[i])
+        mask = np.asarray(mask)
         image = mask.astype(np.float32) if unit == "shape" else np.asarray(X[unit][i])
         settings = self.config_[unit]["settings"]
         if settings.get("preCrop"):
@@ -371,79 +522,102 @@ class RadiomicsExtractor(TransformerMixin, BaseEstimator):
                 mask, image = mask[region], image[region]
         return np.ascontiguousarray(image), np.ascontiguousarray(mask, dtype=np.uint8)
 
-    def _fail(self, i, unit, reason, failures):
+    def _fail(self, i, region, unit, reason, failures):
         where = "the shape features" if unit == "shape" else f"modality {unit!r}"
-        message = f"patient {i}: {reason} ({where})"
-        if self.empty_mask == "raise":
+        message = f"patient {i}: {reason} ({where} of region {region!r})"
+        if self.empty_mask == "raise" and region != "nodes":
             raise ValueError(
                 f"cannot extract radiomics features for {message}. Fix the mask, drop the "
                 "patient, or pass empty_mask='nan' to get NaN features for it."
             )
         failures.append(message)
 
-    def _extract(self, X, masks) -> np.ndarray:
+    def _extract(self, X, tumour, nodes) -> np.ndarray:
         import radiomics
 
-        units = list(self.config_)
         version = radiomics.__version__
         memory_cache = MEMORY_CACHE if self.cache else None
         disk_cache = self._disk_cache()
         columns = {name: j for j, name in enumerate(self.feature_names_out_)}
         out = np.full((len(X), len(columns)), np.nan)
         failures, todo, keys = [], [], {}
-        few_bins = {u: [] for u in units if u != "shape"}
+        few_bins = {u: [] for u in self.config_ if u != "shape"}
+        burden_columns = [j for name, j in columns.items() if name.startswith("nodes_burden_")]
 
         # Pass 1: hash every unit, serve what the caches hold, list what must be extracted.
+        node_columns = [
+            j
+            for name, j in columns.items()
+            if name.startswith("nodes_") and j not in burden_columns
+        ]
         for i in range(len(X)):
-            mask = np.asarray(masks[i])
-            if (mask > 1).any():
-                raise ValueError(f"the mask of patient {i} is not binary (values other than 0/1).")
-            empty = not mask.any()
-            for unit in units:
-                if empty:
-                    self._fail(i, unit, "the mask is empty", failures)
+            masks = self._region_masks(tumour, nodes, i)
+            for region in self.regions_:
+                mask = masks[region]
+                if region == "nodes":  # defined for every patient, 0 without nodes
+                    images = {m: X[m][i] for m in self.modalities_}
+                    for name, value in node_burden(mask, images, self.spacing_).items():
+                        out[i, columns[f"nodes_burden_{name}"]] = value
+                if not mask.any():
+                    if region == "nodes":  # no nodes: the node features are defined as 0
+                        out[i, node_columns] = 0.0
+                        continue
+                    empty_tumour = region == "tumour" or not masks["tumour"].any()
+                    reason = "the mask is empty" if empty_tumour else "the shell is empty"
+                    for unit in self._region_units(region):
+                        self._fail(i, region, unit, reason, failures)
                     continue
-                image, m = self._unit_arrays(X, masks, i, unit)
-                if unit != "shape":
-                    few_bins[unit].append(self._n_bins(image, m, unit))
-                key = content_key(
-                    [image, m],
-                    {"config": self.config_[unit], "spacing": self.spacing_, "v": version},
-                )
-                hit = memory_cache.get(key) if memory_cache is not None else None
-                if hit is None and disk_cache is not None:
-                    hit = disk_cache.get(key)
-                    if hit is not None and memory_cache is not None:
-                        memory_cache.put(key, *hit)
-                if hit is not None:
-                    self._store(out, columns, i, unit, *hit)
-                else:
-                    keys[(i, unit)] = key
-                    todo.append((i, unit))
+                for unit in self._region_units(region):
+                    image, m = self._unit_arrays(X, mask, i, unit)
+                    if unit != "shape" and region == "tumour":
+                        few_bins[unit].append(self._n_bins(image, m, unit))
+                    key = content_key(
+                        [image, m],
+                        {"config": self.config_[unit], "spacing": self.spacing_, "v": version},
+                    )
+                    hit = memory_cache.get(key) if memory_cache is not None else None
+                    if hit is None and disk_cache is not None:
+                        hit = disk_cache.get(key)
+                        if hit is not None and memory_cache is not None:
+                            memory_cache.put(key, *hit)
+                    if hit is not None:
+                        self._store(out, columns, i, region, unit, *hit)
+                    else:
+                        keys[(i, region, unit)] = key
+                        todo.append((i, region, unit))
         self._warn_few_bins(few_bins)
 
-        # Pass 2: extract the misses in parallel, re-reading (and re-cropping) each unit.
+        # Pass 2: extract the misses in parallel, re-reading (and re-cropping) each unit;
+        # a patient's region masks (shells: a distance transform) are made once.
         if todo:
+            current = {}
+
+            def unit_arrays(i, region, unit):
+                if current.get("i") != i:
+                    current.clear()
+                    current.update(i=i, masks=self._region_masks(tumour, nodes, i))
+                return self._unit_arrays(X, current["masks"][region], i, unit)
+
             tasks = (
                 delayed(_run_unit)(
-                    (i, unit),
-                    *self._unit_arrays(X, masks, i, unit),
+                    (i, region, unit),
+                    *unit_arrays(i, region, unit),
                     self.spacing_,
                     self.config_[unit],
                 )
-                for i, unit in todo
+                for i, region, unit in todo
             )
             results = Parallel(n_jobs=self.n_jobs, return_as="generator_unordered")(tasks)
             bar = tqdm(results, total=len(todo), desc="radiomics", disable=not self.verbose)
-            for (i, unit), names, values, error in bar:
+            for (i, region, unit), names, values, error in bar:
                 if error is not None:
-                    self._fail(i, unit, f"pyradiomics rejected the mask: {error}", failures)
+                    self._fail(i, region, unit, f"pyradiomics rejected the mask: {error}", failures)
                     continue
                 if memory_cache is not None:
-                    memory_cache.put(keys[(i, unit)], names, values)
+                    memory_cache.put(keys[(i, region, unit)], names, values)
                 if disk_cache is not None:
-                    disk_cache.put(keys[(i, unit)], names, values)
-                self._store(out, columns, i, unit, names, values)
+                    disk_cache.put(keys[(i, region, unit)], names, values)
+                self._store(out, columns, i, region, unit, names, values)
         if failures:
             warnings.warn(
                 f"radiomics features set to NaN for {len(failures)} extraction(s): "
@@ -456,13 +630,18 @@ class RadiomicsExtractor(TransformerMixin, BaseEstimator):
         return out
 
     @staticmethod
-    def _column(unit, name) -> str:
-        if unit == "shape":
-            return "shape_" + name.split("_shape_", 1)[1]
-        return f"{unit}_{name}"
+    def _prefix(region) -> str:
+        """Column prefix of a region: none for the tumour (the papers' names), else its name."""
+        return "" if region in ("tumour", "") else f"{region}_"
 
-    def _store(self, out, columns, i, unit, names, values):
-        idx = [columns.get(self._column(unit, n)) for n in names]
+    @classmethod
+    def _column(cls, region, unit, name) -> str:
+        if unit == "shape":
+            return cls._prefix(region) + "shape_" + name.split("_shape_", 1)[1]
+        return f"{cls._prefix(region)}{unit}_{name}"
+
+    def _store(self, out, columns, i, region, unit, names, values):
+        idx = [columns.get(self._column(region, unit, n)) for n in names]
         if any(j is None for j in idx):
             unknown = [n for n, j in zip(names, idx, strict=True) if j is None]
             raise RuntimeError(f"pyradiomics returned features not fixed at fit: {unknown[:5]}.")
@@ -491,8 +670,9 @@ class RadiomicsExtractor(TransformerMixin, BaseEstimator):
                     stacklevel=4,
                 )
 
-    def _names_from_phantom(self, config) -> list[str]:
-        """Output columns, read off one extraction on a small synthetic case.
+    def _names_from_phantom(self, config) -> dict:
+        """Output columns per unit (without the region prefix), read off one extraction on a
+        small synthetic case.
 
         pyradiomics names its outputs as it computes them (wavelet sub-band names depend on
         the wavelet settings), so the reliable way to know them is to run it once. The
@@ -501,11 +681,11 @@ class RadiomicsExtractor(TransformerMixin, BaseEstimator):
         key = content_key([], {"names": config, "spacing": self.spacing_})
         hit = _NAME_CACHE.get(key)
         if hit is not None:
-            return list(hit)
+            return {unit: list(names) for unit, names in hit.items()}
         n = _NAME_PHANTOM_SIZE
         grid = np.indices((n, n, n)) - (n - 1) / 2
         mask = (np.sqrt((grid**2).sum(axis=0)) <= n / 3).astype(np.uint8)
-        names = []
+        names = {}
         for unit, cfg in config.items():
             # Two grey levels one bin apart: every class is defined and extraction is instant
             # (a noisy phantom with a fine bin width would build huge texture matrices).
@@ -517,9 +697,9 @@ class RadiomicsExtractor(TransformerMixin, BaseEstimator):
                     f"these extraction settings fail on a {n}^3 test case with a "
                     f"{int(mask.sum())}-voxel spherical ROI: {error}"
                 )
-            names += [self._column(unit, g) for g in got]
-        _NAME_CACHE[key] = tuple(names)
-        return names
+            names[unit] = tuple(self._column("", unit, g) for g in got)
+        _NAME_CACHE[key] = names
+        return {unit: list(v) for unit, v in names.items()}
 
 
 _NAME_CACHE: dict = {}

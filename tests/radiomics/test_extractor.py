@@ -190,7 +190,7 @@ def test_second_fit_uses_the_cache(cohort, count_extractions):
     # a changed voxel inside the tumour re-extracts that patient's changed unit only
     X["ct"][1][tuple(np.argwhere(X["mask"][1])[0])] += 1.0
     ext.transform(X)
-    assert count_extractions[9:] == [(1, "ct")]
+    assert count_extractions[9:] == [(1, "tumour", "ct")]
     # no cache: everything again
     RadiomicsExtractor(**FAST, cache=False).fit_transform(cohort)
     assert len(count_extractions) == 10 + 9
