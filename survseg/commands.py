@@ -155,8 +155,12 @@ def _model_params(names, params, defaults=None) -> dict[str, dict]:
 def _radiomics_spacing(ds) -> dict:
     """The dataset's voxel spacing (D, H, W order, mm) for the radiomics extractors.
 
-    Without it pyradiomics would measure shape and texture in voxels, not millimetres.
+    Without it pyradiomics would measure shape and texture in voxels, not millimetres. A
+    cohort that carries its own ``'spacing'`` field needs nothing here (the extractors read
+    it); this is for dataset folders written before the cohort carried it.
     """
+    if "spacing" in (ds.X.dtype.names or ()):
+        return {}
     grids = [g["grid"]["spacing"] for g in ds.geometries or ()]
     if not grids or any(not np.allclose(g, grids[0]) for g in grids):
         return {}

@@ -107,7 +107,8 @@ def make_petct_cohort(
         with ``return_nodes``); clinical
         fields ``'age'`` (years, float64), ``'sex'`` (1 = male), ``'hpv'`` (1 = positive) and
         ``'tnm_stage'`` (ordinal 1-4, simplified AJCC 7th edition for oropharynx, from the
-        tumour diameter and the nodes), all int64.
+        tumour diameter and the nodes), all int64; ``'spacing'``, the voxel size in mm
+        (3 floats, D, H, W) that the radiomics extractors read.
     y : ndarray, structured
         ``sksurv.util.Surv.from_arrays(event, time)``, time in months.
     truth : sklearn.utils.Bunch
@@ -258,6 +259,7 @@ def make_petct_cohort(
     X["age"], X["sex"], X["hpv"], X["tnm_stage"] = age, sex, hpv, stage
     if return_nodes:
         X["nodes"] = node_mask
+    X["spacing"] = spacing  # isotropic, mm: radiomics measures in mm without being told
     y = Surv.from_arrays(event=event, time=observed, name_event="event", name_time="time")
     if not return_truth:
         return X, y
@@ -321,5 +323,6 @@ def _empty_cohort(n, shape, nodes: bool) -> np.ndarray:
         pet=one, ct=one, mask=one.astype(np.uint8), nodes=one.astype(np.uint8) if nodes else None,
         age=np.zeros(1),
         sex=np.zeros(1, np.int64), hpv=np.zeros(1, np.int64), tnm_stage=np.zeros(1, np.int64),
+        spacing=1.0,
     )  # fmt: skip
     return np.zeros(n, dtype=template.dtype)

@@ -8,7 +8,7 @@ import torch
 from sklearn.utils.validation import check_is_fitted
 
 from ..data.cohort import volume_shape
-from ..data.validation import check_cohort
+from ..data.validation import check_cohort, check_fitted_cohort
 from ..networks.adamss import AdaMSS
 
 
@@ -25,6 +25,7 @@ class _AdaMSSInference:
 
     def _check_X(self, X):
         check_is_fitted(self, "network_")
+        check_fitted_cohort(self, X)  # fields (and volume size once fit records it; issue 15)
         check_cohort(X, modalities=self.modalities_, clinical=self.clinical_)
         multiple = self.network_.size_multiple
         if any(s % multiple for s in volume_shape(X)):

@@ -13,7 +13,7 @@ from sklearn.utils.metaestimators import available_if
 from sklearn.utils.validation import check_is_fitted
 
 from ..data.cohort import volume_shape
-from ..data.validation import check_cohort, check_survival
+from ..data.validation import check_cohort, check_fitted_cohort, check_survival
 from ..evaluation.metrics import concordance_index, dice_score
 from ..losses.cox import cox_partial_likelihood_loss
 from ..losses.segmentation import dice_loss
@@ -633,6 +633,7 @@ class DeepMTSRegressor(CoxSurvivalMixin, TransformerMixin, DeepSurvivalBase):
     def _forward(self, X, want_prob=False):
         """Run the fitted network over ``X``: returns (log_risk, features, probability)."""
         check_is_fitted(self, "network_")
+        check_fitted_cohort(self, X)  # fields and volume size as at fit (issue 15)
         self._check_X(X, self.mask_input)
         net = self._network()
         device = self._device()

@@ -19,14 +19,18 @@ For each patient (papers' Sec. 4.2 / 4.1):
    z-score).
 
 Patients run in parallel with joblib (``n_jobs``), with a tqdm progress bar (``verbose``), and
-each patient's result can be cached on disk with :class:`joblib.Memory` (``memory``); the cache
-key includes each input file's size and modification time.
+each patient's result can be cached on disk (``memory``): one ``.npz`` file per patient, read
+with ``allow_pickle=False``, with the geometry as JSON inside, so a cache folder holds data
+only and reading it never runs code. The cache key includes each input file's path, size and
+modification time and every preprocessing parameter.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import json
 import os
+import warnings
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import NamedTuple
@@ -35,7 +39,6 @@ import joblib
 import numpy as np
 import SimpleITK as sitk
 from joblib import Parallel, delayed
-from sklearn.utils.validation import check_memory
 from tqdm.auto import tqdm
 
 from ..data.io import read_image, read_pet, select_labels
@@ -337,11 +340,107 @@ def _stamp(value):
     return path, stat.st_size, stat.st_mtime_ns
 
 
-def _run_case(case, stamps, p, template_array, template_grid, case_id):
-    # ``stamps`` only feeds the cache key; ``p.template`` then holds the template's hash and
-    # the template itself comes as an array (joblib memory-maps it into worker processes and
-    # the cache does not hash it again for every patient).
-    del stamps
+_CACHE_FORMAT = "survseg-preprocess-cache/1"
+_GEOMETRY_KEY = "__geometry__"
+
+
+def _cache_folder(memory) -> str | None:
+    """The cache folder from ``memory`` (a path or a :class:`joblib.Memory`'s location)."""
+    if memory is None:
+        return None
+    if isinstance(memory, joblib.Memory):
+        memory = memory.location
+        if memory is None:
+            return None
+    if not isinstance(memory, str | os.PathLike):
+        raise TypeError(
+            f"memory must be a folder path or a joblib.Memory; got {type(memory).__name__}."
+        )
+    return os.path.join(os.fspath(memory), "survseg_preprocess")
+
+
+def _cache_key(case, stamps, p, template_grid) -> str:
+    """Hash of everything a patient's result depends on (``joblib.hash`` pickles to hash,
+    it never unpickles). SimpleITK images enter by their voxels and geometry."""
+
+    def describe(v):
+        if v is None:  # an optional input (nodes) this patient lacks
+            return None
+        if isinstance(v, sitk.Image):
+            return (joblib.hash(sitk.GetArrayViewFromImage(v).copy()), Grid.from_image(v))
+        return os.path.abspath(os.fspath(v))
+
+    parts = (_CACHE_FORMAT, {k: describe(v) for k, v in sorted(case.items())}, stamps, p)
+    return joblib.hash((*parts, template_grid))
+
+
+def _geometry_to_json(geometry: CaseGeometry) -> str:
+    return json.dumps(dataclasses.asdict(geometry))
+
+
+def _geometry_from_json(text: str) -> CaseGeometry:
+    raw = json.loads(text)
+
+    def grid(d):
+        return Grid(
+            size=tuple(int(v) for v in d["size"]),
+            spacing=tuple(float(v) for v in d["spacing"]),
+            origin=tuple(float(v) for v in d["origin"]),
+            direction=tuple(float(v) for v in d["direction"]),
+        )
+
+    def opt(v):
+        return None if v is None else tuple(float(x) for x in v)
+
+    return CaseGeometry(
+        grid=grid(raw["grid"]),
+        original=grid(raw["original"]),
+        transform=opt(raw.get("transform")),
+        transform_center=opt(raw.get("transform_center")),
+    )
+
+
+def _cache_read(path: str):
+    """A cached patient, or ``None`` (absent, or unreadable: then it is recomputed)."""
+    if not os.path.exists(path):
+        return None
+    try:
+        with np.load(path, allow_pickle=False) as f:
+            arrays = {k: f[k] for k in f.files if k != _GEOMETRY_KEY}
+            geometry = _geometry_from_json(str(f[_GEOMETRY_KEY]))
+        return arrays, geometry
+    except (OSError, ValueError, KeyError, TypeError, EOFError) as exc:
+        warnings.warn(
+            f"preprocessing cache file {path} is unreadable ({exc}); recomputing.",
+            UserWarning,
+            stacklevel=2,
+        )
+        return None
+
+
+def _cache_write(path: str, arrays: dict, geometry: CaseGeometry) -> None:
+    from ..data.store import atomic_path
+
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    with atomic_path(path) as tmp, open(tmp, "wb") as fh:
+        np.savez(fh, **arrays, **{_GEOMETRY_KEY: np.str_(_geometry_to_json(geometry))})
+
+
+def _cached_case(cache_file, case, p, template_array, template_grid, case_id):
+    """joblib task: one patient, served from / written to the cache file when given."""
+    if cache_file is not None:
+        hit = _cache_read(cache_file)
+        if hit is not None:
+            return hit
+    arrays, geometry = _run_case(case, p, template_array, template_grid, case_id)
+    if cache_file is not None:
+        _cache_write(cache_file, arrays, geometry)
+    return arrays, geometry
+
+
+def _run_case(case, p, template_array, template_grid, case_id):
+    # ``p.template`` holds the template's hash and the template itself comes as an array
+    # (joblib memory-maps it into worker processes).
     template = None
     if template_array is not None:
         template = sitk.GetImageFromArray(template_array)
@@ -379,7 +478,9 @@ def preprocess(
     n_jobs : int, optional
         Patients processed in parallel (joblib; ``-1`` = all cores).
     memory : str, path-like or joblib.Memory, optional
-        Cache folder (or Memory) for per-patient results; ``None``: no caching.
+        Cache folder (or a Memory, for its location) for per-patient results, kept in
+        ``<folder>/survseg_preprocess/`` as ``.npz`` files read without unpickling;
+        ``None``: no caching.
     verbose : bool
         Show a progress bar.
 
@@ -428,16 +529,21 @@ def preprocess(
         template_array, template_grid = sitk.GetArrayFromImage(template), Grid.from_image(template)
         p = dataclasses.replace(p, template=f"template:{joblib.hash(template_array)}")
 
-    if isinstance(memory, os.PathLike):
-        memory = os.fspath(memory)
-    run = check_memory(memory).cache(_run_case, ignore=["template_array", "case_id"])
+    folder = _cache_folder(memory)
+
+    def cache_file(case):
+        if folder is None:
+            return None
+        key = _cache_key(case, {k: _stamp(v) for k, v in case.items()}, p, template_grid)
+        return os.path.join(folder, key + ".npz")  # a hash: patient ids never name files
+
     tasks = (
-        delayed(run)(
+        delayed(_cached_case)(
+            cache_file(case),
             {
                 k: (v if v is None or isinstance(v, sitk.Image) else os.fspath(v))
                 for k, v in case.items()
             },
-            {k: _stamp(v) for k, v in case.items()},
             p,
             template_array,
             template_grid,

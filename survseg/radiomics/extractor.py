@@ -14,8 +14,8 @@ from sklearn.utils._param_validation import Interval, StrOptions
 from sklearn.utils.validation import check_is_fitted
 from tqdm.auto import tqdm
 
-from ..data.cohort import image_fields, mask_fields
-from ..data.validation import check_cohort
+from ..data.cohort import SPACING_FIELD, cohort_spacing, image_fields
+from ..data.validation import check_cohort, check_fitted_cohort, cohort_signature
 from .backends import BACKENDS, check_backend, extract_unit
 from .cache import MEMORY_CACHE, DiskCache, content_key
 from .compute import (
@@ -125,15 +125,21 @@ class RadiomicsExtractor(TransformerMixin, BaseEstimator):
         a dict per image type (``{"original": 25, "wavelet": 10}``), or a dict per modality
         (``{"pet": 0.25, "ct": {"original": 25, "wavelet": 10}}``). A warning is issued when a
         modality's ROIs span fewer than 5 bins.
-    spacing : float or sequence of 3 floats, default=1.0
+    spacing : None, float or sequence of 3 floats, default=None
         Voxel spacing of ``X`` in mm, in ``(D, H, W)`` order (the array axes). It is given to
         pyradiomics, so shape features are physical (a 2 mm grid gives 8 mm³ per voxel).
+        ``None``: the cohort's own per-patient ``'spacing'`` field (:func:`survseg.volumes`,
+        the loaders and ``survseg preprocess`` record it), or 1 mm with a warning for a
+        cohort without one. A value given here must agree with the cohort's field where it
+        has one (a conflict, e.g. spacing given in (x, y, z) order, is an error).
     resampling : None or sequence of 3 floats, default=None
         Resample images (B-spline) and masks (nearest) to this spacing, ``(D, H, W)`` order in
         mm, before extraction (pyradiomics' ``resampledPixelSpacing``).
     pre_crop : bool, default=True
         Crop to the mask's bounding box (plus pyradiomics' ``padDistance``, 5 voxels) before
-        filtering: identical features, several times faster. Ignored when resampling.
+        filtering: identical features, several times faster. Ignored when resampling. With
+        ``settings={"normalize": True}`` the image is handed over whole, so that pyradiomics
+        normalises over the whole image before it crops (features stay identical).
     settings : dict, optional
         Further pyradiomics settings (e.g. ``{"normalize": True}``, ``{"binCount": 64}``,
         ``{"wavelet": "haar"}``). Settings that have their own parameter here are refused.
@@ -166,8 +172,13 @@ class RadiomicsExtractor(TransformerMixin, BaseEstimator):
         The regions described, in column order (``"tumour"``, ``"nodes"``, ``"shell3mm"``...).
     feature_names_out_ : ndarray of str
         Output column names.
-    spacing_ : tuple of 3 floats
-        The voxel spacing used, ``(D, H, W)`` order, mm.
+    spacing_ : tuple of 3 floats or None
+        The voxel spacing, ``(D, H, W)`` order, mm: the ``spacing`` parameter, else the
+        training cohort's when all its patients share one; ``None`` when it varies per
+        patient (each patient is then measured with its own).
+    cohort_signature_ : dict
+        The fields read at fit (:func:`survseg.data.validation.cohort_signature`); cohorts
+        given to ``transform`` must have them (any volume size: features are in mm).
     config_ : dict
         The resolved pyradiomics configuration per modality (and ``"shape"``).
 
@@ -204,7 +215,13 @@ class RadiomicsExtractor(TransformerMixin, BaseEstimator):
         "feature_classes": [None, list, tuple, dict],
         "image_types": [None, str, list, tuple, dict],
         "bin_width": [None, Interval(numbers.Real, 0, None, closed="neither"), dict],
-        "spacing": [Interval(numbers.Real, 0, None, closed="neither"), list, tuple, np.ndarray],
+        "spacing": [
+            None,
+            Interval(numbers.Real, 0, None, closed="neither"),
+            list,
+            tuple,
+            np.ndarray,
+        ],
         "resampling": [None, list, tuple, np.ndarray],
         "pre_crop": ["boolean"],
         "settings": [None, dict],
@@ -227,7 +244,7 @@ class RadiomicsExtractor(TransformerMixin, BaseEstimator):
         feature_classes=None,
         image_types=("original", "wavelet"),
         bin_width=None,
-        spacing=1.0,
+        spacing=None,
         resampling=None,
         pre_crop=True,
         settings=None,
@@ -270,9 +287,38 @@ class RadiomicsExtractor(TransformerMixin, BaseEstimator):
             )
         return tuple(float(v) for v in arr)
 
+    def _given(self) -> tuple[float, float, float]:
+        return self._triple(self.spacing, "spacing")
+
+    def _patient_spacing(self, X, given=None) -> np.ndarray | None:
+        """``(n, 3)`` spacing per patient (mm, D, H, W): the cohort's field, checked against
+        ``given``; ``given`` alone for a cohort without the field; ``None`` if neither."""
+        rows = cohort_spacing(X)
+        if rows is None:
+            return (
+                None if given is None else np.tile(np.asarray(given, dtype=np.float64), (len(X), 1))
+            )
+        if given is not None:
+            off = ~np.isclose(rows, given, rtol=1e-6, atol=0).all(axis=1)
+            if off.any():
+                i = int(np.flatnonzero(off)[0])
+                hint = (
+                    " (it is the cohort's in reverse: give spacing in (D, H, W) order, "
+                    "not SimpleITK's (x, y, z))"
+                    if np.allclose(rows[i][::-1], given, rtol=1e-6, atol=0)
+                    else ""
+                )
+                raise ValueError(
+                    f"spacing={list(given)} conflicts with the cohort's own voxel spacing "
+                    f"{rows[i].tolist()} (mm, D, H, W) for patient {i}{hint}; drop the "
+                    "spacing parameter to use the cohort's."
+                )
+        return rows
+
     def _resolve_modalities(self, X) -> tuple[str, ...]:
         if self.modalities is None:
-            return tuple(image_fields(X))
+            field = self.mask if isinstance(self.mask, str) else None
+            return tuple(f for f in image_fields(X) if f != field)
         mods = (self.modalities,) if isinstance(self.modalities, str) else tuple(self.modalities)
         if not mods:
             raise ValueError("modalities is empty: name at least one image field.")
@@ -375,14 +421,36 @@ class RadiomicsExtractor(TransformerMixin, BaseEstimator):
         modalities = self._resolve_modalities(X)
         regions, shells = self._resolve_regions()
         self._check_cohort(X, modalities=modalities, check_values=False, regions=regions)
-        self.spacing_ = self._triple(self.spacing, "spacing")
-        thin = [d for d in shells if d < min(self.spacing_)]
+        spacing = self._patient_spacing(X, None if self.spacing is None else self._given())
+        if spacing is None:
+            self.spacing_ = (1.0, 1.0, 1.0)
+            warnings.warn(
+                "X carries no voxel spacing ('spacing' field) and spacing=None: features are "
+                "measured on a 1 mm grid. Build X with spacing=... (mm, D, H, W) or pass "
+                "spacing= to the extractor.",
+                UserWarning,
+                stacklevel=2,
+            )
+        elif self.spacing is not None:
+            self.spacing_ = self._given()
+        else:
+            same = np.allclose(spacing, spacing[0], rtol=1e-6, atol=0)
+            self.spacing_ = tuple(float(v) for v in spacing[0]) if same else None
+        finest = float(np.min(spacing)) if spacing is not None else min(self.spacing_)
+        thin = [d for d in shells if d < finest]
         if thin:
             raise ValueError(
                 f"shells {thin} mm are thinner than the smallest voxel size "
-                f"{min(self.spacing_):g} mm: they would hold no voxel. Give shells of at "
-                "least one voxel."
+                f"{finest:g} mm: they would hold no voxel. Give shells of at least one voxel."
             )
+        fields = list(modalities)
+        if self._needs_tumour(regions) and isinstance(self.mask, str):
+            fields.append(self.mask)
+        if "nodes" in regions and isinstance(self.nodes, str):
+            fields.append(self.nodes)
+        if SPACING_FIELD in X.dtype.names and self.spacing is None:
+            fields.append(SPACING_FIELD)
+        self.cohort_signature_ = cohort_signature(X, fields)
         config = check_backend(self.backend, self._build_config(modalities))
         self.modalities_ = modalities
         self.config_ = config
@@ -430,6 +498,7 @@ class RadiomicsExtractor(TransformerMixin, BaseEstimator):
         features : pandas.DataFrame of shape (n_patients, n_features)
         """
         check_is_fitted(self, "feature_names_out_")
+        check_fitted_cohort(self, X, optional=(), check_shape=False)
         regions = tuple(r for r in self.regions_ if r in _REGIONS)
         self._check_cohort(X, check_values=True, regions=regions)
         tumour = self._masks(X, self.mask, "mask") if self._needs_tumour(regions) else None
@@ -466,7 +535,9 @@ class RadiomicsExtractor(TransformerMixin, BaseEstimator):
                     f"X has no {source!r} field to take the {what} from (its fields are "
                     f"{list(X.dtype.names)}); set {param}= to another field or a callable."
                 )
-            if source not in mask_fields(X):
+            sub = X.dtype.fields[source][0]
+            # named by the user as a mask: its role is given, so only its type is checked
+            if len(sub.shape) != 3 or sub.base.kind not in "biu":
                 raise TypeError(
                     f"the {what} field {source!r} has dtype {X.dtype.fields[source][0]}; "
                     "expected a 3D uint8 sub-array with values in {0, 1}."
@@ -487,7 +558,7 @@ class RadiomicsExtractor(TransformerMixin, BaseEstimator):
             raise ValueError(f"the {param} callable must return binary masks (values 0 and 1).")
         return masks.astype(np.uint8, copy=False)
 
-    def _region_masks(self, tumour, nodes, i) -> dict:
+    def _region_masks(self, tumour, nodes, i, spacing) -> dict:
         """Every region's mask of patient ``i`` (shells from the tumour mask)."""
         out = {}
         if tumour is not None:
@@ -497,9 +568,7 @@ class RadiomicsExtractor(TransformerMixin, BaseEstimator):
                     f"the tumour mask of patient {i} is not binary (values other than 0/1)."
                 )
             out["tumour"] = t
-            for d, shell in zip(
-                self.shells_, shell_masks(t, self.spacing_, self.shells_), strict=True
-            ):
+            for d, shell in zip(self.shells_, shell_masks(t, spacing, self.shells_), strict=True):
                 out[self._shell_name(d)] = shell
         if nodes is not None:
             n = np.asarray(nodes[i])
@@ -513,9 +582,11 @@ class RadiomicsExtractor(TransformerMixin, BaseEstimator):
     def _unit_arrays(self, X, mask, i, unit):
         """(image, mask) of one unit, cropped as pyradiomics' preCrop would."""
         mask = np.asarray(mask)
-        image = mask.astype(np.float32) if unit == "shape" else np.asarray(X[unit][i])
+        image = mask.astype(np.float32) if unit == "shape" else np.asarray(X[unit][i], np.float32)
         settings = self.config_[unit]["settings"]
-        if settings.get("preCrop"):
+        # pyradiomics normalises over the whole image before its own crop: cropping here first
+        # would normalise over the box instead
+        if settings.get("preCrop") and not settings.get("normalize"):
             box = mask_bounding_box(mask)
             if box is not None:
                 region = crop_box(mask.shape, box, int(settings.get("padDistance", 5)))
@@ -543,6 +614,11 @@ class RadiomicsExtractor(TransformerMixin, BaseEstimator):
         failures, todo, keys = [], [], {}
         few_bins = {u: [] for u in self.config_ if u != "shape"}
         burden_columns = [j for name, j in columns.items() if name.startswith("nodes_burden_")]
+        given = None if self.spacing is None else self._given()
+        spacing = self._patient_spacing(X, given)
+        if spacing is None:  # fitted on a cohort without spacing, spacing=None: 1 mm
+            spacing = np.tile(np.asarray(self.spacing_, dtype=np.float64), (len(X), 1))
+        spacing = [tuple(float(v) for v in row) for row in spacing]
 
         # Pass 1: hash every unit, serve what the caches hold, list what must be extracted.
         node_columns = [
@@ -551,12 +627,12 @@ class RadiomicsExtractor(TransformerMixin, BaseEstimator):
             if name.startswith("nodes_") and j not in burden_columns
         ]
         for i in range(len(X)):
-            masks = self._region_masks(tumour, nodes, i)
+            masks = self._region_masks(tumour, nodes, i, spacing[i])
             for region in self.regions_:
                 mask = masks[region]
                 if region == "nodes":  # defined for every patient, 0 without nodes
                     images = {m: X[m][i] for m in self.modalities_}
-                    for name, value in node_burden(mask, images, self.spacing_).items():
+                    for name, value in node_burden(mask, images, spacing[i]).items():
                         out[i, columns[f"nodes_burden_{name}"]] = value
                 if not mask.any():
                     if region == "nodes":  # no nodes: the node features are defined as 0
@@ -573,7 +649,7 @@ class RadiomicsExtractor(TransformerMixin, BaseEstimator):
                         few_bins[unit].append(self._n_bins(image, m, unit))
                     key = content_key(
                         [image, m],
-                        {"config": self.config_[unit], "spacing": self.spacing_, "v": version},
+                        {"config": self.config_[unit], "spacing": spacing[i], "v": version},
                     )
                     hit = memory_cache.get(key) if memory_cache is not None else None
                     if hit is None and disk_cache is not None:
@@ -595,14 +671,14 @@ class RadiomicsExtractor(TransformerMixin, BaseEstimator):
             def unit_arrays(i, region, unit):
                 if current.get("i") != i:
                     current.clear()
-                    current.update(i=i, masks=self._region_masks(tumour, nodes, i))
+                    current.update(i=i, masks=self._region_masks(tumour, nodes, i, spacing[i]))
                 return self._unit_arrays(X, current["masks"][region], i, unit)
 
             tasks = (
                 delayed(_run_unit)(
                     (i, region, unit),
                     *unit_arrays(i, region, unit),
-                    self.spacing_,
+                    spacing[i],
                     self.config_[unit],
                 )
                 for i, region, unit in todo
@@ -678,7 +754,8 @@ class RadiomicsExtractor(TransformerMixin, BaseEstimator):
         the wavelet settings), so the reliable way to know them is to run it once. The
         result is cached per configuration.
         """
-        key = content_key([], {"names": config, "spacing": self.spacing_})
+        phantom_spacing = self.spacing_ or (1.0, 1.0, 1.0)
+        key = content_key([], {"names": config, "spacing": phantom_spacing})
         hit = _NAME_CACHE.get(key)
         if hit is not None:
             return {unit: list(names) for unit, names in hit.items()}
@@ -691,7 +768,7 @@ class RadiomicsExtractor(TransformerMixin, BaseEstimator):
             # (a noisy phantom with a fine bin width would build huge texture matrices).
             width = cfg["settings"].get("binWidth", 1.0)
             image = (mask * width + np.indices((n, n, n))[0] % 2 * width).astype(np.float32)
-            got, _, error = extract(image, mask, self.spacing_, cfg)
+            got, _, error = extract(image, mask, phantom_spacing, cfg)
             if error is not None:
                 raise ValueError(
                     f"these extraction settings fail on a {n}^3 test case with a "

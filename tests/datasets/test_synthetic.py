@@ -41,13 +41,31 @@ def cindex(y, risk):
 def test_fields_dtypes_and_shapes(cohort):
     X, y, truth = cohort
     assert X.shape == (40,)
-    assert X.dtype.names == ("pet", "ct", "mask", "age", "sex", "hpv", "tnm_stage")
-    for name, dtype in [("pet", np.float32), ("ct", np.float32), ("mask", np.uint8)]:
+    assert X.dtype.names == (
+        "pet",
+        "ct",
+        "mask",
+        "nodes",
+        "age",
+        "sex",
+        "hpv",
+        "tnm_stage",
+        "spacing",
+    )
+    for name, dtype in [
+        ("pet", np.float32),
+        ("ct", np.float32),
+        ("mask", np.uint8),
+        ("nodes", np.uint8),
+    ]:
         assert X.dtype.fields[name][0].base == dtype
         assert X[name].shape == (40, *SHAPE)
     assert X["age"].dtype == np.float64 and X["tnm_stage"].dtype == np.int64
     assert set(np.unique(X["hpv"])) <= {0, 1} and set(np.unique(X["sex"])) <= {0, 1}
     assert set(np.unique(X["tnm_stage"])) <= {1, 2, 3, 4}
+    # the cohort carries its voxel size: the longest axis spans 160 mm by default
+    np.testing.assert_allclose(X["spacing"], 160.0 / max(SHAPE))
+    np.testing.assert_allclose(X["spacing"][0], truth.spacing_mm)
     assert np.all((X["age"] >= 30) & (X["age"] <= 90))
     check_cohort(X, require_mask=True, clinical=["age", "sex", "hpv", "tnm_stage"])
     event, time = check_survival(y, len(X))

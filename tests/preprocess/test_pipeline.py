@@ -254,3 +254,33 @@ def test_bad_parameters():
         Preprocessing(registration={"max_iter": 10})
     with pytest.raises(TypeError, match="preprocessing must be a Preprocessing"):
         preprocess([make_patient()], {"spacing": 1.0})
+
+
+def _pwned(flag):
+    os.environ[flag] = "1"
+
+
+class _Boom:
+    """Unpickling this runs code: it must never happen when the cache is read."""
+
+    def __reduce__(self):
+        return (_pwned, ("SURVSEG_CACHE_PWNED",))
+
+
+def test_cache_holds_data_only_and_never_unpickles(tmp_path, monkeypatch):
+    """Issue 15: the cache folder is npz + JSON read with allow_pickle=False."""
+    monkeypatch.delenv("SURVSEG_CACHE_PWNED", raising=False)
+    cases = [write_patient(tmp_path, "p0", seed=0)]
+    p = Preprocessing(spacing=2.0, crop_size=(8, 8, 8))
+    first = preprocess(cases, p, memory=tmp_path / "cache")
+    files = list((tmp_path / "cache" / "survseg_preprocess").glob("*.npz"))
+    assert len(files) == 1
+    with np.load(files[0], allow_pickle=False) as f:  # readable without pickle
+        assert {"ct", "pet", "mask"} <= set(f.files)
+    # a crafted cache file holding a pickle: refused, recomputed, nothing executed
+    np.savez(files[0], pet=np.array([_Boom()], dtype=object))
+    with pytest.warns(UserWarning, match="unreadable"):
+        again = preprocess(cases, p, memory=tmp_path / "cache")
+    assert "SURVSEG_CACHE_PWNED" not in os.environ
+    np.testing.assert_array_equal(again.volumes["pet"], first.volumes["pet"])
+    assert again.geometries == first.geometries

@@ -287,7 +287,10 @@ def test_coarse_bin_width_warns(cohort):
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         RadiomicsExtractor(
-            feature_classes=["glcm"], image_types=["original"], bin_width={"pet": 0.5, "ct": 10}
+            feature_classes=["glcm"],
+            image_types=["original"],
+            bin_width={"pet": 0.5, "ct": 10},
+            spacing=1.0,  # the fixture carries no spacing: said, so no warning
         ).fit_transform(cohort)
 
 
@@ -331,8 +334,80 @@ def test_bad_cohorts(cohort):
     X["mask"][0][5, 5, 5] = 3
     with pytest.raises(ValueError, match="not binary"):
         ext.transform(X)
-    with pytest.raises(ValueError, match=r"\['ct'\] not in X"):
+    with pytest.raises(ValueError, match=r"lacks the field\(s\) \['ct'\]"):
         ext.transform(volumes(pet=cohort["pet"], mask=cohort["mask"]))
+
+
+def _with_spacing(X, spacing):
+    return volumes(pet=X["pet"], ct=X["ct"], mask=X["mask"], age=X["age"], spacing=spacing)
+
+
+def test_spacing_carried_by_the_cohort(make_cohort):
+    """The cohort's own spacing is used without being told, and equals telling it (issue 15)."""
+    X = _with_spacing(make_cohort(n=3, shape=(16, 18, 20), seed=4), (2.0, 1.5, 1.0))
+    shape = dict(feature_classes=["shape"], cache=False)
+    told = RadiomicsExtractor(spacing=(2.0, 1.5, 1.0), **shape).fit_transform(X)
+    carried = RadiomicsExtractor(**shape).fit_transform(X)
+    pd.testing.assert_frame_equal(carried, told)
+    # the analytic voxel volume: count x 2 x 1.5 x 1 mm^3
+    counts = X["mask"].reshape(3, -1).sum(axis=1)
+    np.testing.assert_allclose(carried["shape_VoxelVolume"], counts * 3.0)
+    # spacing survives slicing: the second patient alone gives its own row
+    one = RadiomicsExtractor(**shape).fit_transform(X[1:2])
+    np.testing.assert_allclose(one.to_numpy(), carried.iloc[1:2].to_numpy())
+
+
+def test_spacing_per_patient_and_conflicts(make_cohort):
+    X = make_cohort(n=3, shape=(16, 18, 20), seed=5)
+    rows = np.array([[1.0, 1.0, 1.0], [2.0, 2.0, 2.0], [1.0, 1.0, 3.0]])
+    Xs = _with_spacing(X, rows)
+    got = RadiomicsExtractor(feature_classes=["shape"], cache=False).fit_transform(Xs)
+    counts = X["mask"].reshape(3, -1).sum(axis=1)
+    np.testing.assert_allclose(got["shape_VoxelVolume"], counts * rows.prod(axis=1))
+    with pytest.raises(ValueError, match=r"conflicts with the cohort's own voxel spacing"):
+        RadiomicsExtractor(feature_classes=["shape"], spacing=1.0).fit(Xs)
+    aniso = _with_spacing(X, (4.0, 2.0, 1.0))
+    with pytest.raises(ValueError, match=r"in reverse: give spacing in \(D, H, W\) order"):
+        RadiomicsExtractor(feature_classes=["shape"], spacing=(1.0, 2.0, 4.0)).fit(aniso)
+    with pytest.warns(UserWarning, match="carries no voxel spacing"):
+        RadiomicsExtractor(feature_classes=["shape"]).fit(X)
+    # fitted on a cohort with spacing, a cohort that lost it is refused (not measured at 1 mm)
+    ext = RadiomicsExtractor(feature_classes=["shape"]).fit(aniso)
+    with pytest.raises(ValueError, match="carries its voxel spacing"):
+        ext.transform(X)
+
+
+def test_pre_crop_with_normalize_gives_identical_features(make_cohort):
+    """pyradiomics normalises over the whole image; the crop must not come first (issue 15)."""
+    X = make_cohort(n=2, shape=(24, 24, 24), seed=6)
+    X["pet"][:, :4] += 50.0  # intensity far from the tumour: changes whole-image statistics
+    kw = dict(
+        feature_classes=["firstorder", "glcm"],
+        image_types=["original", "wavelet"],
+        settings={"normalize": True, "binCount": 16},
+        spacing=1.0,
+        cache=False,
+    )
+    cropped = RadiomicsExtractor(pre_crop=True, **kw).fit_transform(X)
+    whole = RadiomicsExtractor(pre_crop=False, **kw).fit_transform(X)
+    pd.testing.assert_frame_equal(cropped, whole, rtol=1e-9, atol=1e-12)
+
+
+def test_integer_ct_is_an_image_not_a_mask(cohort):
+    """Scanners store CT as int16: it is extracted as the 'ct' image (issue 15, item 8)."""
+    as_int = np.zeros(
+        len(cohort),
+        dtype=[(n, np.int16 if n == "ct" else cohort.dtype.fields[n][0]) for n in ("pet", "mask")]
+        + [("ct", np.int16, cohort.dtype.fields["ct"][0].shape)],
+    )
+    ct = np.round(cohort["ct"])
+    as_int["pet"], as_int["mask"], as_int["ct"] = cohort["pet"], cohort["mask"], ct
+    kw = dict(feature_classes=["firstorder"], image_types=["original"], spacing=1.0, cache=False)
+    got = RadiomicsExtractor(bin_width={"pet": 0.5, "ct": 10}, **kw).fit_transform(as_int)
+    assert any(c.startswith("ct_") for c in got.columns)
+    ref = volumes(pet=cohort["pet"], ct=ct, mask=cohort["mask"])
+    want = RadiomicsExtractor(bin_width={"pet": 0.5, "ct": 10}, **kw).fit_transform(ref)
+    pd.testing.assert_frame_equal(got[want.columns], want)
 
 
 def test_memory_mapped_cohort(cohort, tmp_path):
