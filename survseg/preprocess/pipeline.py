@@ -184,6 +184,22 @@ def _load(value, name: str, labels) -> sitk.Image:
     return sitk.Cast(image, sitk.sitkFloat32)
 
 
+def _check_mask_header(mask: sitk.Image, images: dict) -> None:
+    """A mask with an image's voxel counts but another spacing has a wrong header: it
+    would be resampled onto the wrong tissue (a mask on its own grid, e.g. a PET-sized
+    one, is fine and resampled by physical position)."""
+    for name, image in images.items():
+        if mask.GetSize() == image.GetSize() and not np.allclose(
+            mask.GetSpacing(), image.GetSpacing(), rtol=1e-3, atol=1e-4
+        ):
+            raise ValueError(
+                f"the mask has the size of the {name!r} image {image.GetSize()} but spacing "
+                f"{tuple(round(v, 4) for v in mask.GetSpacing())} mm instead of "
+                f"{tuple(round(v, 4) for v in image.GetSpacing())} mm: its header is "
+                "inconsistent with the image it was drawn on; fix the mask file's spacing."
+            )
+
+
 def _normalise(image: sitk.Image, method: str | None, p: Preprocessing) -> sitk.Image:
     if method == "zscore":
         return zscore(image)
@@ -232,6 +248,8 @@ def preprocess_case(
             + "."
         )
     reference = images[p.reference]
+    if mask is not None:
+        _check_mask_header(mask, images)
 
     # 2. output grid (and registration)
     transform = None
