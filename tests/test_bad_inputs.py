@@ -149,6 +149,39 @@ ERROR_ROWS = {
         lambda tmp: check_cohort(volumes(pet=np.ones((2, *SHAPE))), require_mask=True),
         _raises(ValueError, r"needs tumour masks: X has no 'mask'"),
     ),
+    # the errors docs/data-model.md promises
+    "docs: NaN voxels name the patient": (
+        lambda tmp: check_cohort(_with_nan(_cohort())),
+        _raises(ValueError, "image field 'pet' has NaN or infinite voxels for patient 2"),
+    ),
+    "docs: empty mask names the patient": (
+        lambda tmp: check_cohort(_empty_mask(_cohort()), require_mask=True),
+        _raises(ValueError, "mask field 'mask' is empty for patient 3"),
+    ),
+    "docs: missing modality": (
+        lambda tmp: check_cohort(_cohort(), modalities=["t1"]),
+        _raises(ValueError, r"modality field\(s\) \['t1'\] not in X"),
+    ),
+    "docs: stacks of different shapes": (
+        lambda tmp: volumes(pet=np.ones((2, 4, 4, 4)), ct=np.ones((2, 4, 4, 5))),
+        _raises(ValueError, "differ in shape"),
+    ),
+    "docs: X not a cohort": (
+        lambda tmp: check_cohort(np.zeros((3, 4))),
+        _raises(TypeError, "X must be a survseg cohort"),
+    ),
+    "docs: y not a survival array": (
+        lambda tmp: check_survival(np.zeros(3)),
+        _raises(TypeError, "y must be a survival array"),
+    ),
+    "docs: negative time names the patient": (
+        lambda tmp: check_survival(Surv.from_arrays([True, True], [-1.0, 2.0])),
+        _raises(ValueError, r"negative for patient\(s\) \[0\]"),
+    ),
+    "docs: no events": (
+        lambda tmp: check_survival(Surv.from_arrays([False, False], [1.0, 2.0])),
+        _raises(ValueError, "y has no events"),
+    ),
     # patient ids as file names (item 3)
     **{
         f"unsafe id {bad!r}": (
@@ -322,6 +355,16 @@ def test_error_rows(name, tmp_path):
 
 # ------------------------------------------------------------------ helpers of the rows
 _PREP = Preprocessing(spacing=2.0, crop_size=(4, 4, 4))
+
+
+def _with_nan(X):
+    X["pet"][2][1, 1, 1] = np.nan
+    return X
+
+
+def _empty_mask(X):
+    X["mask"][3] = 0
+    return X
 
 
 def _nonbinary_mask_cohort():
