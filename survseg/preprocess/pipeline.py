@@ -157,14 +157,22 @@ class Preprocessed(NamedTuple):
     ----------
     volumes : dict of str to ndarray
         One ``(n_patients, z, y, x)`` stack per modality (``float32``) and ``'mask'``
-        (``uint8``), ready for ``survseg.volumes(**volumes)``.
+        (``uint8``), ready for ``survseg.volumes(**volumes, spacing=result.spacing)``.
     geometries : list of CaseGeometry
         Per patient, where the arrays sit in the patient's original space (see
         :func:`~survseg.preprocess.to_original_space`).
+    spacing : ndarray of shape (n_patients, 3)
+        Each patient's voxel spacing on the output grid, mm, ``(D, H, W)`` order (the
+        grids' SimpleITK ``(x, y, z)`` spacing reversed), for the cohort's ``'spacing'``
+        field.
     """
 
     volumes: dict
     geometries: list
+
+    @property
+    def spacing(self) -> np.ndarray:
+        return np.array([g.grid.spacing[::-1] for g in self.geometries], dtype=np.float64)
 
 
 # ------------------------------------------------------------------------ one patient
