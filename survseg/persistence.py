@@ -176,7 +176,7 @@ def save_model(path, model, *, name: str | None = None, signature: dict | None =
     header = {
         "format": FORMAT,
         "format_version": FORMAT_VERSION,
-        "created": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
+        "created": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
         "versions": _versions(),
         "estimator": f"{cls.__module__}.{cls.__qualname__}",
         "name": name,

@@ -203,8 +203,6 @@ def volumes(*, mask=None, nodes=None, spacing=None, **fields) -> np.ndarray:
         masks[NODES_FIELD] = np.asarray(nodes)
     for name, value in fields.items():
         arr = np.asarray(value)
-        if name == SPACING_FIELD:
-            raise ValueError("'spacing' is the voxel spacing: pass it as spacing=..., in mm.")
         if arr.ndim == 4:
             (masks if is_mask_name(name) else images)[name] = arr
         elif arr.ndim == 1:

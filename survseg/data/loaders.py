@@ -174,14 +174,12 @@ def _load_table(
         p = dataclasses.replace(p, mask_labels=tuple(int(v) for v in labels))
     if nodes_labels is not None:
         p = dataclasses.replace(p, nodes_labels=tuple(int(v) for v in nodes_labels))
-    volumes, geometries = preprocess(
-        cases, p, ids=ids, n_jobs=n_jobs, memory=memory, verbose=verbose
-    )
+    result = preprocess(cases, p, ids=ids, n_jobs=n_jobs, memory=memory, verbose=verbose)
+    volumes, geometries = result
     mask = volumes.pop("mask", None)
-    # the preprocessed grid's voxel spacing travels with the cohort: (x, y, z) -> (D, H, W)
-    spacing = np.array([tuple(reversed(g.grid.spacing)) for g in geometries], dtype=np.float64)
     nodes = volumes.pop("nodes", None)
-    X = from_dataframe(clinical, mask=mask, nodes=nodes, spacing=spacing, **volumes)
+    # the preprocessed grid's voxel spacing travels with the cohort
+    X = from_dataframe(clinical, mask=mask, nodes=nodes, spacing=result.spacing, **volumes)
     y = Surv.from_arrays(event=event, time=time) if time_column is not None else None
     patient_ids = np.asarray(ids, dtype=str)
     return (X, y, patient_ids, geometries) if return_geometry else (X, y, patient_ids)

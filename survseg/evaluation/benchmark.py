@@ -373,6 +373,13 @@ def benchmark(
     else:
         splitter = check_cv(cv)
     splits = list(splitter.split(np.zeros(len(X)), event))
+    for k, (train, _) in enumerate(splits):
+        if not event[train].any():
+            raise ValueError(
+                f"training fold {k} of the cross-validation has no events ({len(train)} "
+                "patients, all censored): no survival model can be fitted on it; use fewer "
+                "folds or a splitter stratified on the event (an int cv does this)."
+            )
     if X_test is not None:
         e_test, _ = check_survival(y_test, len(X_test), require_events=False)
     try:

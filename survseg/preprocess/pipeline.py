@@ -165,14 +165,23 @@ class Preprocessed(NamedTuple):
     ----------
     volumes : dict of str to ndarray
         One ``(n_patients, z, y, x)`` stack per modality (``float32``), ``'mask'`` and
-        ``'nodes'`` (``uint8``, when given), ready for ``survseg.volumes(**volumes)``.
+        ``'nodes'`` (``uint8``, when given), ready for
+        ``survseg.volumes(**volumes, spacing=result.spacing)``.
     geometries : list of CaseGeometry
         Per patient, where the arrays sit in the patient's original space (see
         :func:`~survseg.preprocess.to_original_space`).
+    spacing : ndarray of shape (n_patients, 3)
+        Each patient's voxel spacing on the output grid, mm, ``(D, H, W)`` order (the
+        grids' SimpleITK ``(x, y, z)`` spacing reversed), for the cohort's ``'spacing'``
+        field.
     """
 
     volumes: dict
     geometries: list
+
+    @property
+    def spacing(self) -> np.ndarray:
+        return np.array([g.grid.spacing[::-1] for g in self.geometries], dtype=np.float64)
 
 
 # ------------------------------------------------------------------------ one patient
@@ -192,6 +201,22 @@ def _load(value, name: str, p: Preprocessing) -> sitk.Image:
     if name == NODES:
         return select_labels(image, p.nodes_labels)
     return sitk.Cast(image, sitk.sitkFloat32)
+
+
+def _check_mask_header(mask: sitk.Image, images: dict) -> None:
+    """A mask with an image's voxel counts but another spacing has a wrong header: it
+    would be resampled onto the wrong tissue (a mask on its own grid, e.g. a PET-sized
+    one, is fine and resampled by physical position)."""
+    for name, image in images.items():
+        if mask.GetSize() == image.GetSize() and not np.allclose(
+            mask.GetSpacing(), image.GetSpacing(), rtol=1e-3, atol=1e-4
+        ):
+            raise ValueError(
+                f"the mask has the size of the {name!r} image {image.GetSize()} but spacing "
+                f"{tuple(round(v, 4) for v in mask.GetSpacing())} mm instead of "
+                f"{tuple(round(v, 4) for v in image.GetSpacing())} mm: its header is "
+                "inconsistent with the image it was drawn on; fix the mask file's spacing."
+            )
 
 
 def _normalise(image: sitk.Image, method: str | None, p: Preprocessing) -> sitk.Image:
@@ -250,6 +275,8 @@ def preprocess_case(
             + "."
         )
     reference = images[p.reference]
+    if mask is not None:
+        _check_mask_header(mask, images)
 
     # 2. output grid (and registration)
     transform = None

@@ -126,8 +126,12 @@ def test_clone_pickle_and_nested_parameters(data, fitted):
     assert params["extractor__bin_width"] == {"pet": 0.5, "ct": 25.0}
     other = clone(fitted).set_params(extractor__spacing=2 * spacing, correlation_threshold=0.9)
     assert not hasattr(other, "coef_")
-    other.fit(X[:45], y[:45])
-    assert other.extractor_.spacing_ == (2 * spacing,) * 3
+    assert other.get_params()["extractor__spacing"] == 2 * spacing
+    # the cohort carries its own spacing: a different one is a conflict, not a silent rescale
+    with pytest.raises(ValueError, match="conflicts with the cohort's own voxel spacing"):
+        other.fit(X[:45], y[:45])
+    other.set_params(extractor__spacing=None).fit(X[:45], y[:45])  # the cohort's own
+    assert other.extractor_.spacing_ == (spacing,) * 3
     assert fitted.extractor_.spacing_ == (spacing,) * 3  # the original's extractor untouched
     assert RadiomicsCox().get_params()["extractor"] is None
 

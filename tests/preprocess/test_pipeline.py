@@ -284,3 +284,14 @@ def test_cache_holds_data_only_and_never_unpickles(tmp_path, monkeypatch):
     assert "SURVSEG_CACHE_PWNED" not in os.environ
     np.testing.assert_array_equal(again.volumes["pet"], first.volumes["pet"])
     assert again.geometries == first.geometries
+
+
+def test_result_carries_the_output_spacing(tmp_path):
+    """Issue 15: the preprocessing output gives the cohort its spacing, (D, H, W) in mm."""
+    from survseg.data.cohort import volumes
+
+    cases = [write_patient(tmp_path, "p0", seed=0)]
+    result = preprocess(cases, Preprocessing(spacing=(2.0, 3.0, 4.0), crop_size=(4, 4, 4)))
+    np.testing.assert_allclose(result.spacing, [[4.0, 3.0, 2.0]])  # x, y, z = 2, 3, 4 mm
+    X = volumes(**result.volumes, spacing=result.spacing)
+    np.testing.assert_allclose(X["spacing"], [[4.0, 3.0, 2.0]])
