@@ -52,6 +52,8 @@ def main(argv=None) -> dict:
         help="pyradiomics classes (default: the papers' five plus shape)",
     )
     parser.add_argument("--output", default=os.path.join(RESULTS, "two_region_radiomics.json"))
+    parser.add_argument("--correlation-order", default="column", choices=("column", "concordance"))
+    parser.add_argument("--scoring", default="cindex", choices=("cindex", "partial_likelihood"))
     args = parser.parse_args(argv)
     if args.seed in EVALUATION_SEEDS:
         parser.error(f"seed {args.seed} is reserved for evaluation; use a development seed.")
@@ -77,11 +79,12 @@ def main(argv=None) -> dict:
         empty_mask="nan",
     )
     shells = tuple(args.shells)
+    head = dict(correlation_order=args.correlation_order, scoring=args.scoring, random_state=0)
     models = {
-        "tumour": RadiomicsCox(extractor, regions=("tumour",), random_state=0),
-        "tumour+nodes": RadiomicsCox(extractor, regions=("tumour", "nodes"), random_state=0),
+        "tumour": RadiomicsCox(extractor, regions=("tumour",), **head),
+        "tumour+nodes": RadiomicsCox(extractor, regions=("tumour", "nodes"), **head),
         "tumour+nodes+shells": RadiomicsCox(
-            extractor, regions=("tumour", "nodes"), shells=shells, random_state=0
+            extractor, regions=("tumour", "nodes"), shells=shells, **head
         ),
     }
     start = time.perf_counter()
@@ -136,6 +139,8 @@ def main(argv=None) -> dict:
         },
         "folds": args.folds,
         "feature_classes": list(args.feature_classes),
+        "correlation_order": args.correlation_order,
+        "scoring": args.scoring,
         "shells_mm": list(shells),
         "true_risk": {"cindex_within_fold": true_within, "cindex": true_pooled},
         "models": rows,
