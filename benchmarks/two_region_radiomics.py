@@ -15,9 +15,11 @@ the ceiling. Reported: within-fold C-index (pairs of patients of the same test f
 folds' models need not share a risk scale) with its bootstrap 95 % interval, the paired
 within-fold p-value against the tumour-only model, and the pooled out-of-fold C-index.
 
-Usage::
+Usage (from the repository root)::
 
-    python benchmarks/two_region_radiomics.py [--patients 150] [--size 32] [--seed 1]
+    PYTHONPATH=. python benchmarks/two_region_radiomics.py [--patients 150] [--size 32] [--seed 1]
+    PYTHONPATH=. python benchmarks/two_region_radiomics.py --feature-classes firstorder shape \
+        --output benchmarks/results/two_region_radiomics_firstorder.json
 
 Writes ``benchmarks/results/two_region_radiomics.json``.
 """
@@ -43,7 +45,15 @@ def main(argv=None) -> dict:
     parser.add_argument("--shells", type=float, nargs="+", default=[5.0, 10.0])
     parser.add_argument("--n-bootstrap", type=int, default=1000)
     parser.add_argument("--n-jobs", type=int, default=1)
+    parser.add_argument(
+        "--feature-classes",
+        nargs="+",
+        default=["firstorder", "glcm", "glrlm", "glszm", "ngtdm", "shape"],
+        help="pyradiomics classes (default: the papers' five plus shape)",
+    )
     parser.add_argument("--output", default=os.path.join(RESULTS, "two_region_radiomics.json"))
+    parser.add_argument("--correlation-order", default="column", choices=("column", "concordance"))
+    parser.add_argument("--scoring", default="cindex", choices=("cindex", "partial_likelihood"))
     args = parser.parse_args(argv)
     if args.seed in EVALUATION_SEEDS:
         parser.error(f"seed {args.seed} is reserved for evaluation; use a development seed.")
@@ -62,18 +72,19 @@ def main(argv=None) -> dict:
     )
     generate_s = time.perf_counter() - start
     extractor = RadiomicsExtractor(
-        feature_classes=["firstorder", "glcm", "glrlm", "glszm", "ngtdm", "shape"],
+        feature_classes=list(args.feature_classes),
         image_types=["original"],
         bin_width={"pet": 0.25, "ct": 25.0},
         spacing=truth.spacing_mm,
         empty_mask="nan",
     )
     shells = tuple(args.shells)
+    head = dict(correlation_order=args.correlation_order, scoring=args.scoring, random_state=0)
     models = {
-        "tumour": RadiomicsCox(extractor, regions=("tumour",), random_state=0),
-        "tumour+nodes": RadiomicsCox(extractor, regions=("tumour", "nodes"), random_state=0),
+        "tumour": RadiomicsCox(extractor, regions=("tumour",), **head),
+        "tumour+nodes": RadiomicsCox(extractor, regions=("tumour", "nodes"), **head),
         "tumour+nodes+shells": RadiomicsCox(
-            extractor, regions=("tumour", "nodes"), shells=shells, random_state=0
+            extractor, regions=("tumour", "nodes"), shells=shells, **head
         ),
     }
     start = time.perf_counter()
@@ -95,6 +106,7 @@ def main(argv=None) -> dict:
     true_within = concordance_index(y, truth.risk, groups=folds)
     true_pooled = concordance_index(y, truth.risk)
     rows = {}
+    selected = {}
     for name in models:
         row = table.loc[name]
         rows[name] = {
@@ -110,10 +122,12 @@ def main(argv=None) -> dict:
             if k in row.index
         }
         rows[name]["fraction_of_true_within_fold"] = rows[name]["cindex_within_fold"] / true_within
-    n_features = {
-        name: int(model.set_params().fit(X[:40], y[:40]).extractor_.get_feature_names_out().size)
-        for name, model in models.items()
-    }
+    # the features each model selects when fitted on the whole cohort (for reading only)
+    n_features = {}
+    for name, model in models.items():
+        whole = model.fit(X, y)
+        n_features[name] = int(whole.extractor_.get_feature_names_out().size)
+        selected[name] = [[f, float(whole.coef_[f])] for f in whole.selected_features_[:10]]
     out = {
         "cohort": {
             "patients": args.patients,
@@ -124,10 +138,14 @@ def main(argv=None) -> dict:
             "patients_with_nodes": int((truth.measurements["n_nodes"] > 0).sum()),
         },
         "folds": args.folds,
+        "feature_classes": list(args.feature_classes),
+        "correlation_order": args.correlation_order,
+        "scoring": args.scoring,
         "shells_mm": list(shells),
         "true_risk": {"cindex_within_fold": true_within, "cindex": true_pooled},
         "models": rows,
         "n_features_extracted": n_features,
+        "top_selected_features_whole_cohort": selected,
         "seconds": {"generate": generate_s, "benchmark": benchmark_s},
         "machine": {"cpus": os.cpu_count(), "python": platform.python_version()},
     }

@@ -191,6 +191,23 @@ def test_preprocess_writes_a_dataset_folder(hecktor, dataset):
         assert volume == pytest.approx(4 / 3 * np.pi * radius**3, rel=0.35)
 
 
+def test_preprocess_keeps_the_lymph_nodes(hecktor, dataset, tmp_path):
+    from survseg.data.store import load_dataset
+    from survseg.data.validation import check_cohort
+
+    root, _ = hecktor
+    ds = load_dataset(dataset)
+    check_cohort(ds.X, require_mask=True, require_nodes=True)
+    # label 2 is the nodes: a 3.5 mm ball per patient, never inside the tumour mask
+    assert not (np.asarray(ds.X["nodes"]) & np.asarray(ds.X["mask"])).any()
+    volumes = np.asarray(ds.X["nodes"]).reshape(N_PATIENTS, -1).sum(axis=1) * PREP_SPACING**3
+    assert np.median(volumes) == pytest.approx(4 / 3 * np.pi * 3.5**3, rel=0.5)
+    out = tmp_path / "no_nodes"
+    args = ["preprocess", "--hecktor", str(root), "--output", str(out), "--no-nodes"]
+    assert main([*args, "--spacing", str(PREP_SPACING), "--crop-size", str(CROP)]) == 0
+    assert "nodes" not in load_dataset(out).X.dtype.names
+
+
 def test_fit_predict_round_trip(hecktor, dataset, fitted, tmp_path):
     root, truth = hecktor
     out = tmp_path / "pred"

@@ -144,9 +144,10 @@ class RadiomicsExtractor(TransformerMixin, BaseEstimator):
         Further pyradiomics settings (e.g. ``{"normalize": True}``, ``{"binCount": 64}``,
         ``{"wavelet": "haar"}``). Settings that have their own parameter here are refused.
     empty_mask : {"raise", "nan"}, default="raise"
-        What to do when a patient's mask is empty or pyradiomics rejects it (e.g. a single
-        voxel): raise a ``ValueError`` naming the patient, or give that patient NaN features
-        and warn.
+        What to do when a patient's tumour mask (or a shell) is empty or pyradiomics rejects
+        it (e.g. a single voxel): raise a ``ValueError`` naming the patient and the region,
+        or give that patient NaN features and warn. Node regions never raise: no nodes gives
+        0 features, a node region pyradiomics rejects gives NaN and a warning.
     n_jobs : int, optional
         Parallel extraction processes (joblib); ``None`` means 1, ``-1`` all cores. Work is
         split per (patient, modality).
@@ -620,12 +621,12 @@ class RadiomicsExtractor(TransformerMixin, BaseEstimator):
             spacing = np.tile(np.asarray(self.spacing_, dtype=np.float64), (len(X), 1))
         spacing = [tuple(float(v) for v in row) for row in spacing]
 
-        # Pass 1: hash every unit, serve what the caches hold, list what must be extracted.
         node_columns = [
             j
             for name, j in columns.items()
             if name.startswith("nodes_") and j not in burden_columns
         ]
+        # Pass 1: hash every unit, serve what the caches hold, list what must be extracted.
         for i in range(len(X)):
             masks = self._region_masks(tumour, nodes, i, spacing[i])
             for region in self.regions_:

@@ -15,6 +15,7 @@ from survseg.data.cohort import (
     volume_shape,
     volumes,
 )
+from survseg.data.validation import check_cohort
 from tests.conftest import MeanUptake, sphere_cohort
 
 
@@ -93,3 +94,39 @@ def test_cohort_passes_through_sklearn_model_selection():
     np.testing.assert_allclose(scores, expected)
     search = GridSearchCV(MeanUptake(), {"use_mask": [True, False]}, cv=cv, n_jobs=2).fit(X, y)
     assert search.best_params_["use_mask"] in (True, False)
+
+
+def test_nodes_are_a_mask_field_never_an_image_or_clinical_field():
+    rng = np.random.default_rng(0)
+    pet = rng.random((3, 4, 5, 6))
+    mask = np.zeros((3, 4, 5, 6), np.uint8)
+    mask[:, 1:3, 1:3, 1:3] = 1
+    nodes = np.zeros_like(mask)
+    nodes[0, 0, 0, :2] = 1  # patients 1 and 2 have no nodes: valid
+    X = volumes(pet=pet, mask=mask, nodes=nodes, age=[50.0, 60.0, 70.0])
+    assert X.dtype.names == ("pet", "mask", "nodes", "age")
+    assert X["nodes"].dtype == np.uint8
+    assert image_fields(X) == ["pet"] and clinical_fields(X) == ["age"]
+    assert mask_fields(X) == ["mask", "nodes"]
+    check_cohort(X, require_mask=True, require_nodes=True)
+    with pytest.raises(ValueError, match="nodes must be binary.*patient 1"):
+        volumes(pet=pet, nodes=nodes + np.array([0, 2, 0])[:, None, None, None])
+    with pytest.raises(ValueError, match="differ in shape"):
+        volumes(pet=pet, nodes=nodes[:, :3])
+    with pytest.raises(ValueError, match="clash"):
+        from_dataframe(pd.DataFrame({"nodes": [1.0, 2.0, 3.0]}), pet=pet)
+    bad = X.copy()
+    bad["nodes"][2, 0, 0, 0] = 3
+    with pytest.raises(
+        ValueError, match="'nodes' \\(lymph-node masks\\) is not binary for patient 2"
+    ):
+        check_cohort(bad)
+    check_cohort(bad, check_values=False)  # values are only scanned with check_values
+    with pytest.raises(ValueError, match="lymph-node masks are needed"):
+        check_cohort(volumes(pet=pet, mask=mask), require_nodes=True)
+    floats = np.zeros(3, dtype=[("pet", np.float32, (4, 5, 6)), ("nodes", np.float32, (4, 5, 6))])
+    with pytest.raises(TypeError, match="'nodes' \\(lymph-node masks\\) has dtype"):
+        check_cohort(floats)
+    wrong = np.zeros(3, dtype=[("pet", np.float32, (4, 5, 6)), ("nodes", np.uint8, (4, 5, 5))])
+    with pytest.raises(ValueError, match="differ in shape"):
+        check_cohort(wrong)

@@ -290,3 +290,78 @@ def test_hecktor_errors(tmp_path):
     sitk.WriteImage(flat_pet, str(tmp_path / "imagesTr" / "MDA-010__PT.nii.gz"))
     with pytest.raises(PreprocessingError, match="patient 'MDA-010': pet image: zscore"):
         load_hecktor(tmp_path, preprocessing=SMALL, patients=["MDA-010"])
+
+
+def test_hecktor_gives_label_1_as_mask_and_label_2_as_nodes(tmp_path):
+    write_hecktor(tmp_path)
+    whole = Preprocessing(spacing=3.0, crop=None)
+    X, _, _ = load_hecktor(tmp_path, preprocessing=whole, patients=["MDA-010"])
+    assert X.dtype.names == ("ct", "pet", "mask", "nodes")
+    label_image = sitk.ReadImage(str(tmp_path / "labelsTr" / "MDA-010.nii.gz"))
+    labels = sitk.GetArrayFromImage(
+        sitk.Resample(
+            label_image,
+            X["mask"].shape[1:][::-1],
+            sitk.Transform(),
+            sitk.sitkNearestNeighbor,
+            label_image.GetOrigin(),
+            (3.0, 3.0, 3.0),
+            label_image.GetDirection(),
+            0,
+        )
+    )
+    np.testing.assert_array_equal(X["mask"][0], labels == 1)
+    np.testing.assert_array_equal(X["nodes"][0], labels == 2)
+    assert X["nodes"].any()
+    check_cohort(X, require_mask=True, require_nodes=True)
+    # the earlier cohort: merged labels, no node field
+    merged, _, _ = load_hecktor(
+        tmp_path, labels=(1, 2), nodes_label=None, preprocessing=whole, patients=["MDA-010"]
+    )
+    assert merged.dtype.names == ("ct", "pet", "mask")
+    np.testing.assert_array_equal(merged["mask"][0], labels > 0)
+    with pytest.raises(ValueError, match="nodes_label is empty"):
+        load_hecktor(tmp_path, nodes_label=(), preprocessing=whole)
+
+
+def test_hecktor_patient_without_nodes_has_an_empty_node_mask(tmp_path):
+    write_hecktor(tmp_path)
+    path = tmp_path / "labelsTr" / "CHUP-002.nii.gz"
+    image = sitk.ReadImage(str(path))
+    array = sitk.GetArrayFromImage(image)
+    array[array == 2] = 0
+    no_nodes = sitk.GetImageFromArray(array)
+    no_nodes.CopyInformation(image)
+    sitk.WriteImage(no_nodes, str(path))
+    X, _, ids = load_hecktor(tmp_path, preprocessing=SMALL)
+    has = X["nodes"].reshape(len(X), -1).any(axis=1)
+    assert not has[ids.tolist().index("CHUP-002")] and has.sum() >= 1
+    check_cohort(X, require_mask=True, require_nodes=True)
+
+
+def test_manifest_nodes_column(tmp_path):
+    table = write_manifest(tmp_path)
+    table["nodes"] = table["mask"]  # the label image again, its label 2
+    table.loc[2, "nodes"] = ""  # patient P2: no nodes
+    table.to_csv(tmp_path / "cohort.csv", index=False)
+    whole = Preprocessing(spacing=3.0, crop_size=(12, 12, 12), intensity={})
+    X, _, _ = load_manifest(
+        tmp_path / "cohort.csv", labels=(1,), nodes_labels=(2,), preprocessing=whole
+    )
+    assert X.dtype.names == ("ct", "pet", "mask", "nodes")
+    per_patient = X["nodes"].reshape(len(X), -1).sum(axis=1)
+    assert per_patient[2] == 0 and (np.delete(per_patient, 2) > 0).all()
+    assert not (X["nodes"] & X["mask"]).any()
+    # the node is a 4 mm ball: its volume on a 3 mm grid, within discretisation
+    node_mm3 = np.delete(per_patient, 2) * 27.0
+    assert np.all(np.abs(node_mm3 - 4 / 3 * np.pi * 4.0**3) < 0.6 * 4 / 3 * np.pi * 4.0**3)
+    without, _, _ = load_manifest(tmp_path / "cohort.csv", nodes_column=None, preprocessing=whole)
+    assert "nodes" not in without.dtype.names
+    table.loc[1, "nodes"] = "P1/missing.nii.gz"
+    table.to_csv(tmp_path / "cohort.csv", index=False)
+    with pytest.raises(
+        FileNotFoundError, match="line 3 \\(patient 'P1'\\).*'nodes' file not found"
+    ):
+        load_manifest(tmp_path / "cohort.csv", preprocessing=whole)
+    with pytest.raises(ValueError, match="'nodes' is reserved"):
+        load_manifest(tmp_path / "cohort.csv", image_columns={"nodes": "pet"})

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from scipy import stats
+from scipy import ndimage, stats
 from sksurv.linear_model import CoxPHSurvivalAnalysis
 from sksurv.metrics import concordance_index_censored
 
@@ -67,7 +67,9 @@ def test_fields_dtypes_and_shapes(cohort):
     np.testing.assert_allclose(X["spacing"], 160.0 / max(SHAPE))
     np.testing.assert_allclose(X["spacing"][0], truth.spacing_mm)
     assert np.all((X["age"] >= 30) & (X["age"] <= 90))
-    check_cohort(X, require_mask=True, clinical=["age", "sex", "hpv", "tnm_stage"])
+    check_cohort(
+        X, require_mask=True, require_nodes=True, clinical=["age", "sex", "hpv", "tnm_stage"]
+    )
     event, time = check_survival(y, len(X))
     assert event.any() and np.all(time > 0)
     assert truth.node_mask.shape == (40, *SHAPE) and truth.node_mask.dtype == np.uint8
@@ -170,7 +172,8 @@ def test_physiological_uptake_brain_brightest(cohort):
 
 def test_nodes_are_outside_the_mask_and_hot(cohort):
     X, _, truth = cohort
-    nodes = truth.node_mask.astype(bool)
+    np.testing.assert_array_equal(X["nodes"], truth.node_mask)
+    nodes = X["nodes"].astype(bool)
     assert not (nodes & X["mask"].astype(bool)).any()
     k = truth.measurements["n_nodes"].to_numpy()
     assert np.all((k >= 1) & (k <= 3))
@@ -304,3 +307,41 @@ def test_invalid_parameters_raise_clear_errors(kwargs, error, match):
     params = {"n_patients": 4, "shape": (16, 16, 16), **kwargs}
     with pytest.raises(error, match=match):
         make_petct_cohort(**params)
+
+
+def test_node_masks_are_where_the_nodes_are_painted(cohort):
+    X, _, truth = cohort
+    n = len(X)
+    k = truth.measurements["n_nodes"].to_numpy()
+    components = np.zeros(n, dtype=int)
+    for i in range(n):
+        nodes = X["nodes"][i].astype(bool)
+        _, components[i] = ndimage.label(nodes, structure=np.ones((3, 3, 3)))
+        # painted nodes are soft tissue (CT) with uptake above the surrounding tissue (PET)
+        ring = ndimage.binary_dilation(nodes, iterations=2) & ~nodes & (X["mask"][i] == 0)
+        soft = ring & (X["ct"][i] > -150) & (X["ct"][i] < 150)
+        assert np.median(X["pet"][i][nodes]) > np.median(X["pet"][i][soft])
+        assert np.median(X["ct"][i][nodes]) > -100
+    # every node is painted; on a 5 mm grid neighbouring nodes may merge or bone may split
+    # one, so the count of connected components is the number of nodes give or take one
+    assert (components >= 1).all() and np.mean(np.abs(components - k) <= 1) > 0.85
+    # the mask's volume measures the drawn nodal volume V_N that drives the risk
+    node_ml = X["nodes"].reshape(n, -1).sum(axis=1) * truth.spacing_mm**3 / 1000
+    drawn_ml = np.expm1(truth.covariates["node_burden"].to_numpy())
+    assert stats.spearmanr(node_ml, drawn_ml)[0] > 0.8
+    assert 0.5 < np.median(node_ml / drawn_ml) < 2.0
+
+
+def test_return_nodes_false_gives_the_tumour_only_cohort():
+    with_nodes, y1 = make_petct_cohort(5, (16, 16, 16), random_state=3 + 10)
+    without, y2 = make_petct_cohort(5, (16, 16, 16), random_state=3 + 10, return_nodes=False)
+    assert "nodes" not in without.dtype.names
+    assert without.dtype.names == tuple(n for n in with_nodes.dtype.names if n != "nodes")
+    for name in without.dtype.names:
+        np.testing.assert_array_equal(without[name], with_nodes[name])
+    np.testing.assert_array_equal(y1, y2)
+    none, _ = make_petct_cohort(3, (16, 16, 16), random_state=0, n_nodes=0)
+    assert not none["nodes"].any()
+    check_cohort(none, require_nodes=True)
+    with pytest.raises(TypeError, match="return_nodes must be a bool"):
+        make_petct_cohort(3, (16, 16, 16), return_nodes="yes")

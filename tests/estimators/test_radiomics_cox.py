@@ -205,3 +205,38 @@ def test_papers_full_feature_set_end_to_end():
     )
     assert np.all((scores >= 0) & (scores <= 1))
     assert len(model.fit(X, y).extractor_.get_feature_names_out()) == 1456
+
+
+def test_regions_and_shells_reach_the_extractor(data):
+    X, y, spacing = data
+    extractor = RadiomicsExtractor(
+        feature_classes=["firstorder", "shape"],
+        image_types=["original"],
+        bin_width={"pet": 0.5, "ct": 25.0},
+        spacing=spacing,
+    )
+    model = RadiomicsCox(extractor, regions=("tumour", "nodes"), shells=(7.0,), cv=3)
+    assert clone(model).get_params()["regions"] == ("tumour", "nodes")
+    model.fit(X[:40], y[:40])
+    assert model.extractor_.regions_ == ("tumour", "nodes", "shell7mm")
+    assert extractor.regions == ("tumour",)  # the given extractor is left as it was
+    names = model.extractor_.get_feature_names_out()
+    assert "nodes_burden_Volume" in names and "shell7mm_pet_original_firstorder_Mean" in names
+    # the node burden reaches the Cox model unless the filters drop it as redundant
+    assert any(f.startswith("nodes_") for f in model.feature_names_)
+    assert np.isfinite(model.predict(X[40:])).all()
+    # None keeps the extractor's own setting
+    plain = RadiomicsCox(clone(extractor).set_params(regions=("nodes",)), cv=3).fit(X[:40], y[:40])
+    assert all(f.startswith("nodes_") for f in plain.extractor_.get_feature_names_out())
+
+
+def test_regions_need_an_extractor_that_has_them(data):
+    from sklearn.preprocessing import FunctionTransformer
+
+    X, y, _ = data
+    custom = FunctionTransformer(lambda X: np.asarray(X["age"])[:, None])
+    with pytest.raises(ValueError, match="has no such parameter"):
+        RadiomicsCox(custom, regions=("tumour", "nodes")).fit(X, y)
+    no_nodes = X[["pet", "ct", "mask", "age"]]
+    with pytest.raises(ValueError, match="no 'nodes' field"):
+        RadiomicsCox(regions=("tumour", "nodes")).fit(no_nodes, y)

@@ -295,3 +295,76 @@ def test_result_carries_the_output_spacing(tmp_path):
     np.testing.assert_allclose(result.spacing, [[4.0, 3.0, 2.0]])  # x, y, z = 2, 3, 4 mm
     X = volumes(**result.volumes, spacing=result.spacing)
     np.testing.assert_allclose(X["spacing"], [[4.0, 3.0, 2.0]])
+
+
+def test_node_mask_goes_through_the_same_steps_as_the_tumour_mask():
+    case = make_patient()
+    case["nodes"] = case["mask"]  # one HECKTOR label image: 1 = tumour, 2 = nodes
+    size = (20, 18, 14)  # 40 x 36 x 28 mm around the tumour: the node is inside
+    p = Preprocessing(
+        spacing=2.0,
+        crop="tumour",
+        crop_size=size,
+        intensity=RAW,
+        mask_labels=(1,),
+        nodes_labels=(2,),
+    )
+    arrays, geometry = preprocess_case(case, p)
+    # reference: the composed steps, on label 2 alone
+    ct = resample_to_spacing(case["ct"], 2.0, default_value=-1024.0)
+    tumour = select_labels(case["mask"], (1,))
+    nodes = resample_to_reference(select_labels(case["mask"], (2,)), ct, interpolator="nearest")
+    start = box_around_point(ct, mask_centroid(tumour), size)
+    expected = sitk.GetArrayFromImage(crop_or_pad(nodes, start, size, pad_value=0))
+    np.testing.assert_array_equal(arrays["nodes"], expected)
+    assert arrays["nodes"].dtype == np.uint8 and arrays["nodes"].any()
+    assert not (arrays["nodes"] & arrays["mask"]).any()
+    # back in the original space the nodes overlay the original label 2
+    back = sitk.GetArrayFromImage(to_original_space(arrays["nodes"], geometry))
+    original = sitk.GetArrayFromImage(case["mask"]) == 2
+    assert dice(back == 1, original) > 0.7
+    # a patient without nodes (None, or a label image without label 2) gets an empty mask
+    empty, _ = preprocess_case({**case, "nodes": None}, p)
+    assert empty["nodes"].shape == arrays["nodes"].shape and not empty["nodes"].any()
+    without = make_patient(node=False)
+    empty, _ = preprocess_case({**without, "nodes": without["mask"]}, p)
+    assert not empty["nodes"].any()
+    with pytest.raises(ValueError, match="only 'nodes' may be None"):
+        preprocess_case({**case, "pet": None}, p)
+
+
+def test_node_masks_are_registered_and_mapped_back(tmp_path):
+    template = write_patient(tmp_path, "template")["ct"]
+    shift = (4.0, -3.0, 3.0)
+    case = make_patient(shift, seed=1)
+    case["nodes"] = case["mask"]
+    p = Preprocessing.deepmts(
+        template=template,
+        crop_center=(0.0, 0.0, 0.0),
+        spacing=2.0,
+        crop_size=(14, 14, 12),
+        intensity=RAW,
+        mask_labels=(1,),
+        nodes_labels=(2,),
+        registration=dict(shrink_factors=(2, 1), smoothing_sigmas=(1, 0)),
+    )
+    vols, (geometry,) = preprocess([case], p)
+    reference, _ = preprocess_case(
+        {**make_patient(), "nodes": make_patient()["mask"]},
+        Preprocessing(
+            spacing=2.0,
+            crop="fixed",
+            crop_center=(0.0, 0.0, 0.0),
+            crop_size=(14, 14, 12),
+            intensity=RAW,
+            mask_labels=(1,),
+            nodes_labels=(2,),
+        ),
+    )
+    assert dice(vols["nodes"][0], reference["nodes"]) > 0.6  # where the template's node is
+    back = to_original_space(vols["nodes"][0], geometry)
+    original = sitk.GetArrayFromImage(case["mask"]) == 2
+    assert dice(sitk.GetArrayFromImage(back) == 1, original) > 0.6
+    X = make_cohort(**vols)
+    assert X.dtype.names == ("ct", "pet", "mask", "nodes")
+    check_cohort(X, require_mask=True, require_nodes=True)
