@@ -213,7 +213,10 @@ class IcareSurvival(SurvivalMixin, BaseEstimator):
                 f"got {self.sign_metrics!r}."
             )
         if y is None:
-            raise ValueError(f"{type(self).__name__} requires y, the survival outcomes.")
+            raise ValueError(
+                f"{type(self).__name__} requires y to be passed, but the target y is None "
+                "(survival outcomes, sksurv.util.Surv)."
+            )
         X = _check_X(self, X, reset=True)
         event, time = check_survival(y, X.shape[0])
         rng = check_random_state(self.random_state)
@@ -378,7 +381,10 @@ class BaggedIcareSurvival(SurvivalMixin, BaseEstimator):
         """
         self._validate_params()
         if y is None:
-            raise ValueError(f"{type(self).__name__} requires y, the survival outcomes.")
+            raise ValueError(
+                f"{type(self).__name__} requires y to be passed, but the target y is None "
+                "(survival outcomes, sksurv.util.Surv)."
+            )
         X = _check_X(self, X, reset=True)
         check_survival(y, X.shape[0])
         if self.parameter_sets is not None and not self.parameter_sets:

@@ -145,3 +145,41 @@ def test_icare_pipeline_head():
     assert np.all((scores >= 0) & (scores <= 1))
     # risk grows with tumour volume in this cohort: ICARE finds it
     assert pipe.fit(X, y).score(X, y) > 0.7
+
+
+def _as_survival(y):
+    from scipy.stats import rankdata
+    from sksurv.util import Surv
+
+    y = np.real(np.asarray(y)).astype(float).ravel()
+    return Surv.from_arrays(np.arange(len(y)) % 4 != 3, rankdata(y))
+
+
+class _NumericYIcare(IcareSurvival):
+    def fit(self, X, y):
+        return super().fit(X, None if y is None else _as_survival(y))
+
+    def score(self, X, y, sample_weight=None):
+        return super().score(X, _as_survival(y), sample_weight)
+
+
+class _NumericYBagged(BaggedIcareSurvival):
+    def fit(self, X, y):
+        return super().fit(X, None if y is None else _as_survival(y))
+
+    def score(self, X, y, sample_weight=None):
+        return super().score(X, _as_survival(y), sample_weight)
+
+
+from sklearn.utils.estimator_checks import parametrize_with_checks  # noqa: E402
+
+
+@parametrize_with_checks(
+    [_NumericYIcare(sign_metrics=("harrell",)), _NumericYBagged(n_estimators=2, random_state=0)]
+)
+def test_sklearn_checks(estimator, check):
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)
+        check(estimator)
