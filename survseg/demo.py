@@ -93,6 +93,8 @@ def demo_models(
         ),
         "Radiomics+RSF": radiomics("rsf"),
         "Radiomics+DeepSurv": radiomics("deepsurv"),
+        # the HECKTOR 2022 prognosis winner (sign-averaged radiomics, Rebaud et al. 2023)
+        "Radiomics+ICARE": radiomics("icare"),
         "DeepMTS": DeepMTSRegressor(
             network_params=DEEPMTS_DEMO_NETWORK,
             intensity={"pet": "zscore", "ct": "zscore"},
@@ -181,9 +183,13 @@ def run_demo(
                 "cindex_low",
                 "cindex_high",
                 "cindex_within_fold",
+                "cindex_uno",
                 "dice",
                 "auc",
                 "ibs",
+                "dcal_p",
+                "ece",
+                "calibration_slope",
                 "p_value",
             )
             if c in result.table

@@ -432,6 +432,11 @@ class CoxPValueSelector(SelectorMixin, BaseEstimator):
         self
         """
         self._validate_params()
+        if y is None:
+            raise ValueError(
+                f"{type(self).__name__} requires y to be passed, but the target y is None "
+                "(survival outcomes, sksurv.util.Surv)."
+            )
         names = getattr(X, "columns", None)
         X = validate_data(self, X, dtype=np.float64, ensure_all_finite=False, ensure_min_samples=2)
         _check_finite(X, names)

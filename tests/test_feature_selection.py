@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pickle
+import warnings
 from functools import partial
 
 import numpy as np
@@ -173,3 +174,27 @@ def test_bad_input_names_feature_and_patient(whas):
         concordance_score(X.fillna(0), y["lenfol"])
     with pytest.raises(ValueError, match="ties"):
         cox_score_test(X.fillna(0), y, ties="exact")
+
+
+def _as_survival(y):
+    from scipy.stats import rankdata
+
+    y = np.real(np.asarray(y)).astype(float).ravel()
+    return Surv.from_arrays(np.arange(len(y)) % 4 != 3, rankdata(y))
+
+
+class _NumericYSelector(CoxPValueSelector):
+    """CoxPValueSelector fed survival outcomes made from the generic checks' numeric y."""
+
+    def fit(self, X, y):
+        return super().fit(X, None if y is None else _as_survival(y))
+
+
+from sklearn.utils.estimator_checks import parametrize_with_checks  # noqa: E402
+
+
+@parametrize_with_checks([_NumericYSelector(min_features=1)])
+def test_sklearn_checks(estimator, check):
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)  # min_features' warning on noise data
+        check(estimator)

@@ -4,6 +4,7 @@ from .adamss import AdaMSSRegressor
 from .deepmts import DeepMTSRegressor
 from .deepsurv import DeepSurv
 from .ensemble import FoldEnsemble
+from .icare import BaggedIcareSurvival, IcareSurvival
 from .lasso_cox import LassoCoxCV
 from .pipelines import (
     ClinicalColumns,
@@ -15,10 +16,12 @@ from .radiomics_cox import RadiomicsCox
 
 __all__ = [
     "AdaMSSRegressor",
+    "BaggedIcareSurvival",
     "ClinicalColumns",
     "DeepMTSRegressor",
     "DeepSurv",
     "FoldEnsemble",
+    "IcareSurvival",
     "LassoCoxCV",
     "RadiomicsCox",
     "make_feature_selector",

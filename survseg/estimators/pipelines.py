@@ -4,7 +4,7 @@ The papers' feature-based baselines (DeepMTS Sec. 4.4, AdaMSS Table I) are all
 
     features (radiomics or deep) [+ clinical covariates]
       -> drop redundant features (Spearman > 0.7)  -> standardise
-      -> Lasso-Cox | random survival forest | DeepSurv
+      -> Lasso-Cox | random survival forest | DeepSurv | ICARE (HECKTOR 2022 winner)
 
 :func:`make_survival_pipeline` builds that as a scikit-learn ``Pipeline`` around any
 transformer that maps a cohort to a DataFrame of named features (``RadiomicsExtractor``, a deep
@@ -32,6 +32,7 @@ from ..data.validation import check_cohort
 from ..radiomics.correlation import CorrelationFilter
 from ..radiomics.extractor import RadiomicsExtractor
 from .deepsurv import DeepSurv
+from .icare import BaggedIcareSurvival
 from .lasso_cox import LassoCoxCV
 
 __all__ = [
@@ -137,7 +138,14 @@ def _head(head, random_state):
         )
     if head == "deepsurv":
         return DeepSurv(random_state=random_state)
-    raise ValueError(f"head must be 'lasso_cox', 'rsf', 'deepsurv' or an estimator; got {head!r}.")
+    if head == "icare":
+        # the HECKTOR 2022 winner's ensemble: 10 bootstrap members, signs agreed by Harrell's
+        # C, Uno's C and the time-dependent AUC; the pipeline's reduction drops correlated
+        # features before it
+        return BaggedIcareSurvival(n_estimators=10, random_state=random_state)
+    raise ValueError(
+        f"head must be 'lasso_cox', 'rsf', 'deepsurv', 'icare' or an estimator; got {head!r}."
+    )
 
 
 def make_survival_pipeline(
@@ -156,9 +164,11 @@ def make_survival_pipeline(
     features : transformer
         Maps a cohort ``X`` to a DataFrame of named features (e.g.
         :class:`~survseg.radiomics.RadiomicsExtractor`). It is cloned.
-    head : {"lasso_cox", "rsf", "deepsurv"} or estimator, default="lasso_cox"
+    head : {"lasso_cox", "rsf", "deepsurv", "icare"} or estimator, default="lasso_cox"
         :class:`LassoCoxCV`, scikit-survival's ``RandomSurvivalForest`` (500 trees, leaves of
-        15), :class:`DeepSurv`, or any survival estimator on a feature table (cloned).
+        15), :class:`DeepSurv`, :class:`BaggedIcareSurvival` (10 members; the HECKTOR 2022
+        prognosis winner, Rebaud et al. 2023), or any survival estimator on a feature table
+        (cloned).
     clinical : None, "all" or sequence of str
         Clinical fields of ``X`` added as covariates (not filtered, standardised).
     correlation_threshold : float, default=0.7
@@ -203,12 +213,14 @@ def make_radiomics_pipeline(
     """Radiomics features + one of the papers' survival models, as a Pipeline.
 
     The papers' feature-based baselines: ``"lasso_cox"`` (the traditional benchmark),
-    ``"rsf"`` and ``"deepsurv"``. For Lasso-Cox as a single estimator with readable
+    ``"rsf"`` and ``"deepsurv"``, and ``"icare"``, the HECKTOR 2022 prognosis winner
+    (sign-averaged radiomics, :class:`BaggedIcareSurvival`). Extractor options, such as
+    the features of other regions of the cohort, reach the head through ``extractor``. For Lasso-Cox as a single estimator with readable
     coefficients, see :class:`~survseg.estimators.radiomics_cox.RadiomicsCox`.
 
     Parameters
     ----------
-    head : {"lasso_cox", "rsf", "deepsurv"} or estimator, default="lasso_cox"
+    head : {"lasso_cox", "rsf", "deepsurv", "icare"} or estimator, default="lasso_cox"
     extractor : RadiomicsExtractor, optional
         Defaults to ``RadiomicsExtractor()`` (the papers' 1,456 features).
     clinical, random_state, **kwargs

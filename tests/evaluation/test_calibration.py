@@ -170,3 +170,17 @@ def test_benchmark_calibration_columns():
     assert np.isfinite(table.loc["uptake", "cindex_uno"])
     for col in ("dcal_p", "ece", "calibration_slope"):
         assert np.isnan(table.loc["uptake", col])
+
+
+def test_benchmark_test_cohort_uno():
+    X, y = sphere_cohort(n=30, seed=3)
+    X_test, y_test = sphere_cohort(n=12, seed=5)
+    keep = y_test["time"] <= y["time"].max()  # IPCW needs test times inside the training ones
+    X_test, y_test = X_test[keep], y_test[keep]
+    res = benchmark(
+        {"uptake": MeanUptake()}, X, y, cv=3, X_test=X_test, y_test=y_test, n_bootstrap=20
+    )
+    ens = res.predictions.query("set == 'test'")["risk"].to_numpy()
+    tau = np.percentile(y["time"][y["event"]], 80)
+    ref = concordance_index_ipcw(y, y_test, ens, tau=tau)[0]
+    assert res.table.loc[0, "test_cindex_uno"] == pytest.approx(ref)
