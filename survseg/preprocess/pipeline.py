@@ -32,10 +32,11 @@ from typing import NamedTuple
 import joblib
 import numpy as np
 import SimpleITK as sitk
-from joblib import Parallel, delayed
+from joblib import delayed
 from sklearn.utils.validation import check_memory
 from tqdm.auto import tqdm
 
+from .._parallel import parallel_run
 from ..data.io import read_image, read_pet, select_labels
 from .crop import box_around_point, crop_grid, mask_centroid
 from .geometry import CaseGeometry, Grid
@@ -414,7 +415,7 @@ def preprocess(
         )
         for case, case_id in zip(cases, ids, strict=True)
     )
-    results = Parallel(n_jobs=n_jobs, return_as="generator")(tasks)
+    results = parallel_run(tasks, n_jobs=n_jobs, return_as="generator")
     volumes, geometries = {}, []
     for i, (arrays, geometry) in enumerate(
         tqdm(results, total=len(cases), desc="preprocess", disable=not verbose)
