@@ -85,14 +85,18 @@ class MemmapRef:
         return cls(root.filename, a.dtype, a.shape, root.offset + start, mode)
 
     def open(self) -> np.memmap:
-        """Map the region (raises FileNotFoundError naming the path if it is not there)."""
+        """Map the region (raises FileNotFoundError naming the path if it is not there).
+
+        The result is a ``np.memmap`` that pickles as a reference again, so it stays one
+        through a scheduler that unpickles and re-pickles the arguments (Dask's does).
+        """
         if not os.path.exists(self.filename):
             raise FileNotFoundError(
                 f"memory-mapped cohort {self.filename} is not readable on this worker: put it "
                 "on a file system every worker sees under the same path, or pass "
                 "np.asarray(X) to send the data by value."
             )
-        return np.memmap(
+        return _FileBacked(
             self.filename, dtype=self.dtype, mode=self.mode, offset=self.offset, shape=self.shape
         )
 
@@ -101,6 +105,23 @@ class MemmapRef:
 
     def __repr__(self):
         return f"MemmapRef({self.filename!r}, shape={self.shape}, offset={self.offset})"
+
+
+class _FileBacked(np.memmap):
+    """A memmap opened from a :class:`MemmapRef`: pickled, it is the reference again.
+
+    A copy made from it (fancy indexing, arithmetic) no longer maps the file and pickles its
+    values as any array does.
+    """
+
+    def __reduce_ex__(self, protocol):
+        ref = MemmapRef.from_array(self)
+        if ref is None:
+            return np.asarray(self).view(np.ndarray).__reduce_ex__(protocol)
+        return ref.__reduce__()
+
+    def __reduce__(self):
+        return self.__reduce_ex__(2)
 
 
 def _reopen(filename, descr, shape, offset, mode):
@@ -125,6 +146,9 @@ def _inner_threads(backend, n_workers: int) -> int | None:
 
 def _run_limited(func, n_threads, args, kwargs):
     """Run one job in a worker with at most ``n_threads`` BLAS/OpenMP and torch threads."""
+    # a job the backend ran in this process was not pickled: open its references here
+    args = tuple(a.open() if isinstance(a, MemmapRef) else a for a in args)
+    kwargs = {k: v.open() if isinstance(v, MemmapRef) else v for k, v in kwargs.items()}
     if n_threads is None:
         return func(*args, **kwargs)
     import torch
@@ -160,8 +184,9 @@ def parallel_run(tasks: Iterable, *, n_jobs=None, return_as: str = "list") -> li
     if return_as not in _RETURN_AS:
         raise ValueError(f"return_as must be one of {_RETURN_AS}; got {return_as!r}.")
     backend, _ = get_active_backend()
-    native = type(backend).__name__ in _JOBLIB_NATIVE
-    n_threads = _inner_threads(backend, effective_n_jobs(n_jobs))
+    n_workers = effective_n_jobs(n_jobs)
+    native = type(backend).__name__ in _JOBLIB_NATIVE or n_workers == 1
+    n_threads = _inner_threads(backend, n_workers)
     # a nested call in a worker gets the sequential backend and passes its tasks untouched
     jobs = (
         delayed(_run_limited)(
