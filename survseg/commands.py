@@ -412,7 +412,7 @@ def add_data_commands(sub) -> None:
     pre.add_argument("--output", required=True, help="dataset folder to write")
     pre.add_argument("--spacing", type=float, default=1.0, help="isotropic voxel size in mm")
     pre.add_argument("--crop", choices=("tumour", "fixed", "none"), default="tumour")
-    pre.add_argument("--crop-size", type=int, nargs="+", default=[160], help="N or X Y Z voxels")
+    pre.add_argument("--crop-size", type=int, nargs="+", default=[160], help="N or D H W voxels (the arrays' shape)")
     pre.add_argument("--template", help="template CT for rigid registration (DeepMTS)")
     pre.add_argument("--labels", type=int, nargs="+", help="labels forming the mask (HECKTOR: 1)")
     pre.add_argument(
