@@ -352,7 +352,7 @@ def benchmark(
             "fit_seconds": np.mean(seconds) if seconds else np.nan,
         }
         if test_dice:
-            row["test_dice"] = float(np.mean(test_dice))
+            row["test_dice"] = float(np.nanmean(test_dice))  # NaN: no true tumour
         if test_risks:
             ens = np.mean(test_risks, axis=0)
             pred_rows.append(
