@@ -319,6 +319,14 @@ def _cmd_fit(args) -> int:
         raise ValueError(f"{args.dataset} has no survival outcomes (y.npy); cannot fit.")
     settings = _model_params([args.model], params, _radiomics_spacing(ds))[args.model]
     model = make_model(args.model, settings, random_state=args.seed, units=_units(ds))
+    if args.verbose:  # progress bars: radiomics extraction, training iterations, folds
+        model.set_params(
+            **{
+                k: args.verbose
+                for k in model.get_params(deep=True)
+                if k == "verbose" or k.endswith("__verbose")
+            }
+        )
     model.fit(ds.X, ds.y)
     out = Path(args.output)
     out.parent.mkdir(parents=True, exist_ok=True)
@@ -412,7 +420,13 @@ def add_data_commands(sub) -> None:
     pre.add_argument("--output", required=True, help="dataset folder to write")
     pre.add_argument("--spacing", type=float, default=1.0, help="isotropic voxel size in mm")
     pre.add_argument("--crop", choices=("tumour", "fixed", "none"), default="tumour")
-    pre.add_argument("--crop-size", type=int, nargs="+", default=[160], help="N or D H W voxels (the arrays' shape)")
+    pre.add_argument(
+        "--crop-size",
+        type=int,
+        nargs="+",
+        default=[160],
+        help="N or D H W voxels (the arrays' shape)",
+    )
     pre.add_argument("--template", help="template CT for rigid registration (DeepMTS)")
     pre.add_argument("--labels", type=int, nargs="+", help="labels forming the mask (HECKTOR: 1)")
     pre.add_argument(
@@ -465,6 +479,9 @@ def add_data_commands(sub) -> None:
     fit.add_argument("--param", nargs="*", help="key=value estimator parameters (Python literals)")
     fit.add_argument("--seed", type=int, default=0)
     fit.add_argument("--output", required=True, help="model file (joblib)")
+    fit.add_argument(
+        "-v", "--verbose", action="count", default=0, help="progress bars (extraction, training)"
+    )
     fit.set_defaults(func=_cmd_fit)
 
     pred = sub.add_parser("predict", help="risks, survival curves and NIfTI masks for new patients")
