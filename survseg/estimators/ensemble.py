@@ -124,7 +124,7 @@ class FoldEnsemble(SurvivalMixin, BaseEstimator):
         ``split(X, event)`` is used as given.
     n_jobs : int or None, default=None
         Folds trained in parallel with joblib (any joblib backend applies: loky, Dask,
-        Ray; see :doc:`/scale-out`).
+        Ray; see the Scaling out page).
     random_state : int, RandomState or None, default=None
         Seeds the fold assignment and gives each member its own ``random_state`` (every
         ``random_state`` parameter of the estimator, nested ones too, is overwritten).
