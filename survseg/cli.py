@@ -17,6 +17,15 @@ def _shape(text: str) -> tuple[int, int, int]:
     return tuple(parts)
 
 
+class _DefaultsHelp(argparse.ArgumentDefaultsHelpFormatter):
+    """Shows each option's default in ``--help``, except the empty ones (None, off flags)."""
+
+    def _get_help_string(self, action):
+        if action.default is None or action.default is False:
+            return action.help
+        return super()._get_help_string(action)
+
+
 def _cmd_demo(args) -> int:
     from .demo import run_demo
 
@@ -35,31 +44,38 @@ def _cmd_demo(args) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
+    from . import __version__
+
+    defaults = _DefaultsHelp  # --help shows the defaults
     parser = argparse.ArgumentParser(
         prog="survseg",
         description="Survival prediction and tumour segmentation from 3D PET/CT.",
+        formatter_class=defaults,
     )
+    parser.add_argument("--version", action="version", version=f"survseg {__version__}")
     sub = parser.add_subparsers(dest="command", required=True)
 
-    demo = sub.add_parser("demo", help="benchmark every model on a synthetic PET/CT cohort")
-    demo.add_argument("--output", default="survseg_demo_output", help="output folder")
-    demo.add_argument("--n-patients", type=int, default=80)
-    demo.add_argument(
-        "--shape", type=_shape, default=(24, 24, 24), help="volume size, e.g. 24 or 32x32x24"
+    demo = sub.add_parser(
+        "demo", help="benchmark every model on a synthetic PET/CT cohort", formatter_class=defaults
     )
-    demo.add_argument("--folds", type=int, default=3)
+    demo.add_argument("--output", default="survseg_demo_output", help="output folder")
+    demo.add_argument("--n-patients", type=int, default=80, help="patients in the cohort")
+    demo.add_argument("--shape", type=_shape, default="24", help="volume size, e.g. 24 or 32x32x24")
+    demo.add_argument("--folds", type=int, default=3, help="cross-validation folds")
     demo.add_argument(
         "--iterations", type=int, default=200, help="training iterations of the deep models"
     )
-    demo.add_argument("--models", nargs="+", help="subset of the demo models")
-    demo.add_argument("--seed", type=int, default=0)
+    demo.add_argument("--models", nargs="+", help="subset of the demo models (default: all)")
+    demo.add_argument("--seed", type=int, default=0, help="seed of the cohort and the models")
     demo.add_argument("--n-jobs", type=int, default=None, help="folds in parallel (joblib)")
-    demo.add_argument("--no-plots", action="store_true")
+    demo.add_argument("--no-plots", action="store_true", help="skip the figures")
     demo.set_defaults(func=_cmd_demo)
 
     from .commands import add_data_commands
 
     add_data_commands(sub)
+    for command in sub.choices.values():
+        command.formatter_class = defaults
     return parser
 
 

@@ -345,6 +345,14 @@ def _cmd_fit(args) -> int:
         raise ValueError(f"{args.dataset} has no survival outcomes (y.npy); cannot fit.")
     settings = _model_params([args.model], params, _radiomics_spacing(ds))[args.model]
     model = make_model(args.model, settings, random_state=args.seed, units=_units(ds))
+    if args.verbose:  # progress bars: radiomics extraction, training iterations, folds
+        model.set_params(
+            **{
+                k: args.verbose
+                for k in model.get_params(deep=True)
+                if k == "verbose" or k.endswith("__verbose")
+            }
+        )
     model.fit(ds.X, ds.y)
     save_model(out, model, name=args.model, signature=cohort_signature(ds.X))
     print(
@@ -461,7 +469,13 @@ def add_data_commands(sub) -> None:
     pre.add_argument("--output", required=True, help="dataset folder to write")
     pre.add_argument("--spacing", type=float, default=1.0, help="isotropic voxel size in mm")
     pre.add_argument("--crop", choices=("tumour", "fixed", "none"), default="tumour")
-    pre.add_argument("--crop-size", type=int, nargs="+", default=[160], help="N or X Y Z voxels")
+    pre.add_argument(
+        "--crop-size",
+        type=int,
+        nargs="+",
+        default=[160],
+        help="N or D H W voxels (the arrays' shape)",
+    )
     pre.add_argument("--template", help="template CT for rigid registration (DeepMTS)")
     pre.add_argument("--labels", type=int, nargs="+", help="labels forming the mask (HECKTOR: 1)")
     pre.add_argument(
@@ -532,6 +546,9 @@ def add_data_commands(sub) -> None:
     fit.add_argument("--seed", type=int, default=0)
     fit.add_argument(
         "--output", required=True, help="model file to write (a survseg model file, signed)"
+    )
+    fit.add_argument(
+        "-v", "--verbose", action="count", default=0, help="progress bars (extraction, training)"
     )
     fit.set_defaults(func=_cmd_fit)
 

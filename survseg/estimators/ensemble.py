@@ -9,6 +9,18 @@ where :math:`\mu_k, \sigma_k` are the mean and standard deviation of member :mat
 risks, either on the cohort given to ``fit`` (``standardize="fit"``: a patient's risk does
 not depend on who else is predicted) or on the cohort being predicted (``"predict"``: the
 paper's literal recipe, which needs at least two patients).
+
+Survival functions are the members' average, as a random survival forest averages its
+trees' (Ishwaran et al. 2008; ``sksurv.ensemble.RandomSurvivalForest``):
+
+.. math:: \hat S(t \mid x) = \frac{1}{K} \sum_{k=1}^{K} S_k(t \mid x), \qquad
+          \hat H(t \mid x) = \frac{1}{K} \sum_{k=1}^{K} H_k(t \mid x),
+
+on the union of the members' time grids, each member's curve held constant after its last
+time (the two averages are each a member average, so :math:`\hat S \ne e^{-\hat H}` in
+general, as in the forest). Averaging keeps each member's own calibration; a Breslow
+baseline on the standardised ensemble risk would not, because a z-scored risk is not a
+log-hazard.
 """
 
 from __future__ import annotations
@@ -16,15 +28,19 @@ from __future__ import annotations
 import numbers
 
 import numpy as np
-from joblib import Parallel, delayed
+from joblib import delayed
 from sklearn.base import BaseEstimator, clone
 from sklearn.model_selection import KFold, StratifiedKFold, check_cv
 from sklearn.utils import _safe_indexing, check_random_state, get_tags
+from sklearn.utils._param_validation import HasMethods, StrOptions
 from sklearn.utils.metaestimators import available_if
 from sklearn.utils.validation import check_is_fitted
+from tqdm.auto import tqdm
 
+from .._parallel import parallel_run
 from ..base import SurvivalMixin
 from ..data.validation import check_survival
+from ..evaluation.metrics import concordant_pairs
 
 __all__ = ["FoldEnsemble"]
 
@@ -41,11 +57,45 @@ def _set_random_state(estimator, seed: int):
     return estimator
 
 
-def _fit_member(estimator, X, y, train, test, seed):
+def _fit_member(estimator, X, y, train, test, seed, fold):
     model = _set_random_state(clone(estimator), seed)
     model.fit(_safe_indexing(X, train), y[train])
     held_out = np.asarray(model.predict(_safe_indexing(X, test)), dtype=np.float64).ravel()
-    return model, held_out
+    return fold, model, held_out
+
+
+def _check_folds(folds, event, time):
+    """Every held-out fold with an event must hold a comparable pair (its C-index exists)."""
+    for k, (_, test) in enumerate(folds):
+        if not event[test].any():
+            continue  # no event: the fold's C-index is NaN, documented
+        _, comparable = concordant_pairs(
+            event[test], time[test], np.zeros(len(test)), [np.arange(len(test))]
+        )
+        if comparable == 0:
+            raise ValueError(
+                f"held-out fold {k + 1} of {len(folds)} ({len(test)} patients, "
+                f"{int(event[test].sum())} event(s)) has no comparable pair: no event happens "
+                "before another patient's time in it, so its C-index is undefined. Use fewer "
+                "folds, another random_state or a splitter that spreads the events."
+            )
+
+
+def _mean_step_functions(per_member, name):
+    """Average each patient's curves over the members on the union of their time grids."""
+    from sksurv.functions import StepFunction
+
+    grid = np.unique(np.concatenate([fn.x for fns in per_member for fn in fns[:1]]))
+    n = len(per_member[0])
+    total = np.zeros((n, grid.size))
+    for fns in per_member:
+        if len(fns) != n:
+            raise RuntimeError(f"members returned {len(fns)} and {n} {name} functions.")
+        for i, fn in enumerate(fns):
+            lo, hi = fn.domain
+            total[i] += fn(np.clip(grid, lo, hi))  # constant after the member's last time
+    mean = total / len(per_member)
+    return grid, mean, [StepFunction(grid, row) for row in mean]
 
 
 def _estimator_has(attr):
@@ -73,13 +123,16 @@ class FoldEnsemble(SurvivalMixin, BaseEstimator):
         ``random_state``), or ``KFold`` when a fold could not hold an event; a splitter's
         ``split(X, event)`` is used as given.
     n_jobs : int or None, default=None
-        Folds trained in parallel with joblib (any joblib backend applies).
+        Folds trained in parallel with joblib (any joblib backend applies: loky, Dask,
+        Ray; see the Scaling out page).
     random_state : int, RandomState or None, default=None
         Seeds the fold assignment and gives each member its own ``random_state`` (every
         ``random_state`` parameter of the estimator, nested ones too, is overwritten).
     standardize : {"fit", "predict", None}, default="fit"
         Where each member's risk mean and SD come from: the ``fit`` cohort, the cohort being
         predicted (the paper's recipe), or no standardisation (plain average).
+    verbose : int, default=0
+        ``> 0`` shows a progress bar of the fitted folds (with each fold's C-index).
 
     Attributes
     ----------
@@ -93,12 +146,24 @@ class FoldEnsemble(SurvivalMixin, BaseEstimator):
         it; raw, not standardised).
     risk_mean_, risk_scale_ : ndarray of shape (n_folds,)
         Member risk statistics on the fit cohort (``standardize="fit"``).
+    unique_times_ : ndarray
+        Time grid of the survival functions (the union of the members' grids); only when
+        the estimator has ``predict_survival_function``.
+
+    Notes
+    -----
+    Before any member is fitted, every held-out fold that has an event must contain a
+    comparable pair (an event before another patient's time), or ``fit`` raises naming the
+    fold: its C-index would be undefined. A held-out fold without events gets a NaN score.
 
     References
     ----------
     M. Meng et al., "DeepMTS: Deep multi-task learning for survival prediction in patients
     with advanced nasopharyngeal carcinoma using pretreatment PET/CT", IEEE JBHI, 2022,
     Sec. 4.7.
+    H. Ishwaran, U. B. Kogalur, E. H. Blackstone, M. S. Lauer, "Random survival forests",
+    Ann. Appl. Stat. 2(3):841-860, 2008 (the ensemble survival and cumulative hazard
+    functions as member averages).
 
     Examples
     --------
@@ -108,12 +173,24 @@ class FoldEnsemble(SurvivalMixin, BaseEstimator):
     >>> ens.fit(X_train, y_train).score(X_test, y_test)  # doctest: +SKIP
     """
 
-    def __init__(self, estimator, *, cv=5, n_jobs=None, random_state=None, standardize="fit"):
+    _parameter_constraints = {
+        "estimator": [HasMethods(["fit", "predict"])],
+        "cv": ["cv_object"],
+        "n_jobs": [None, numbers.Integral],
+        "random_state": ["random_state"],
+        "standardize": [StrOptions({"fit", "predict"}), None],
+        "verbose": ["verbose"],
+    }
+
+    def __init__(
+        self, estimator, *, cv=5, n_jobs=None, random_state=None, standardize="fit", verbose=0
+    ):
         self.estimator = estimator
         self.cv = cv
         self.n_jobs = n_jobs
         self.random_state = random_state
         self.standardize = standardize
+        self.verbose = verbose
 
     def _splitter(self, event):
         rs = check_random_state(self.random_state)
@@ -140,37 +217,48 @@ class FoldEnsemble(SurvivalMixin, BaseEstimator):
         -------
         self
         """
-        if self.standardize not in ("fit", "predict", None):
-            raise ValueError(
-                f"standardize must be 'fit', 'predict' or None; got {self.standardize!r}."
-            )
-        if not hasattr(self.estimator, "fit") or not hasattr(self.estimator, "predict"):
-            raise TypeError(
-                f"estimator must have fit and predict; got {type(self.estimator).__name__}."
-            )
-        event, _ = check_survival(y, len(X))
+        self._validate_params()
+        event, time = check_survival(y, len(X))
         splitter, rs = self._splitter(event)
         folds = [
             (np.asarray(tr), np.asarray(te)) for tr, te in splitter.split(np.zeros(len(X)), event)
         ]
+        _check_folds(folds, event, time)
         seeds = rs.randint(2**31 - 1, size=len(folds))
-        out = Parallel(n_jobs=self.n_jobs)(
-            delayed(_fit_member)(self.estimator, X, y, tr, te, int(s))
-            for (tr, te), s in zip(folds, seeds, strict=True)
+        results = parallel_run(
+            (
+                delayed(_fit_member)(self.estimator, X, y, tr, te, int(s), k)
+                for k, ((tr, te), s) in enumerate(zip(folds, seeds, strict=True))
+            ),
+            n_jobs=self.n_jobs,
+            return_as="generator_unordered",
         )
-        self.estimators_ = [model for model, _ in out]
-        self.folds_ = folds
-        self.oof_risk_ = np.full(len(X), np.nan)
-        scores = []
-        for (_, te), (_, risk) in zip(folds, out, strict=True):
-            self.oof_risk_[te] = risk
-            scores.append(self._safe_cindex(y[te], risk))
-        self.fold_scores_ = np.asarray(scores)
+        members, oof, scores = [None] * len(folds), np.full(len(X), np.nan), np.empty(len(folds))
+        bar = tqdm(total=len(folds), desc="FoldEnsemble", unit="fold", disable=not self.verbose)
+        with bar:
+            for k, model, risk in results:
+                test = folds[k][1]
+                members[k], oof[test] = model, risk
+                scores[k] = self._safe_cindex(y[test], risk)
+                bar.set_postfix_str(f"fold {k + 1}: C-index {scores[k]:.3f}")
+                bar.update()
+        # fitted state is set only once every member is fitted (fit is atomic)
+        self.estimators_, self.folds_, self.oof_risk_, self.fold_scores_ = (
+            members,
+            folds,
+            oof,
+            scores,
+        )
         if self.standardize == "fit":
             risks = self._member_risks(X)
             self.risk_mean_ = risks.mean(axis=1)
             sd = risks.std(axis=1)
             self.risk_scale_ = np.where(sd > 0, sd, 1.0)
+        if hasattr(self.estimator, "predict_survival_function"):
+            first = _safe_indexing(X, [0])
+            self.unique_times_ = np.unique(
+                np.concatenate([m.predict_survival_function(first)[0].x for m in members])
+            )
         return self
 
     @staticmethod
@@ -210,6 +298,45 @@ class FoldEnsemble(SurvivalMixin, BaseEstimator):
             sd = risks.std(axis=1, keepdims=True)
             risks = _zscore(risks, risks.mean(axis=1, keepdims=True), np.where(sd > 0, sd, 1.0))
         return risks.mean(axis=0)
+
+    @available_if(_estimator_has("predict_survival_function"))
+    def predict_survival_function(self, X, return_array=False):
+        r"""Members' mean survival function :math:`\frac1K \sum_k S_k(t \mid x)`.
+
+        Parameters
+        ----------
+        X : cohort or array-like
+        return_array : bool, default=False
+            Return an array of shape ``(n_samples, n_times)`` on the union of the members'
+            time grids instead of ``StepFunction``\ s.
+
+        Returns
+        -------
+        survival : ndarray of sksurv.functions.StepFunction, or ndarray of float
+        """
+        check_is_fitted(self, "estimators_")
+        per_member = [m.predict_survival_function(X) for m in self.estimators_]
+        _, mean, fns = _mean_step_functions(per_member, "survival")
+        return mean if return_array else np.asarray(fns)
+
+    @available_if(_estimator_has("predict_cumulative_hazard_function"))
+    def predict_cumulative_hazard_function(self, X, return_array=False):
+        r"""Members' mean cumulative hazard :math:`\frac1K \sum_k H_k(t \mid x)`.
+
+        Parameters
+        ----------
+        X : cohort or array-like
+        return_array : bool, default=False
+            Return an array of shape ``(n_samples, n_times)`` instead of ``StepFunction``\ s.
+
+        Returns
+        -------
+        cumulative_hazard : ndarray of sksurv.functions.StepFunction, or ndarray of float
+        """
+        check_is_fitted(self, "estimators_")
+        per_member = [m.predict_cumulative_hazard_function(X) for m in self.estimators_]
+        _, mean, fns = _mean_step_functions(per_member, "cumulative hazard")
+        return mean if return_array else np.asarray(fns)
 
     @available_if(_estimator_has("predict_proba_mask"))
     def predict_mask(self, X, threshold=0.5):

@@ -69,6 +69,10 @@ class RadiomicsCox(SurvivalMixin, BaseEstimator):
     max_iter : int, default=100000
     random_state : int, RandomState or None
         Inner-fold shuffling.
+    verbose : int, default=0
+        ``> 0`` shows the radiomics extraction's progress bar (patients x modalities still
+        to extract; cached ones are served at once), in ``fit`` and ``predict``. It is set
+        on the extractor when the extractor has a ``verbose`` parameter.
 
     Attributes
     ----------
@@ -124,6 +128,7 @@ class RadiomicsCox(SurvivalMixin, BaseEstimator):
         "scoring": [StrOptions({"cindex", "partial_likelihood"})],
         "max_iter": [Interval(numbers.Integral, 1, None, closed="left")],
         "random_state": ["random_state"],
+        "verbose": ["verbose"],
     }
 
     def __init__(
@@ -141,6 +146,7 @@ class RadiomicsCox(SurvivalMixin, BaseEstimator):
         scoring="cindex",
         max_iter=100000,
         random_state=None,
+        verbose=0,
     ):
         self.extractor = extractor
         self.regions = regions
@@ -154,6 +160,7 @@ class RadiomicsCox(SurvivalMixin, BaseEstimator):
         self.scoring = scoring
         self.max_iter = max_iter
         self.random_state = random_state
+        self.verbose = verbose
 
     def fit(self, X, y):
         """Extract, select and fit the Lasso-Cox model on the training cohort.
@@ -190,6 +197,8 @@ class RadiomicsCox(SurvivalMixin, BaseEstimator):
                     "such parameter; use RadiomicsExtractor or set them on your extractor."
                 )
             extractor.set_params(**region_params)
+        if self.verbose and "verbose" in extractor.get_params(deep=False):
+            extractor.set_params(verbose=self.verbose)
         head = LassoCoxCV(
             n_alphas=self.n_alphas,
             alpha_min_ratio=self.alpha_min_ratio,

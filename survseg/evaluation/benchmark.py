@@ -28,10 +28,11 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
-from joblib import Parallel, delayed
+from joblib import delayed
 from sklearn.base import clone
 from sklearn.model_selection import KFold, StratifiedKFold, check_cv
 
+from .._parallel import parallel_run
 from ..data.validation import check_survival
 from .calibration import calibration_at_horizon, d_calibration, survival_at
 from .compare import compare_concordance, concordance_ci
@@ -428,11 +429,15 @@ def benchmark(
 
     # results come back in order as the folds finish, and each is saved at once, so an
     # interrupted run keeps every fold finished before the interruption
-    results = Parallel(n_jobs=n_jobs, return_as="generator")(
-        delayed(_fit_fold)(
-            name, est, X, y, train, test, k, times, X_test, verbose, slot, horizon=horizon
-        )
-        for slot, (name, k, est, train, test) in enumerate(jobs)
+    results = parallel_run(
+        (
+            delayed(_fit_fold)(
+                name, est, X, y, train, test, k, times, X_test, verbose, slot, horizon=horizon
+            )
+            for slot, (name, k, est, train, test) in enumerate(jobs)
+        ),
+        n_jobs=n_jobs,
+        return_as="generator",
     )
     for (name, k, _, _, test), (out, model) in zip(jobs, results, strict=True):
         done[(name, k)] = (out, model)
@@ -518,7 +523,7 @@ def benchmark(
             )
         )
         if test_dice:
-            row["test_dice"] = float(np.mean(test_dice))
+            row["test_dice"] = float(np.nanmean(test_dice))  # NaN: no true tumour
         if test_risks:
             ens = np.mean(test_risks, axis=0)
             pred_rows.append(

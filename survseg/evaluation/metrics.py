@@ -109,15 +109,21 @@ def concordant_pairs(event, time, risk, members) -> tuple[float, int]:
     return float(concordant), int(comparable)
 
 
-def dice_score(mask_true, mask_pred, *, empty_value: float = 1.0) -> np.ndarray:
+def dice_score(mask_true, mask_pred, *, ignore_empty: bool = True) -> np.ndarray:
     r"""Dice similarity coefficient per patient, :math:`2|A \cap B| / (|A| + |B|)`.
+
+    A patient whose true mask :math:`A` is empty has no tumour to overlap: with
+    ``ignore_empty=True`` (the default, as MONAI's ``DiceMetric(ignore_empty=True)``) their
+    Dice is NaN, so that ``np.nanmean`` averages over the patients with a tumour only. With
+    ``ignore_empty=False`` the limit convention applies: 1 when both masks are empty, 0 when
+    only the prediction has voxels (MONAI's ``ignore_empty=False``).
 
     Parameters
     ----------
     mask_true, mask_pred : array-like of shape (n_patients, D, H, W) or (D, H, W)
         Binary masks (non-zero = tumour).
-    empty_value : float
-        Dice returned when both masks are empty (perfect agreement by convention).
+    ignore_empty : bool, default=True
+        NaN for an empty true mask (``True``) or 1/0 as above (``False``).
 
     Returns
     -------
@@ -134,7 +140,9 @@ def dice_score(mask_true, mask_pred, *, empty_value: float = 1.0) -> np.ndarray:
     inter = (a & b).sum(axis=1).astype(np.float64)
     total = (a.sum(axis=1) + b.sum(axis=1)).astype(np.float64)
     with np.errstate(invalid="ignore", divide="ignore"):
-        dice = np.where(total > 0, 2.0 * inter / total, empty_value)
+        dice = np.where(total > 0, 2.0 * inter / total, 1.0)
+    if ignore_empty:
+        dice = np.where(a.any(axis=1), dice, np.nan)
     return float(dice[0]) if single else dice
 
 

@@ -46,7 +46,12 @@ def cox_partial_likelihood_loss(
         Approximation for tied event times (scikit-survival's ``CoxPHSurvivalAnalysis``
         default is Breslow; Efron is more accurate with many ties).
     reduction : {"mean", "sum"}
-        ``"mean"`` divides by the number of events.
+        ``"mean"`` divides the summed loss by the number of events :math:`\\sum_i \\delta_i`,
+        with either tie method, so that it is the average per event and does not depend on
+        how the events are grouped into times. torchsurv's ``neg_partial_log_likelihood``
+        averages one term per *distinct event time* with Efron ties (one per event with
+        Breslow or without ties): the two agree unless events share a time, where
+        torchsurv's Efron mean is the sum divided by the number of distinct event times.
 
     Returns
     -------

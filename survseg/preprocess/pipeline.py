@@ -38,9 +38,10 @@ from typing import NamedTuple
 import joblib
 import numpy as np
 import SimpleITK as sitk
-from joblib import Parallel, delayed
+from joblib import delayed
 from tqdm.auto import tqdm
 
+from .._parallel import parallel_run
 from ..data.io import read_image, read_pet, select_labels
 from .crop import box_around_point, crop_grid, mask_centroid
 from .geometry import CaseGeometry, Grid
@@ -60,6 +61,11 @@ class PreprocessingError(ValueError):
     """Preprocessing failed for one patient; the message names the patient."""
 
 
+def _xyz(spacing):
+    """A (D, H, W) spacing in SimpleITK's (x, y, z) order (a number stays a number)."""
+    return spacing if np.ndim(spacing) == 0 else tuple(spacing)[::-1]
+
+
 @dataclass(frozen=True)
 class Preprocessing:
     """Parameters of the preprocessing pipeline (see :func:`preprocess`).
@@ -70,7 +76,8 @@ class Preprocessing:
     Parameters
     ----------
     spacing : float or tuple of 3 float or None
-        Output voxel size in mm, ``(x, y, z)``; a number means isotropic. ``None`` keeps the
+        Output voxel size in mm, ``(D, H, W)`` order (the cohort's array axes, i.e.
+        SimpleITK's ``(z, y, x)``); a number means isotropic. ``None`` keeps the
         reference image's grid. Ignored with a ``template`` (its grid, resampled to
         ``spacing``, is used).
     reference : str
@@ -82,8 +89,9 @@ class Preprocessing:
     crop : {'tumour', 'fixed', None}
         ``'tumour'``: box centred on the centroid of the mask; ``'fixed'``: box centred on
         ``crop_center``; ``None``: no cropping (all patients must then share a grid shape).
-    crop_size : tuple of 3 int
-        Box size in voxels, ``(x, y, z)``; the cohort arrays get shape ``(z, y, x)``.
+    crop_size : int or tuple of 3 int
+        Box size in voxels, ``(D, H, W)`` order: the cohort arrays get exactly this shape.
+        An int gives a cube.
     crop_center : tuple of 3 float, optional
         Physical centre (mm) of a ``'fixed'`` box, in the template's space when registering;
         default: the centre of the (template or patient) grid.
@@ -120,10 +128,16 @@ class Preprocessing:
         if self.crop not in _CROPS:
             raise ValueError(f"crop must be one of {_CROPS}; got {self.crop!r}.")
         size = np.asarray(self.crop_size)
+        if size.ndim == 0:
+            size = np.repeat(size, 3)
         if size.shape != (3,) or not np.issubdtype(size.dtype, np.integer) or (size < 1).any():
             raise ValueError(
-                f"crop_size must be 3 positive integers (x, y, z); got {self.crop_size!r}."
+                f"crop_size must be a positive integer or 3 of them (D, H, W); got "
+                f"{self.crop_size!r}."
             )
+        object.__setattr__(self, "crop_size", tuple(int(v) for v in size))
+        if self.spacing is not None and np.ndim(self.spacing) == 1:
+            object.__setattr__(self, "spacing", tuple(float(v) for v in self.spacing))
         bad = {k: v for k, v in dict(self.intensity).items() if v not in _INTENSITY_METHODS}
         if bad:
             raise ValueError(f"intensity methods must be 'zscore', 'window' or None; got {bad}.")
@@ -143,11 +157,12 @@ class Preprocessing:
     @classmethod
     def deepmts(cls, template, crop_center=None, **changes) -> Preprocessing:
         """DeepMTS (Sec. 4.2): 1 mm voxels, rigid registration to ``template``, a fixed
-        128x128x112 box (x, y, z) at ``crop_center``, PET and CT z-score."""
+        112x128x128 box (D, H, W; the paper's 128x128x112 in x, y, z) at ``crop_center``,
+        PET and CT z-score."""
         params = dict(
             template=template,
             crop="fixed",
-            crop_size=(128, 128, 112),
+            crop_size=(112, 128, 128),
             crop_center=crop_center,
             intensity={"pet": "zscore", "ct": "zscore"},
         )
@@ -284,7 +299,7 @@ def preprocess_case(
         transform = register_rigid(template, reference, **dict(p.registration or {}))
         grid = Grid.from_image(template)
     elif p.spacing is not None:
-        grid = grid_for_spacing(reference, p.spacing)
+        grid = grid_for_spacing(reference, _xyz(p.spacing))
     else:
         grid = Grid.from_image(reference)
 
@@ -298,7 +313,8 @@ def preprocess_case(
                 centre = np.asarray(transform.GetInverse().TransformPoint(tuple(centre)))
         else:
             centre = grid.center() if p.crop_center is None else np.asarray(p.crop_center)
-        grid = crop_grid(grid, box_around_point(grid, centre, p.crop_size), p.crop_size)
+        size = p.crop_size[::-1]  # (D, H, W) -> SimpleITK's (x, y, z)
+        grid = crop_grid(grid, box_around_point(grid, centre, size), size)
 
     # 4. one resampling per modality, straight onto the box
     arrays, mask_array = {}, None
@@ -348,7 +364,7 @@ def _template_image(p: Preprocessing) -> sitk.Image:
     image = sitk.Cast(image, sitk.sitkFloat32)
     if p.spacing is not None:
         image = resample_to_reference(
-            image, grid_for_spacing(image, p.spacing), default_value=p.pad_value(p.reference)
+            image, grid_for_spacing(image, _xyz(p.spacing)), default_value=p.pad_value(p.reference)
         )
     return image
 
@@ -578,7 +594,7 @@ def preprocess(
         )
         for case, case_id in zip(cases, ids, strict=True)
     )
-    results = Parallel(n_jobs=n_jobs, return_as="generator")(tasks)
+    results = parallel_run(tasks, n_jobs=n_jobs, return_as="generator")
     volumes, geometries = {}, []
     for i, (arrays, geometry) in enumerate(
         tqdm(results, total=len(cases), desc="preprocess", disable=not verbose)

@@ -8,12 +8,13 @@ import warnings
 
 import numpy as np
 import pandas as pd
-from joblib import Memory, Parallel, delayed
+from joblib import Memory, delayed
 from sklearn.base import BaseEstimator, TransformerMixin
 from sklearn.utils._param_validation import Interval, StrOptions
 from sklearn.utils.validation import check_is_fitted
 from tqdm.auto import tqdm
 
+from .._parallel import parallel_run
 from ..data.cohort import SPACING_FIELD, cohort_spacing, image_fields
 from ..data.validation import check_cohort, check_fitted_cohort, cohort_signature
 from .backends import BACKENDS, check_backend, extract_unit
@@ -684,7 +685,7 @@ class RadiomicsExtractor(TransformerMixin, BaseEstimator):
                 )
                 for i, region, unit in todo
             )
-            results = Parallel(n_jobs=self.n_jobs, return_as="generator_unordered")(tasks)
+            results = parallel_run(tasks, n_jobs=self.n_jobs, return_as="generator_unordered")
             bar = tqdm(results, total=len(todo), desc="radiomics", disable=not self.verbose)
             for (i, region, unit), names, values, error in bar:
                 if error is not None:

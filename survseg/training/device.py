@@ -12,10 +12,12 @@ __all__ = ["resolve_device", "seeded", "make_generators", "seed_from"]
 
 
 def resolve_device(device) -> torch.device:
-    """Turn ``"auto"``, ``"cpu"``, ``"cuda"``, ``"cuda:N"`` or a ``torch.device`` into a device.
+    """Turn ``"auto"``, ``"cpu"``, ``"cuda"``, ``"cuda:N"``, ``"mps"`` or a ``torch.device``
+    into a device.
 
-    ``"auto"`` picks CUDA when available, else the CPU. Asking for CUDA on a machine without
-    it raises a ``ValueError`` instead of failing later inside torch.
+    ``"auto"`` picks CUDA when available, else the CPU; an Apple GPU is used only when asked
+    for (``"mps"``). Asking for CUDA or MPS on a machine without it raises a ``ValueError``
+    instead of failing later inside torch.
     """
     if isinstance(device, torch.device):
         dev = device
@@ -26,14 +28,20 @@ def resolve_device(device) -> torch.device:
             dev = torch.device(device)
         except RuntimeError as exc:
             raise ValueError(
-                f"device must be 'auto', 'cpu', 'cuda' or 'cuda:N'; got {device!r}."
+                f"device must be 'auto', 'cpu', 'cuda', 'cuda:N' or 'mps'; got {device!r}."
             ) from exc
     else:
-        raise ValueError(f"device must be 'auto', 'cpu', 'cuda' or 'cuda:N'; got {device!r}.")
+        raise ValueError(
+            f"device must be 'auto', 'cpu', 'cuda', 'cuda:N' or 'mps'; got {device!r}."
+        )
     if dev.type == "cuda" and not torch.cuda.is_available():
         raise ValueError(f"device={device!r} was requested but CUDA is not available here.")
-    if dev.type not in ("cpu", "cuda"):
-        raise ValueError(f"unsupported device type {dev.type!r}; use 'cpu' or 'cuda'.")
+    if dev.type == "mps" and not torch.backends.mps.is_available():
+        raise ValueError(
+            f"device={device!r} was requested but MPS (Apple GPU) is not available here."
+        )
+    if dev.type not in ("cpu", "cuda", "mps"):
+        raise ValueError(f"unsupported device type {dev.type!r}; use 'cpu', 'cuda' or 'mps'.")
     return dev
 
 

@@ -113,7 +113,8 @@ def test_sklearn_api(cox_ensemble, whas):
 
 
 @pytest.mark.parametrize(
-    "kwargs, match", [(dict(cv=1), "cv must be"), (dict(standardize="z"), "standardize")]
+    "kwargs, match",
+    [(dict(cv=1), "cv. parameter .* range .2, inf"), (dict(standardize="z"), "standardize")],
 )
 def test_bad_parameters(kwargs, match, whas):
     with pytest.raises(ValueError, match=match):
@@ -151,3 +152,71 @@ def test_works_with_deepmts_on_a_cohort():
     np.testing.assert_allclose(ens.predict_proba_mask(X), prob)
     np.testing.assert_array_equal(ens.predict_mask(X), (prob > 0.5).astype(np.uint8))
     assert ens.estimators_[0].random_state != ens.estimators_[1].random_state
+
+
+def test_fold_without_comparable_pair_is_named_before_any_fit(whas):
+    X, y = whas
+    X, y = X.iloc[:12].reset_index(drop=True), y[:12].copy()
+    time = np.arange(1.0, 13.0)
+    event = np.zeros(12, bool)
+    event[[0, 2, 4, 11]] = True  # fold 2 holds patients 6-11: its only event is the latest
+    y["lenfol"], y["fstat"] = time, event
+    folds = [(np.arange(6, 12), np.arange(6)), (np.arange(6), np.arange(6, 12))]
+
+    class Refuses(CoxPHSurvivalAnalysis):
+        def fit(self, X, y):
+            raise AssertionError("fitted before the folds were checked")
+
+    with pytest.raises(ValueError, match="held-out fold 2 of 2 .*no comparable pair"):
+        FoldEnsemble(Refuses(), cv=folds).fit(X, y)
+
+
+def _member_mean(ens, X, method):
+    """Reference: each sksurv member's own curves, averaged on the union of their grids."""
+    per = [getattr(m, method)(X) for m in ens.estimators_]
+    grid = np.unique(np.concatenate([fns[0].x for fns in per]))
+    # a member's curve is constant after its last time (sksurv's domain ends there)
+    return grid, np.mean([[fn(np.minimum(grid, fn.x[-1])) for fn in fns] for fns in per], axis=0)
+
+
+@pytest.mark.parametrize(
+    "method", ["predict_survival_function", "predict_cumulative_hazard_function"]
+)
+def test_survival_functions_average_the_members(cox_ensemble, whas, method):
+    X, _ = whas
+    X_new = X.iloc[:7]
+    grid, expected = _member_mean(cox_ensemble, X_new, method)
+    np.testing.assert_array_equal(cox_ensemble.unique_times_, grid)
+    fns = getattr(cox_ensemble, method)(X_new)
+    assert len(fns) == 7
+    np.testing.assert_allclose(np.vstack([fn(grid) for fn in fns]), expected, rtol=1e-12)
+    np.testing.assert_allclose(getattr(cox_ensemble, method)(X_new, return_array=True), expected)
+    steps = np.diff(expected, axis=1)
+    if method == "predict_survival_function":
+        assert (expected <= 1).all() and (expected >= 0).all() and (steps <= 1e-12).all()
+    else:
+        assert (expected >= 0).all() and (steps >= -1e-12).all()
+
+
+def test_ibs_scorer_and_benchmark_auc_ibs_work(whas):
+    from sklearn.model_selection import cross_val_score
+    from sksurv.metrics import as_integrated_brier_score_scorer, integrated_brier_score
+
+    from survseg.evaluation.benchmark import benchmark
+
+    X, y = whas
+    X, y = X.iloc[:200], y[:200]
+    times = np.percentile(y["lenfol"][y["fstat"]], [20, 40, 60])
+    ens = FoldEnsemble(CoxPHSurvivalAnalysis(), cv=3, random_state=0)
+    scorer = as_integrated_brier_score_scorer(ens, times)
+    train = np.arange(100, 200)
+    # sksurv's IPCW needs test times below the training follow-up's end
+    test = np.flatnonzero(y["lenfol"][:100] < y["lenfol"][train].max())
+    scores = cross_val_score(scorer, X, y, cv=[(train, test)])
+    ens.fit(X.iloc[train], y[train])
+    surv = ens.predict_survival_function(X.iloc[test])
+    ref = integrated_brier_score(y[train], y[test], np.vstack([f(times) for f in surv]), times)
+    assert -scores[0] == pytest.approx(ref)  # the scorer's sign: higher is better
+    result = benchmark({"ensemble": ens}, X.to_numpy(), y, cv=3, n_bootstrap=20)
+    row = result.table.iloc[0]
+    assert np.isfinite(row["auc"]) and 0 < row["ibs"] < 0.5

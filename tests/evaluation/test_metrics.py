@@ -97,10 +97,29 @@ def test_dice_hand_computed():
     b = np.zeros_like(a)
     a[0, :2] = 1  # 32 voxels
     b[0, 1:3] = 1  # 32 voxels, 16 shared
-    np.testing.assert_allclose(dice_score(a, b), [2 * 16 / 64, 1.0])
+    np.testing.assert_allclose(dice_score(a, b), [2 * 16 / 64, np.nan])
+    np.testing.assert_allclose(dice_score(a, b, ignore_empty=False), [2 * 16 / 64, 1.0])
     assert dice_score(a[0], a[0]) == 1.0
     with pytest.raises(ValueError, match="shapes differ"):
         dice_score(a, b[:, :2])
+
+
+@pytest.mark.parametrize("ignore_empty", [True, False])
+def test_dice_equals_monai_including_empty_masks(ignore_empty):
+    import torch
+    from monai.metrics import compute_dice
+
+    rng = np.random.default_rng(0)
+    truth = (rng.random((4, 5, 6, 7)) > 0.6).astype(np.uint8)
+    pred = (rng.random((4, 5, 6, 7)) > 0.5).astype(np.uint8)
+    truth[2:] = 0  # patients 2 and 3 have no tumour; 3's prediction is empty too
+    pred[3] = 0
+    ref = compute_dice(
+        torch.from_numpy(pred[:, None]), torch.from_numpy(truth[:, None]), ignore_empty=ignore_empty
+    ).numpy()[:, 0]
+    got = dice_score(truth, pred, ignore_empty=ignore_empty)
+    np.testing.assert_allclose(got, ref, rtol=1e-6)
+    assert np.isnan(got[2]) == ignore_empty and (ignore_empty or got[2] == 0 and got[3] == 1)
 
 
 def test_auc_and_ibs_equal_sksurv():

@@ -101,3 +101,34 @@ def test_bad_arguments():
         cox_partial_likelihood_loss(torch.zeros(2), torch.ones(2), torch.ones(2), ties="exact")
     with pytest.raises(ValueError, match="same length"):
         cox_partial_likelihood_loss(torch.zeros(3), torch.ones(2), torch.ones(2))
+
+
+def test_mean_reduction_against_torchsurvs_published_values():
+    # torchsurv's neg_partial_log_likelihood docstring: mean 1.0071, sum 3.0214 without ties
+    # and 1.0873 (Efron and Breslow) with a censored patient tied to an event
+    log_hz = torch.tensor([0.1, 0.2, 0.3, 0.4, 0.5], dtype=torch.float64)
+    event = torch.tensor([1, 0, 1, 0, 1], dtype=torch.bool)
+    time = torch.tensor([1.0, 2.0, 3.0, 4.0, 5.0], dtype=torch.float64)
+    mean = cox_partial_likelihood_loss(log_hz, event, time, reduction="mean")
+    total = cox_partial_likelihood_loss(log_hz, event, time, reduction="sum")
+    assert float(mean) == pytest.approx(1.0071, abs=1e-4)
+    assert float(total) == pytest.approx(3.0214, abs=1e-4)
+    tied = torch.tensor([1.0, 2.0, 2.0, 4.0, 5.0], dtype=torch.float64)
+    for ties in ("efron", "breslow"):
+        got = cox_partial_likelihood_loss(log_hz, event, tied, ties=ties, reduction="mean")
+        assert float(got) == pytest.approx(1.0873, abs=1e-4)
+
+
+def test_mean_reduction_divides_by_events_when_events_share_a_time():
+    # two events at t=1, one at t=3: the mean is per event (3), not per distinct time (2)
+    log_hz = torch.tensor([0.3, -0.2, 0.1, 0.4], dtype=torch.float64)
+    event = torch.tensor([1, 1, 1, 0], dtype=torch.bool)
+    time = torch.tensor([1.0, 1.0, 3.0, 4.0], dtype=torch.float64)
+    theta = log_hz.exp()
+    # Efron by hand: at t=1 risk set {0..3}, tied events {0, 1}; at t=3 risk set {2, 3}
+    r1, h1 = theta.sum(), theta[0] + theta[1]
+    pll = (log_hz[0] + log_hz[1] - torch.log(r1) - torch.log(r1 - 0.5 * h1)) + (
+        log_hz[2] - torch.log(theta[2] + theta[3])
+    )
+    got = cox_partial_likelihood_loss(log_hz, event, time, ties="efron", reduction="mean")
+    assert float(got) == pytest.approx(float(-pll / 3), rel=1e-12)

@@ -53,9 +53,9 @@ def test_known_physical_point_lands_on_the_right_voxel():
     mask = sitk.Image(ct.GetSize(), sitk.sitkUInt8)
     mask.CopyInformation(ct)
     mask[12:15, 6:9, 3:6] = 1
-    p = Preprocessing(spacing=1.0, crop="tumour", crop_size=(16, 15, 14), intensity=RAW)
+    p = Preprocessing(spacing=1.0, crop="tumour", crop_size=(14, 15, 16), intensity=RAW)
     arrays, geometry = preprocess_case({"ct": ct, "pet": pet, "mask": mask}, p)
-    assert arrays["ct"].shape == (14, 15, 16)
+    assert arrays["ct"].shape == (14, 15, 16)  # crop_size is (D, H, W), the array shape
     out = to_image(arrays["ct"], geometry)
     x, y, z = out.TransformPhysicalPointToIndex(point)  # SimpleITK is the reference
     assert arrays["ct"][z, y, x] == pytest.approx(3000.0)
@@ -68,8 +68,8 @@ def test_known_physical_point_lands_on_the_right_voxel():
 
 def test_pipeline_equals_the_composed_steps():
     case = make_patient()
-    size = (10, 9, 8)
-    p = Preprocessing(spacing=2.0, crop="tumour", crop_size=size, intensity=RAW)
+    size = (10, 9, 8)  # SimpleITK's (x, y, z) for the composed steps
+    p = Preprocessing(spacing=2.0, crop="tumour", crop_size=size[::-1], intensity=RAW)
     arrays, geometry = preprocess_case(case, p)
     ct = resample_to_spacing(case["ct"], 2.0, default_value=-1024.0)
     pet = resample_to_reference(case["pet"], ct)
@@ -244,7 +244,7 @@ def test_errors_name_the_patient(tmp_path):
 def test_bad_parameters():
     with pytest.raises(ValueError, match="crop must be one of"):
         Preprocessing(crop="centre")
-    with pytest.raises(ValueError, match="crop_size must be 3 positive integers"):
+    with pytest.raises(ValueError, match="crop_size must be a positive integer or 3"):
         Preprocessing(crop_size=(160, 160))
     with pytest.raises(ValueError, match="intensity methods must be"):
         Preprocessing(intensity={"pet": "minmax"})
@@ -368,3 +368,15 @@ def test_node_masks_are_registered_and_mapped_back(tmp_path):
     X = make_cohort(**vols)
     assert X.dtype.names == ("ct", "pet", "mask", "nodes")
     check_cohort(X, require_mask=True, require_nodes=True)
+
+
+def test_crop_size_and_spacing_are_d_h_w_and_an_int_is_a_cube():
+    case = make_patient()
+    p = Preprocessing(spacing=(2.0, 1.0, 1.0), crop="tumour", crop_size=(6, 8, 10), intensity=RAW)
+    arrays, geometry = preprocess_case(case, p)
+    assert arrays["ct"].shape == (6, 8, 10)
+    assert geometry.grid.spacing == (1.0, 1.0, 2.0)  # SimpleITK (x, y, z): D is z
+    assert Preprocessing(crop_size=12).crop_size == (12, 12, 12)
+    assert Preprocessing.deepmts(template=None).crop_size == (112, 128, 128)
+    with pytest.raises(ValueError, match="crop_size must be a positive integer or 3"):
+        Preprocessing(crop_size=(4, 4))
