@@ -296,7 +296,7 @@ def test_hecktor_gives_label_1_as_mask_and_label_2_as_nodes(tmp_path):
     write_hecktor(tmp_path)
     whole = Preprocessing(spacing=3.0, crop=None)
     X, _, _ = load_hecktor(tmp_path, preprocessing=whole, patients=["MDA-010"])
-    assert X.dtype.names == ("ct", "pet", "mask", "nodes")
+    assert X.dtype.names == ("ct", "pet", "mask", "nodes", "spacing")
     label_image = sitk.ReadImage(str(tmp_path / "labelsTr" / "MDA-010.nii.gz"))
     labels = sitk.GetArrayFromImage(
         sitk.Resample(
@@ -348,7 +348,7 @@ def test_manifest_nodes_column(tmp_path):
     X, _, _ = load_manifest(
         tmp_path / "cohort.csv", labels=(1,), nodes_labels=(2,), preprocessing=whole
     )
-    assert X.dtype.names == ("ct", "pet", "mask", "nodes")
+    assert X.dtype.names == ("ct", "pet", "mask", "nodes", "spacing")
     per_patient = X["nodes"].reshape(len(X), -1).sum(axis=1)
     assert per_patient[2] == 0 and (np.delete(per_patient, 2) > 0).all()
     assert not (X["nodes"] & X["mask"]).any()
