@@ -15,6 +15,7 @@ from ..losses.cox import cox_partial_likelihood_loss
 from ..networks.mlp import MLP
 from ..training.device import make_generators, seed_from, seeded
 from ..training.loop import train
+from ..training.recipe import assign_fitted
 from ..training.sampling import random_batches
 from ._cox import CoxSurvivalMixin
 from ._deep import DeepSurvivalBase
@@ -269,10 +270,8 @@ class DeepSurv(CoxSurvivalMixin, DeepSurvivalBase):
                 verbose=self.verbose,
                 desc="DeepSurv",
             )
-        self.network_ = net.eval()
-        self.history_ = result.history
-        self.best_iteration_ = result.best_iteration
-        risk = self._risk(X)
+        net.eval()
+        risk = self._risk(X, net)
         spread = np.ptp(risk) if np.isfinite(risk).all() else np.inf
         if spread > _MAX_LOG_RISK_SPREAD:
             raise FloatingPointError(
@@ -280,14 +279,29 @@ class DeepSurv(CoxSurvivalMixin, DeepSurvivalBase):
                 "what a survival curve exp(-H0 exp(eta)) can represent: training diverged or the "
                 "inputs are not standardised (DeepSurv uses them as given)."
             )
-        self._fit_baseline(risk, event, time)
-        return self
+        return assign_fitted(
+            self,
+            dict(
+                network_=net,
+                history_=result.history.assign(stage="survival"),
+                best_iteration_={"survival": result.best_iteration},
+                n_features_in_=self.n_features_in_,
+                **(
+                    {"feature_names_in_": self.feature_names_in_}
+                    if hasattr(self, "feature_names_in_")
+                    else {}
+                ),
+                **self._baseline(risk, event, time),
+            ),
+        )
 
-    def _risk(self, X) -> np.ndarray:
-        net = self._network()
+    def _risk(self, X, net=None) -> np.ndarray:
+        net = self._network() if net is None else net
         with torch.no_grad():
             x = torch.as_tensor(
-                np.require(X, requirements=["C", "W"]), dtype=torch.float32, device=self._device()
+                np.require(X, requirements=["C", "W"]),
+                dtype=torch.float32,
+                device=next(net.parameters()).device,
             )
             return net(x).squeeze(1).double().cpu().numpy()
 

@@ -15,7 +15,19 @@ from sksurv.util import Surv
 from survseg.data.cohort import volumes
 
 # Old parameter -> the new parameter (and value) that reproduces it, for the CHANGELOG.
-RENAMED: dict[str, str] = {}
+RENAMED = {
+    "DeepMTSRegressor(learning_rate=a)": "DeepMTSRegressor(lr=a)",
+    "DeepMTSRegressor(lr_milestones=(m1, ...)) in iterations of 15,000": "lr_milestones=(m1 / 15000, ...)",
+    "DeepMTSRegressor(weight_decay=w)": "DeepMTSRegressor(head_l2=w / 2)",
+    "DeepMTSRegressor(monitor='cox_loss')": "DeepMTSRegressor(monitor='loss')",
+    "DeepMTSRegressor(validation_fraction=None)": "DeepMTSRegressor(validation_fraction=0)",
+    "DeepMTSRegressor(validation_fraction=f): ceil(f * n) patients": "round(f * n) patients (0.34 of 12 = 5 -> 0.4)",
+    "AdaMSSRegressor(single_channels=, fuse_channels=, n_convs=, hidden_features=, dropout=)": "network_params={...}",
+    "AdaMSSRegressor(radiomics_params=p)": "AdaMSSRegressor(extractor=RadiomicsExtractor(**p))",
+    "AdaMSSRegressor(stage1_lr=(a, a*f1, a*f2), stage2_lr=(b, b*g1, b*g2))": "lr=(a, b), lr_factors=((f1, f2), (g1, g2))",
+    "AdaMSSRegressor(l2=x)": "AdaMSSRegressor(head_l2=x)",
+    "AdaMSSRegressor(monitor='nll')": "AdaMSSRegressor(monitor='loss')",
+}
 
 DEEPMTS_TINY = dict(
     channels=(4, 6, 8),
@@ -52,30 +64,29 @@ DEEPMTS_ROWS = {
     "DeepMTS (U-net)": dict(backbone="plain"),
     "MT-HS (Baseline)": dict(cascade=False, feature_convs=False),
     "clinical + validation": dict(
-        clinical=["age"], validation_fraction=0.34, validate_every=2, max_iter=4
+        clinical=["age"], validation_fraction=0.4, validate_every=2, max_iter=4
     ),
     "validation, cox loss monitor": dict(
-        validation_fraction=0.34, validate_every=1, max_iter=4, monitor="cox_loss"
+        validation_fraction=0.4, validate_every=1, max_iter=4, monitor="loss"
     ),
     "validation, dice monitor": dict(
-        validation_fraction=0.34, validate_every=1, max_iter=4, monitor="dice"
+        validation_fraction=0.4, validate_every=1, max_iter=4, monitor="dice"
     ),
     "intensity z-score": dict(intensity={"pet": "zscore", "ct": "zscore"}),
     "unbalanced batches": dict(balanced=False),
     "schedule": dict(
-        learning_rate=1e-3,
-        lr_milestones=(5000,),
+        lr=1e-3,
+        lr_milestones=(1 / 3,),
         lr_factors=(0.1,),
         max_iter=6,
-        weight_decay=0.5,
+        head_l2=0.25,
     ),
 }
 
 ADAMSS_BASE = dict(
-    single_channels=(2, 4),
-    fuse_channels=(4, 8),
-    n_convs=(1, 1),
-    hidden_features=8,
+    network_params=dict(
+        single_channels=(2, 4), fuse_channels=(4, 8), n_convs=(1, 1), hidden_features=8
+    ),
     max_iter=4,
     random_state=0,
     radiomics=False,
@@ -87,11 +98,19 @@ FAST_RADIOMICS = {
     "image_types": ["original"],
     "settings": {"binCount": 16},
 }
+
+
+def _fast_extractor():
+    from survseg.radiomics import RadiomicsExtractor
+
+    return RadiomicsExtractor(**FAST_RADIOMICS)
+
+
 # Meng et al. 2024, Tables I-III (docs/papers/adamss.md), plus the training options.
 ADAMSS_ROWS = {
-    "AdaMSS": dict(radiomics=True, radiomics_params=FAST_RADIOMICS, clinical=["age", "hpv"]),
+    "AdaMSS": dict(radiomics=True, extractor=_fast_extractor(), clinical=["age", "hpv"]),
     "No-radio": dict(clinical=["age", "hpv"]),
-    "No-clinic": dict(radiomics=True, radiomics_params=FAST_RADIOMICS),
+    "No-clinic": dict(radiomics=True, extractor=_fast_extractor()),
     "No-both / SSL / Data-driven fusion": {},
     "STL": dict(learning_strategy="stl"),
     "MTL": dict(learning_strategy="mtl"),
@@ -100,8 +119,8 @@ ADAMSS_ROWS = {
     "Early fusion": dict(fusion="early"),
     "Late fusion": dict(fusion="late"),
     "Intermediate fusion": dict(fusion="intermediate"),
-    "monitor nll": dict(max_iter=6, validate_every=1, monitor="nll"),
-    "MTL, monitor nll": dict(max_iter=6, validate_every=1, monitor="nll", learning_strategy="mtl"),
+    "monitor nll": dict(max_iter=6, validate_every=1, monitor="loss"),
+    "MTL, monitor nll": dict(max_iter=6, validate_every=1, monitor="loss", learning_strategy="mtl"),
     "monitor None": dict(monitor=None),
     "no augmentation, no crop, no validation": dict(
         augmentation=False, crop_size=None, validation_fraction=0
@@ -109,10 +128,10 @@ ADAMSS_ROWS = {
     "stage iterations and rates": dict(
         max_iter_segmentation=3,
         max_iter_survival=5,
-        stage1_lr=(1e-3, 1e-4, 1e-5),
-        stage2_lr=(5e-4, 5e-5, 5e-6),
+        lr=(1e-3, 5e-4),
+        lr_factors=(0.1, 0.01),
         lr_milestones=(0.5, 0.75),
-        l2=0.3,
+        head_l2=0.3,
     ),
 }
 
