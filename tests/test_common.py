@@ -36,10 +36,9 @@ _CT_PET = {"pet": "zscore", "ct": "window"}
 #: One tiny instance of every public estimator (the test fails when a new one is missing).
 TINY = {
     "AdaMSSRegressor": lambda: AdaMSSRegressor(
-        single_channels=(2, 2),
-        fuse_channels=(2, 4),
-        n_convs=(1, 1),
-        hidden_features=4,
+        network_params=dict(
+            single_channels=(2, 2), fuse_channels=(2, 4), n_convs=(1, 1), hidden_features=4
+        ),
         max_iter=2,
         radiomics=False,
         intensity=_CT_PET,

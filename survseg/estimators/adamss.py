@@ -815,8 +815,12 @@ class AdaMSSRegressor(DeepSurvivalBase):
             modalities=list(modalities), mask=lambda _: masks, empty_mask="nan"
         )
 
-    def _radiomics_table(self, X, seg_net, modalities, intensity) -> pd.DataFrame:
-        """pyradiomics features of ``X`` (as given) inside the masks ``seg_net`` predicts."""
+    def _radiomics_table(self, X, seg_net=None, modalities=None, intensity=None) -> pd.DataFrame:
+        """pyradiomics features of ``X`` (as given) inside the masks ``seg_net`` predicts
+        (default: the fitted segmentation network)."""
+        if seg_net is None:
+            seg_net = self._module("segmentation_network_")
+            modalities, intensity = self.modalities_, self.intensity_
         masks = self._masks(seg_net, X, modalities, intensity, nonempty=True)
         return self._radiomics_extractor(masks, modalities).fit(X).transform(X)
 
