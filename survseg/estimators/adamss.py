@@ -59,6 +59,7 @@ from sklearn.base import clone
 from sklearn.utils._param_validation import HasMethods, Interval, StrOptions
 from sklearn.utils.validation import check_is_fitted
 
+from .. import training
 from ..data.cohort import clinical_frame, volume_shape
 from ..data.validation import check_cohort, check_survival
 from ..evaluation.metrics import dice_score
@@ -71,26 +72,6 @@ from ..losses.discrete_time import (
 )
 from ..losses.segmentation import dice_loss, focal_loss
 from ..networks.adamss import AdaMSS
-from ..training import (
-    CohortBatches,
-    Standardiser,
-    assign_fitted,
-    balanced_batches,
-    c_index_or_nan,
-    check_intensity,
-    forward_in_batches,
-    head_l2_adam,
-    image_tensor,
-    make_generators,
-    monitor_key,
-    random_batches,
-    seed_from,
-    seeded,
-    step_schedule,
-    train,
-    validation_every,
-    validation_split,
-)
 from ._deep import DEEP_PARAMETER_CONSTRAINTS, DeepSurvivalBase, autocast
 
 __all__ = ["AdaMSSRegressor", "transfer_pretrained_weights", "PAPER_AUGMENTATION"]
@@ -458,7 +439,7 @@ class AdaMSSRegressor(DeepSurvivalBase):
                 "(stage I always keeps its best validation Dice)."
             )
         modalities = self._modality_names()
-        check_intensity(self.intensity, modalities)
+        training.check_intensity(self.intensity, modalities)
         unknown = sorted(set(self.network_params or {}) - set(_NETWORK_PARAMS))
         if unknown:
             raise ValueError(f"unknown network_params {unknown}; allowed: {list(_NETWORK_PARAMS)}.")
@@ -536,8 +517,8 @@ class AdaMSSRegressor(DeepSurvivalBase):
     def fit(self, X, y):
         """Train the stages of ``learning_strategy`` (see the module docstring).
 
-        ``fit`` is atomic: the fitted state is assigned at the end, so an error, a divergence
-        or an interruption leaves the estimator as it was.
+        Nothing is assigned to the estimator before the last stage has ended: a failing stage,
+        a divergence or an interruption leaves it as it was.
 
         Parameters
         ----------
@@ -570,11 +551,11 @@ class AdaMSSRegressor(DeepSurvivalBase):
                 "160^3)."
             )
         device = self._device()
-        seed = seed_from(self.random_state)
-        intensity = check_intensity(self.intensity, modalities)
+        seed = training.seed_from(self.random_state)
+        intensity = training.check_intensity(self.intensity, modalities)
         bins = time_bin_edges(time, self.n_intervals)
         s, f = encode_survival(time, event, bins)
-        train_idx, val_idx = validation_split(
+        train_idx, val_idx = training.validation_split(
             event, self.validation_fraction, seed, need_events=False
         )
         fit = _FitState(
@@ -584,14 +565,14 @@ class AdaMSSRegressor(DeepSurvivalBase):
             device=device,
         )  # fmt: skip
         nets, histories, best = {}, [], {}
-        with seeded(seed, device):
-            rng, gen = make_generators(seed, device)
-            fit.data = CohortBatches(
+        with training.seeded(seed, device):
+            rng, gen = training.make_generators(seed, device)
+            fit.data = training.CohortBatches(
                 X, train_idx, modalities, device=device, intensity=intensity,
                 mask_field=self.mask_field, augment=self._augment(shape),
                 crop=self._crop(shape, multiple), generator=gen,
             )  # fmt: skip
-            fit.val_images = image_tensor(
+            fit.val_images = training.image_tensor(
                 X, list(modalities), val_idx, device=device, intensity=intensity
             )
             for stage in STRATEGIES[self.learning_strategy]:
@@ -604,7 +585,7 @@ class AdaMSSRegressor(DeepSurvivalBase):
                 best[stage.name] = result.best_iteration
         last = STRATEGIES[self.learning_strategy][-1].name
         seg = "multitask" if self.learning_strategy == "mtl" else "segmentation"
-        return assign_fitted(
+        return training.assign_fitted(
             self,
             dict(
                 network_=nets[last],
@@ -646,14 +627,16 @@ class AdaMSSRegressor(DeepSurvivalBase):
             self._init_survival_bias(net, fit)
         if stage.survive:
             n_ev = max(1, self.batch_size // 2)
-            sampler = balanced_batches(fit.event[fit.train_idx], n_ev, self.batch_size - n_ev, rng)
+            sampler = training.balanced_batches(
+                fit.event[fit.train_idx], n_ev, self.batch_size - n_ev, rng
+            )
         else:
-            sampler = random_batches(len(fit.train_idx), self.batch_size, rng)
+            sampler = training.random_batches(len(fit.train_idx), self.batch_size, rng)
         batches = (fit.data.batch(i, with_masks=stage.segment) for i in sampler)
         net.to(fit.device)
         lr = float(_per_stage(self.lr, stage, "lr"))
-        opt = head_l2_adam(net, net.head_weights(), lr, self.head_l2)
-        sched = step_schedule(
+        opt = training.head_l2_adam(net, net.head_weights(), lr, self.head_l2)
+        sched = training.step_schedule(
             opt, self.lr_milestones, _per_stage(self.lr_factors, stage, "lr_factors"), max_iter
         )
         validate, key, mode = None, None, "max"
@@ -663,10 +646,10 @@ class AdaMSSRegressor(DeepSurvivalBase):
                 return self._val_scores(module, stage, fit)
 
             key, mode = self._monitor(stage)
-        return net, train(
+        return net, training.train(
             net, batches, lambda module, batch: self._loss(module, batch, stage, fit), opt,
             max_iter=max_iter, device=fit.device, scheduler=sched, validate=validate,
-            validate_every=validation_every(self.validate_every, max_iter), monitor=key,
+            validate_every=training.validation_every(self.validate_every, max_iter), monitor=key,
             mode=mode, amp=self._amp(fit.device), verbose=self.verbose,
             desc=stage.name, callbacks=self.callbacks or (),
         )  # fmt: skip
@@ -676,7 +659,7 @@ class AdaMSSRegressor(DeepSurvivalBase):
             return "val_dice", "max"
         if stage.segment and self.monitor == "c_index":
             return "val_dice_c_index", "max"
-        return monitor_key(self.monitor)
+        return training.monitor_key(self.monitor)
 
     def _loss(self, module, batch, stage: _Stage, fit):
         task = "both" if stage.segment and stage.survive else stage.name
@@ -712,7 +695,9 @@ class AdaMSSRegressor(DeepSurvivalBase):
             surv = out.survival_logits.float() if stage.survive else fit.val_images.new_zeros(n)
             return seg, surv
 
-        seg_logits, surv_logits = forward_in_batches(fn, len(fit.val_idx), self.predict_batch_size)
+        seg_logits, surv_logits = training.forward_in_batches(
+            fn, len(fit.val_idx), self.predict_batch_size
+        )
         scores = {}
         if stage.segment:
             pred = torch.sigmoid(torch.from_numpy(seg_logits)).numpy() > self.mask_threshold
@@ -725,7 +710,7 @@ class AdaMSSRegressor(DeepSurvivalBase):
             scores["val_nll"] = float(nll) / self.n_intervals  # the training loss's scaling
             risk = -predicted_time(torch.sigmoid(logits).numpy(), fit.bins)
             ev, t = fit.event[fit.val_idx], fit.time[fit.val_idx]
-            scores["val_c_index"] = c_index_or_nan(ev, t, risk)
+            scores["val_c_index"] = training.c_index_or_nan(ev, t, risk)
             scores["val_loss"] = scores["val_nll"]
         if stage.segment and stage.survive:  # multi-task: one model for both tasks
             scores["val_dice_c_index"] = 0.5 * (scores["val_dice"] + scores["val_c_index"])
@@ -782,7 +767,7 @@ class AdaMSSRegressor(DeepSurvivalBase):
             names += list(fit.clinical)
         fit.tabular_names = names
         values = np.hstack(parts) if parts else np.zeros((len(fit.X), 0))
-        fit.scaler = Standardiser.fit(values[fit.train_idx])
+        fit.scaler = training.Standardiser.fit(values[fit.train_idx])
         if names:
             z = torch.from_numpy(fit.scaler.transform(values)).to(fit.device)
             fit.data.tabular = z[torch.as_tensor(fit.train_idx, device=fit.device)]
@@ -801,7 +786,9 @@ class AdaMSSRegressor(DeepSurvivalBase):
             parts.append(table[self.radiomics_features_].to_numpy(np.float64))
         if self.clinical_:
             parts.append(clinical_frame(X, self.clinical_).to_numpy(np.float64))
-        return Standardiser(self.tabular_mean_, self.tabular_scale_).transform(np.hstack(parts))
+        return training.Standardiser(self.tabular_mean_, self.tabular_scale_).transform(
+            np.hstack(parts)
+        )
 
     def _radiomics_extractor(self, masks, modalities):
         from ..radiomics import RadiomicsExtractor
@@ -872,7 +859,7 @@ class AdaMSSRegressor(DeepSurvivalBase):
                 "needs at least 2 events and 2 censored training patients; give a number of "
                 "features instead."
             )
-        model = LassoCoxCV(cv=n_folds, random_state=seed_from(self.random_state)).fit(z, y)
+        model = LassoCoxCV(cv=n_folds, random_state=training.seed_from(self.random_state)).fit(z, y)
         return np.abs(model.coef_) > 0
 
     # ------------------------------------------------------------------ forward passes
@@ -882,12 +869,14 @@ class AdaMSSRegressor(DeepSurvivalBase):
         net.eval()
 
         def step(idx):
-            images = image_tensor(X, list(modalities), idx, device=device, intensity=intensity)
+            images = training.image_tensor(
+                X, list(modalities), idx, device=device, intensity=intensity
+            )
             e = None if tabular is None else torch.from_numpy(tabular[idx]).to(device)
             with autocast(device, self.amp):
                 return fn(net, images, e)
 
-        return forward_in_batches(step, len(X), self.predict_batch_size)
+        return training.forward_in_batches(step, len(X), self.predict_batch_size)
 
     def _probabilities(self, net, X, modalities, intensity):
         return self._run(
@@ -1084,7 +1073,7 @@ class _FitState:
         self.tabular = None
         self.tabular_names = []
         self.radiomics_features = []
-        self.scaler = Standardiser(np.zeros(0), np.zeros(0))
+        self.scaler = training.Standardiser(np.zeros(0), np.zeros(0))
         self.val_tabular = None
         rows = torch.as_tensor(self.train_idx, device=self.s.device)
         self.s_train, self.f_train = self.s[rows], self.f[rows]

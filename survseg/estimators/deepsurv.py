@@ -156,9 +156,9 @@ class DeepSurv(CoxSurvivalMixin, DeepSurvivalBase):
         validate_every=None,
         monitor="loss",
         random_state=None,
-        device="cpu",
-        verbose=0,
         callbacks=None,
+        verbose=0,
+        device="cpu",
     ):
         self.hidden_layer_sizes = hidden_layer_sizes
         self.activation = activation
@@ -193,8 +193,10 @@ class DeepSurv(CoxSurvivalMixin, DeepSurvivalBase):
 
         Raises
         ------
+        ValueError
+            Bad ``X`` or ``y``, or a validation split without events.
         FloatingPointError
-            If the loss becomes NaN or infinite (lower ``lr``, check the inputs are scaled).
+            If training diverges (lower ``lr``, check the inputs are scaled).
         """
         self._validate_params()
         if y is None:
