@@ -139,7 +139,7 @@ def _quality_worker(cfg) -> dict:
     t0 = time.perf_counter()
     est = DeepMTSRegressor(
         max_iter=cfg.iters,
-        learning_rate=1e-3,
+        lr=1e-3,
         amp=cfg.amp,
         channels_last=cfg.channels_last,
         device=cfg.device,

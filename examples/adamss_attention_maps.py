@@ -33,13 +33,14 @@ os.makedirs(OUT, exist_ok=True)
 X, y = make_petct_cohort(60, shape=(32, 32, 32), random_state=0, event_rate=0.5)  # SUV, HU
 train, test = np.arange(45), np.arange(45, 60)
 model = AdaMSSRegressor(
-    single_channels=(4, 8, 16, 32),
-    fuse_channels=(8, 16, 32, 64),
-    n_convs=(1, 2, 2, 2),
-    hidden_features=32,
+    network_params=dict(
+        single_channels=(4, 8, 16, 32),
+        fuse_channels=(8, 16, 32, 64),
+        n_convs=(1, 2, 2, 2),
+        hidden_features=32,
+    ),
     max_iter=250,
-    stage1_lr=(1e-3, 5e-4, 1e-4),
-    stage2_lr=(5e-4, 1e-4, 1e-5),
+    lr=(1e-3, 5e-4),  # stage I 1e-3 -> 5e-4 -> 1e-4, stage II 5e-4 -> 1e-4 -> 1e-5
     radiomics=False,
     clinical=["age", "hpv"],
     intensity={"pet": "zscore", "ct": "window"},  # the paper's normalisation

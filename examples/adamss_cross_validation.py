@@ -48,15 +48,16 @@ print(f"{len(y)} patients, {y['event'].sum()} events")
 
 models = {
     "AdaMSS": AdaMSSRegressor(
-        single_channels=(4, 8, 16, 32),
-        fuse_channels=(8, 16, 32, 64),
-        n_convs=(1, 2, 2, 2),
-        hidden_features=32,
+        network_params=dict(
+            single_channels=(4, 8, 16, 32),
+            fuse_channels=(8, 16, 32, 64),
+            n_convs=(1, 2, 2, 2),
+            hidden_features=32,
+        ),
         max_iter=N_ITER,
         max_iter_segmentation=min(150, N_ITER),
         # ten times the paper's rates: the run is 25-70 times shorter than its 10,000 iterations
-        stage1_lr=(1e-3, 5e-4, 1e-4),
-        stage2_lr=(5e-4, 1e-4, 1e-5),
+        lr=(1e-3, 5e-4),  # stage I 1e-3 -> 5e-4 -> 1e-4, stage II 5e-4 -> 1e-4 -> 1e-5
         intensity={"pet": "zscore", "ct": "window"},
         clinical=["age", "hpv"],
         radiomics=False,

@@ -27,6 +27,7 @@ from survseg.datasets import make_petct_cohort
 from survseg.estimators.adamss import AdaMSSRegressor
 from survseg.evaluation.compare import concordance_ci
 from survseg.evaluation.metrics import dice_score
+from survseg.radiomics import RadiomicsExtractor
 
 torch.set_num_threads(1)
 OUT = "survseg_demo_output"
@@ -49,20 +50,21 @@ print(
 )
 
 COMMON = dict(
-    single_channels=(4, 8, 16, 32),
-    fuse_channels=(8, 16, 32, 64),
-    n_convs=(1, 2, 2, 2),
-    hidden_features=32,
+    network_params=dict(
+        single_channels=(4, 8, 16, 32),
+        fuse_channels=(8, 16, 32, 64),
+        n_convs=(1, 2, 2, 2),
+        hidden_features=32,
+    ),
     max_iter=N_ITER,
     # ten times the paper's rates: the run is 40 times shorter than its 10,000 iterations
-    stage1_lr=(1e-3, 5e-4, 1e-4),
-    stage2_lr=(5e-4, 1e-4, 1e-5),
+    lr=(1e-3, 5e-4),  # stage I 1e-3 -> 5e-4 -> 1e-4, stage II 5e-4 -> 1e-4 -> 1e-5
     clinical=["age", "hpv"],
     intensity={"pet": "zscore", "ct": "window"},  # the paper's normalisation
     radiomics=False,
     # the kept iteration of each survival stage is the one of least validation NLL: with 10
     # validation patients their C-index is too coarse to pick it (see docs/examples.md)
-    monitor="nll",
+    monitor="loss",
     random_state=0,
 )
 VARIANTS = {
@@ -73,11 +75,11 @@ VARIANTS = {
         learning_strategy="ssl",
         radiomics=True,
         # a reduced pyradiomics set (original images only) keeps extraction fast on a CPU
-        radiomics_params={
-            "feature_classes": ["firstorder", "glcm", "shape"],
-            "image_types": ["original"],
-            "settings": {"binCount": 32},
-        },
+        extractor=RadiomicsExtractor(
+            feature_classes=["firstorder", "glcm", "shape"],
+            image_types=["original"],
+            settings={"binCount": 32},
+        ),
     ),
 }
 

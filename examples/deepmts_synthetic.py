@@ -49,11 +49,11 @@ def model(max_iter=400, **kw):
         network_params=SMALL,
         intensity={"pet": "zscore", "ct": "zscore"},
         max_iter=max_iter,
-        learning_rate=1e-3,
+        lr=1e-3,
         lr_factors=(1.0, 1.0, 0.1),
         validation_fraction=1 / 3,
         validate_every=max(1, max_iter // 20),
-        monitor="cox_loss",
+        monitor="loss",
         random_state=0,
         device="cpu",
     )
@@ -100,7 +100,7 @@ if __name__ == "__main__":
 
     # %% validation Cox loss: multi-task vs single-task (paper Fig. 5)
     curves = {
-        n: h.dropna(subset=["val_cox_loss"])[["iteration", "val_cox_loss", "val_c_index"]]
+        n: h.dropna(subset=["val_loss"])[["iteration", "val_loss", "val_c_index"]]
         for n, h in histories.items()
     }
     for n, c in curves.items():
@@ -123,7 +123,7 @@ if __name__ == "__main__":
 
         fig, ax = plt.subplots(1, 2, figsize=(9, 3.5))
         for n, c in curves.items():
-            ax[0].plot(c["iteration"], c["val_cox_loss"], marker="o", label=n)
+            ax[0].plot(c["iteration"], c["val_loss"], marker="o", label=n)
             ax[1].plot(c["iteration"], c["val_c_index"], marker="o", label=n)
         ax[0].set(xlabel="iteration", ylabel="validation Cox loss")
         ax[1].set(xlabel="iteration", ylabel="validation C-index")

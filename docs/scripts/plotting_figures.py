@@ -102,13 +102,14 @@ def petct_figures():
     X = normalise(X_raw)
     train, test = np.arange(45), np.arange(45, 60)
     model = AdaMSSRegressor(
-        single_channels=(4, 8, 16, 32),
-        fuse_channels=(8, 16, 32, 64),
-        n_convs=(1, 2, 2, 2),
-        hidden_features=32,
+        network_params=dict(
+            single_channels=(4, 8, 16, 32),
+            fuse_channels=(8, 16, 32, 64),
+            n_convs=(1, 2, 2, 2),
+            hidden_features=32,
+        ),
         max_iter=250,
-        stage1_lr=(1e-3, 5e-4, 1e-4),
-        stage2_lr=(5e-4, 1e-4, 1e-5),
+        lr=(1e-3, 5e-4),  # stage I 1e-3 -> 5e-4 -> 1e-4, stage II 5e-4 -> 1e-4 -> 1e-5
         radiomics=False,
         clinical=["age", "hpv"],
         random_state=0,
