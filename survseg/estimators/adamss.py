@@ -61,7 +61,7 @@ from sklearn.utils.validation import check_is_fitted
 
 from .. import training
 from ..data.cohort import clinical_frame, volume_shape
-from ..data.validation import check_cohort, check_survival
+from ..data.validation import check_cohort, check_fitted_cohort, check_survival
 from ..evaluation.metrics import dice_score
 from ..losses.discrete_time import (
     discrete_time_nll,
@@ -896,6 +896,7 @@ class AdaMSSRegressor(DeepSurvivalBase):
 
     def _check_X(self, X):
         check_is_fitted(self, "network_")
+        check_fitted_cohort(self, X)  # the fields of fit (issue 15); crops: any volume size
         check_cohort(X, modalities=self.modalities_, clinical=self.clinical_)
         multiple = self.network_.size_multiple
         if any(s % multiple for s in volume_shape(X)):

@@ -13,7 +13,7 @@ from sklearn.utils.metaestimators import available_if
 from sklearn.utils.validation import check_is_fitted
 
 from ..data.cohort import volume_shape
-from ..data.validation import check_cohort, check_survival
+from ..data.validation import check_cohort, check_fitted_cohort, check_survival
 from ..evaluation.metrics import dice_score
 from ..losses.cox import cox_partial_likelihood_loss
 from ..losses.segmentation import dice_loss
