@@ -50,7 +50,9 @@ import time
 
 import numpy as np
 
-RESULTS = os.path.join(os.path.dirname(os.path.abspath(__file__)), "results")
+HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path.insert(0, os.path.dirname(HERE))  # this checkout's survseg, not an installed one
+RESULTS = os.path.join(HERE, "results")
 
 # The demo's cohort and fold size: 80 patients at 24^3, 3 folds -> 54 training patients.
 N_PATIENTS, SHAPE, N_TRAIN = 80, (24, 24, 24), 54

@@ -43,7 +43,7 @@ import time
 import numpy as np
 
 HERE = os.path.dirname(os.path.abspath(__file__))
-sys.path.insert(0, HERE)
+sys.path.insert(0, os.path.dirname(HERE))  # this checkout's survseg, not an installed one
 RESULTS = os.path.join(HERE, "results")
 PAPER_ITER = {"AdaMSS": 10_000, "DeepMTS": 15_000}  # per stage for AdaMSS
 
@@ -178,6 +178,15 @@ def _run(cfg) -> dict:
     return json.loads(proc.stdout.strip().splitlines()[-1])
 
 
+def _version(name):
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version(name)
+    except PackageNotFoundError:
+        return None
+
+
 def _radiomics(n_patients=8) -> dict:
     """fastrad on CUDA vs pyradiomics on the CPU, demo cohort, original image, same columns."""
     try:
@@ -195,7 +204,11 @@ def _radiomics(n_patients=8) -> dict:
         bin_width={"pet": 0.25, "ct": 25.0},
         cache=False,
     )
-    out = {"patients": n_patients, "shape": [64, 64, 64]}
+    out = {
+        "patients": n_patients,
+        "shape": [64, 64, 64],
+        "fastrad": fastrad.__dict__.get("__version__"),
+    }
     tables = {}
     for backend in ("pyradiomics", "fastrad"):
         ext = RadiomicsExtractor(backend=backend, **kw).fit(X[:1])
@@ -205,7 +218,18 @@ def _radiomics(n_patients=8) -> dict:
         out[f"{backend}_s_per_patient"] = (time.perf_counter() - t0) / n_patients
     ref, got = tables["pyradiomics"].to_numpy(), tables["fastrad"].to_numpy()
     rel = np.abs(got - ref) / np.maximum(np.abs(ref), 1e-12)
-    out["max_relative_difference"] = float(np.nanmax(rel))
+    worst = np.nanmax(rel, axis=0)
+    out["max_relative_difference"] = float(np.nanmax(worst))
+    j = int(np.nanargmax(worst))
+    i = int(np.nanargmax(rel[:, j]))
+    out["worst_feature"] = {
+        "name": str(tables["pyradiomics"].columns[j]),
+        "patient": i,
+        "pyradiomics": float(ref[i, j]),
+        "fastrad": float(got[i, j]),
+    }
+    cols = tables["pyradiomics"].columns
+    out["features_beyond_1e-4"] = [str(c) for c, w in zip(cols, worst, strict=True) if w > 1e-4]
     out["features"] = int(ref.shape[1])
     out["speedup"] = out["pyradiomics_s_per_patient"] / out["fastrad_s_per_patient"]
     return out
@@ -219,6 +243,12 @@ def main(argv=None):
     parser.add_argument("--profile-iters", type=int, default=5)
     parser.add_argument("--threads", type=int, default=4, help="torch CPU threads")
     parser.add_argument("--no-radiomics", action="store_true")
+    parser.add_argument(
+        "--radiomics-only",
+        action="store_true",
+        help="only fastrad vs pyradiomics, on CUDA if present else the CPU; writes "
+        "radiomics_backends_<device>.json",
+    )
     parser.add_argument("--out", default=RESULTS)
     parser.add_argument(
         "--smoke-cpu",
@@ -232,6 +262,18 @@ def main(argv=None):
         return 0
     import torch
 
+    if args.radiomics_only:
+        torch.set_num_threads(args.threads)
+        dev = "cuda" if torch.cuda.is_available() else "cpu"
+        res = {"device": dev, "torch_threads": args.threads, "loadavg_before": os.getloadavg()}
+        res |= _radiomics()
+        res["loadavg_after"] = os.getloadavg()
+        os.makedirs(args.out, exist_ok=True)
+        path = os.path.join(args.out, f"radiomics_backends_{dev}.json")
+        with open(path, "w") as fh:
+            json.dump(res, fh, indent=2)
+        print(json.dumps(res, indent=1))
+        return 0
     if not torch.cuda.is_available() and not args.smoke_cpu:
         print("no CUDA device: GPU benchmarks skipped (nothing written).")
         return 0

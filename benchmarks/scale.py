@@ -47,6 +47,7 @@ import time
 import numpy as np
 
 HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path.insert(0, os.path.dirname(HERE))  # this checkout's survseg, not an installed one
 RESULTS = os.path.join(HERE, "results")
 DEMO_BINS = {"pet": 0.25, "ct": 25.0}
 
