@@ -17,78 +17,23 @@ import pandas as pd
 
 __all__ = ["add_data_commands", "make_model", "MODEL_NAMES"]
 
-MODEL_NAMES = (
-    "RadiomicsCox",
-    "Radiomics+RSF",
-    "Radiomics+DeepSurv",
-    "DeepMTS",
-    "DeepMTS-features+LassoCox",
-    "AdaMSS",
-)
-
-
-#: Intensity normalisation of the papers, done by the deep models on datasets kept in SUV/HU.
-PAPER_INTENSITY = {
-    "DeepMTS": {"pet": "zscore", "ct": "zscore"},
-    "AdaMSS": {"pet": "zscore", "ct": "window"},
-}
-#: Radiomics discretisation: fixed bin widths in SUV and HU on physical images (IBSI's
-#: recommendation for PET), a fixed bin count on normalised images.
-PHYSICAL_BINS = {"bin_width": {"pet": 0.25, "ct": 25.0}}
-NORMALISED_BINS = {"settings": {"binCount": 32}}
+from .registry import MODEL_NAMES
 
 
 def make_model(name: str, params=None, *, random_state=0, units: str = "physical"):
-    """A fresh estimator by its CLI name, with ``params`` applied by ``set_params``.
+    """A fresh estimator by its CLI name, with ``params`` applied by ``set_params``: the
+    papers' settings of :func:`survseg.registry.make_model`.
 
     ``units`` says what the dataset's intensities are: ``"physical"`` (PET in SUV, CT in HU;
     ``survseg preprocess``'s default) gives the deep models the papers' per-patient
     normalisation and the radiomics extractors bin widths in SUV and HU; ``"normalised"``
     (``preprocess --intensity normalised``) uses the images as they are and a fixed bin count.
+    Every model with radiomics (AdaMSS included) has an ``extractor``, so the dataset's voxel
+    spacing reaches it as ``extractor__spacing``.
     """
-    from .estimators import (
-        AdaMSSRegressor,
-        DeepMTSRegressor,
-        RadiomicsCox,
-        make_radiomics_pipeline,
-        make_survival_pipeline,
-    )
-    from .radiomics import RadiomicsExtractor
+    from .registry import make_model as registry_model
 
-    if units not in ("physical", "normalised"):
-        raise ValueError(f"units must be 'physical' or 'normalised'; got {units!r}.")
-    physical = units == "physical"
-    bins = PHYSICAL_BINS if physical else NORMALISED_BINS
-
-    def extractor():
-        return RadiomicsExtractor(**bins)
-
-    def deep(cls, key):
-        return cls(intensity=PAPER_INTENSITY[key] if physical else None, random_state=random_state)
-
-    factories = {
-        # an explicit extractor so that ``extractor__<name>`` can be set
-        "RadiomicsCox": lambda: RadiomicsCox(extractor(), random_state=random_state),
-        "Radiomics+RSF": lambda: make_radiomics_pipeline(
-            "rsf", extractor(), random_state=random_state
-        ),
-        "Radiomics+DeepSurv": lambda: make_radiomics_pipeline(
-            "deepsurv", extractor(), random_state=random_state
-        ),
-        "DeepMTS": lambda: deep(DeepMTSRegressor, "DeepMTS"),
-        "DeepMTS-features+LassoCox": lambda: make_survival_pipeline(
-            deep(DeepMTSRegressor, "DeepMTS"), "lasso_cox", random_state=random_state
-        ),
-        "AdaMSS": lambda: deep(AdaMSSRegressor, "AdaMSS"),
-    }
-    if name not in factories:
-        raise ValueError(f"unknown model {name!r}; choose from {list(factories)}.")
-    model = factories[name]()
-    if name == "AdaMSS" and not physical:
-        model.set_params(radiomics_params={**(model.radiomics_params or {}), **NORMALISED_BINS})
-    if params:
-        model.set_params(**params)
-    return model
+    return registry_model(name, params, units=units, random_state=random_state)
 
 
 def _units(ds) -> str:

@@ -15,23 +15,6 @@ import pandas as pd
 __all__ = ["demo_models", "run_demo"]
 
 
-#: Narrower networks than the papers' (which train for hours on a GPU) so the demo runs on a CPU.
-DEEPMTS_DEMO_NETWORK = dict(
-    channels=(8, 16, 32, 64),
-    encoder_convs=(2, 2, 3, 3),
-    decoder_convs=(3, 2, 2),
-    feature_channels=(4, 8, 16, 32),
-    dense_block_layers=(2, 4, 8),
-    dense_transition_channels=(8, 16, 32),
-)
-ADAMSS_DEMO_NETWORK = dict(
-    single_channels=(4, 8, 16, 32),
-    fuse_channels=(8, 16, 32, 64),
-    n_convs=(1, 2, 2, 2),
-    hidden_features=32,
-)
-
-
 def demo_models(
     *,
     iterations: int = 200,
@@ -40,7 +23,7 @@ def demo_models(
     random_state: int = 0,
     fast_radiomics: bool = True,
 ) -> dict:
-    """The models of the demo table, with CPU-sized settings.
+    """The models of the demo table: :func:`survseg.registry.make_model` with CPU settings.
 
     Every model gets the same clinical covariates, as in the papers' comparisons. The images
     of :func:`~survseg.datasets.make_petct_cohort` are in SUV and HU: the radiomics models use
@@ -56,61 +39,28 @@ def demo_models(
     clinical : sequence of str
         Clinical fields of the cohort given to every model.
     spacing : float
-        Voxel size of the cohort in mm (radiomics shape and texture are physical).
+        Voxel size of the cohort in mm, given to every model's radiomics (shape and texture
+        are physical).
     random_state : int
     fast_radiomics : bool
         Use the original image only (no wavelets) for the radiomics baselines, so the demo
         runs in minutes; set ``False`` for the papers' 1,456-feature set.
     """
-    from .estimators import (
-        AdaMSSRegressor,
-        DeepMTSRegressor,
-        RadiomicsCox,
-        make_radiomics_pipeline,
-    )
-    from .radiomics import RadiomicsExtractor
+    from .registry import make_model
 
-    clinical = list(clinical) if clinical else None
-
-    def extractor():
-        # PET in SUV and CT in HU: 0.25 SUV and 25 HU bins give tens of grey levels in the
-        # tumours, within pyradiomics' recommended range
-        return RadiomicsExtractor(
-            image_types=("original",) if fast_radiomics else ("original", "wavelet"),
-            bin_width={"pet": 0.25, "ct": 25.0},
-            spacing=spacing,
-        )
-
-    def radiomics(head):
-        return make_radiomics_pipeline(
-            head, extractor=extractor(), clinical=clinical, random_state=random_state
-        )
-
-    deep = dict(max_iter=iterations, random_state=random_state, clinical=clinical)
+    names = ("RadiomicsCox", "Radiomics+RSF", "Radiomics+DeepSurv", "DeepMTS", "AdaMSS")
     return {
-        "RadiomicsCox": RadiomicsCox(
-            extractor=extractor(), clinical=clinical, random_state=random_state
-        ),
-        "Radiomics+RSF": radiomics("rsf"),
-        "Radiomics+DeepSurv": radiomics("deepsurv"),
-        "DeepMTS": DeepMTSRegressor(
-            network_params=DEEPMTS_DEMO_NETWORK,
-            intensity={"pet": "zscore", "ct": "zscore"},
-            learning_rate=1e-3,
-            **deep,
-        ),
-        "AdaMSS": AdaMSSRegressor(
-            **ADAMSS_DEMO_NETWORK,
-            intensity={"pet": "zscore", "ct": "window"},
-            stage1_lr=(1e-3, 5e-4, 1e-4),
-            stage2_lr=(5e-4, 1e-4, 1e-5),
-            radiomics_params={
-                "feature_classes": ["firstorder", "glcm", "shape"],
-                "image_types": ["original"],
-                "settings": {"binCount": 32},
-            },
-            **deep,
-        ),
+        name: make_model(
+            name,
+            settings="cpu",
+            units="physical",
+            spacing=spacing,
+            clinical=clinical,
+            max_iter=iterations,
+            fast_radiomics=fast_radiomics,
+            random_state=random_state,
+        )
+        for name in names
     }
 
 

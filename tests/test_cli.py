@@ -540,10 +540,7 @@ def test_adamss_fit_predict(hecktor, dataset, tmp_path):
     root, truth = hecktor
     model = tmp_path / "adamss.joblib"
     params = [
-        "single_channels=(2, 4)",
-        "fuse_channels=(4, 8)",
-        "n_convs=(1, 1)",
-        "hidden_features=8",
+        "network_params={'single_channels': (2, 4), 'fuse_channels': (4, 8), 'n_convs': (1, 1), 'hidden_features': 8}",
         "max_iter=2",
         "radiomics=False",
         "device=cpu",

@@ -15,16 +15,17 @@ class CoxSurvivalMixin:
     a new patient's survival is :math:`S(t \mid x) = \exp(-\hat H_0(t)\, e^{\eta(x)})`
     (``sksurv.linear_model.coxph.BreslowEstimator``).
 
-    The host estimator calls :meth:`_fit_baseline` at the end of ``fit`` and implements
-    ``predict`` returning :math:`\eta`.
+    The host estimator adds :meth:`_baseline` of its training risks to its fitted state at the
+    end of ``fit`` and implements ``predict`` returning :math:`\eta`.
     """
 
-    def _fit_baseline(self, risk, event, time):
+    @staticmethod
+    def _baseline(risk, event, time) -> dict:
+        """Fitted state ``baseline_model_`` and ``unique_times_`` of the training risks."""
         from sksurv.linear_model.coxph import BreslowEstimator
 
-        self.baseline_model_ = BreslowEstimator().fit(np.asarray(risk, float), event, time)
-        self.unique_times_ = self.baseline_model_.unique_times_
-        return self
+        model = BreslowEstimator().fit(np.asarray(risk, float), event, time)
+        return {"baseline_model_": model, "unique_times_": model.unique_times_}
 
     def predict_cumulative_hazard_function(self, X, return_array: bool = False):
         """Cumulative hazard per patient: sksurv ``StepFunction``\\ s, or an array over

@@ -1,150 +1,86 @@
-"""Common machinery of the deep survseg estimators (DeepMTS, AdaMSS): device, tensors from a
-cohort, batched inference, pickling across CPU and GPU, weight files."""
+"""What the deep survseg estimators (DeepMTS, AdaMSS, DeepSurv) share as estimators: the
+constraints of their common parameters, the device, the fitted network, weight files and
+pickling across CPU and GPU. Their training recipe is in :mod:`survseg.training`."""
 
 from __future__ import annotations
 
+import numbers
 import os
 
-import numpy as np
 import torch
 from sklearn.base import BaseEstimator
+from sklearn.utils._param_validation import Interval, StrOptions
 from sklearn.utils.validation import check_is_fitted
 
 from ..base import SurvivalMixin
 from ..training.device import resolve_device
 
-__all__ = ["DeepSurvivalBase", "check_intensity", "image_tensor"]
+__all__ = ["DEEP_PARAMETER_CONSTRAINTS", "DeepSurvivalBase", "autocast"]
+
+#: Constraints of the parameters every cohort deep estimator has, under one vocabulary.
+DEEP_PARAMETER_CONSTRAINTS = {
+    "modalities": [list, tuple],
+    "intensity": [None, dict],
+    "mask_field": [str],
+    "network_params": [None, dict],
+    "max_iter": [Interval(numbers.Integral, 1, None, closed="left")],
+    "batch_size": [Interval(numbers.Integral, 1, None, closed="left")],
+    "lr_milestones": [list, tuple],
+    "head_l2": [Interval(numbers.Real, 0, None, closed="left")],
+    "validation_fraction": [Interval(numbers.Real, 0, 1, closed="left")],
+    "validate_every": [None, Interval(numbers.Integral, 1, None, closed="left")],
+    "monitor": [None, StrOptions({"c_index", "loss", "dice"})],
+    "mask_threshold": [Interval(numbers.Real, 0, 1, closed="neither")],
+    "predict_batch_size": [Interval(numbers.Integral, 1, None, closed="left")],
+    "random_state": ["random_state"],
+    "device": [str, torch.device],
+    "amp": [StrOptions({"auto"}), "boolean"],
+    "verbose": ["verbose"],
+    "callbacks": [None, list, tuple],
+}
 
 
-def check_intensity(intensity, modalities) -> dict:
-    """Validate an ``intensity`` parameter: ``{field: method}`` over the image fields.
-
-    A method is ``"zscore"``, ``"window"`` (CT: [-1024, 1024] HU to [-1, 1]),
-    ``("window", low, high)`` or ``None`` (left as given). Returns ``{field: (name, args)}``.
-    """
-    if intensity is None:
-        return {}
-    if not isinstance(intensity, dict):
-        raise ValueError(
-            "intensity must be None or a dict {image field: 'zscore' | 'window' | "
-            f"('window', low, high) | None}}; got {intensity!r}."
-        )
-    unknown = sorted(set(intensity) - set(modalities))
-    if unknown:
-        raise ValueError(
-            f"intensity names {unknown}, which are not among the modalities {list(modalities)}."
-        )
-    methods = {}
-    for field, method in intensity.items():
-        if method is None:
-            continue
-        if method == "zscore":
-            methods[field] = ("zscore", ())
-        elif method == "window":
-            methods[field] = ("window", (-1024.0, 1024.0))
-        elif isinstance(method, tuple | list) and len(method) == 3 and method[0] == "window":
-            low, high = float(method[1]), float(method[2])
-            if not low < high:
-                raise ValueError(f"intensity[{field!r}]: window needs low < high; got {method!r}.")
-            methods[field] = ("window", (low, high))
-        else:
-            raise ValueError(
-                f"intensity[{field!r}] must be 'zscore', 'window', ('window', low, high) "
-                f"or None; got {method!r}."
-            )
-    return methods
-
-
-def _normalise(images: torch.Tensor, fields, methods: dict) -> torch.Tensor:
-    """Per-patient intensity normalisation of ``(n, C, D, H, W)`` images, channel by channel.
-
-    Matches :func:`survseg.preprocess.zscore` (population standard deviation) and
-    :func:`survseg.preprocess.window`, so a model given raw SUV/HU images with ``intensity``
-    sees what it would see after :func:`survseg.preprocess.preprocess`.
-    """
-    channels = []
-    for c, field in enumerate(fields):
-        x = images[:, c]
-        name, args = methods.get(field, (None, ()))
-        if name == "zscore":
-            flat = x.reshape(len(x), -1).double()
-            mean = flat.mean(1)
-            std = flat.std(1, correction=0)
-            if not bool((std > 0).all()):
-                raise ValueError(
-                    f"intensity: a patient's {field!r} image is constant, so it cannot be z-scored."
-                )
-            shape = (-1,) + (1,) * (x.dim() - 1)
-            x = ((x.double() - mean.view(shape)) / std.view(shape)).to(images.dtype)
-        elif name == "window":
-            low, high = args
-            x = 2.0 * (x.clamp(low, high) - low) / (high - low) - 1.0
-        channels.append(x)
-    return torch.stack(channels, dim=1)
-
-
-def image_tensor(
-    X, fields, index=None, *, device=None, dtype=torch.float32, intensity=None
-) -> torch.Tensor:
-    """Stack cohort fields into a ``(n, len(fields), D, H, W)`` tensor.
-
-    Only the patients in ``index`` are read, so a memory-mapped cohort is never loaded whole.
-    ``intensity`` (a validated :func:`check_intensity` dict) normalises each patient's images
-    on the device.
-    """
-    rows = X if index is None else X[np.asarray(index)]
-    arr = np.stack([np.asarray(rows[f], dtype=np.float32) for f in fields], axis=1)
-    images = torch.from_numpy(arr).to(device=device, dtype=dtype)
-    if intensity:
-        images = _normalise(images, fields, intensity)
-    return images
+def autocast(device: torch.device, amp) -> torch.autocast:
+    """Mixed precision on CUDA when ``amp`` is True or "auto" (bfloat16 where supported)."""
+    if device.type == "cuda" and amp in ("auto", True):
+        dtype = torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+        return torch.autocast("cuda", dtype=dtype)
+    return torch.autocast(device.type, enabled=False)
 
 
 class DeepSurvivalBase(SurvivalMixin, BaseEstimator):
-    """Base class: holds a fitted ``network_`` and knows how to move, batch and save it.
+    """Base class: holds a fitted ``network_`` and knows how to move and save it.
 
-    Subclasses define ``__init__`` (parameters only, including ``device``,
-    ``predict_batch_size``), ``fit`` and ``predict``. Fitted networks are pickled on the CPU
-    so an estimator trained on a GPU unpickles on a CPU-only machine and vice versa; the
-    network moves to ``device`` again on first use.
+    Subclasses define ``__init__`` (parameters only, including ``device``), ``fit`` and
+    ``predict``. Fitted networks are pickled on the CPU so an estimator trained on a GPU
+    unpickles on a CPU-only machine and vice versa; the network moves to ``device`` again on
+    first use.
     """
 
     def _device(self) -> torch.device:
         return resolve_device(getattr(self, "device", "auto"))
 
-    def _intensity(self) -> dict:
-        """The validated ``intensity`` parameter (``{}`` when the images are used as given)."""
-        return check_intensity(getattr(self, "intensity", None), self._modality_names())
+    def _amp(self, device) -> bool:
+        return device.type == "cuda" and getattr(self, "amp", False) in ("auto", True)
 
     def _modality_names(self) -> tuple:
         modalities = getattr(self, "modalities", ())
-        return (modalities,) if isinstance(modalities, str) else tuple(modalities)
+        names = (modalities,) if isinstance(modalities, str) else tuple(modalities)
+        if not names or len(set(names)) != len(names):
+            raise ValueError(f"modalities must name distinct image fields; got {modalities!r}.")
+        return names
+
+    def _module(self, name="network_") -> torch.nn.Module:
+        """A fitted network on this estimator's device, in eval mode."""
+        check_is_fitted(self, name)
+        net = getattr(self, name)
+        dev = self._device()
+        if next(net.parameters()).device != dev:
+            net.to(dev)
+        return net.eval()
 
     def _network(self) -> torch.nn.Module:
-        """The fitted network on this estimator's device, in eval mode."""
-        check_is_fitted(self, "network_")
-        dev = self._device()
-        if next(self.network_.parameters()).device != dev:
-            self.network_.to(dev)
-        return self.network_.eval()
-
-    def _predict_in_batches(self, fn, X, fields, batch_size=None):
-        """Apply ``fn(images_tensor, index) -> Tensor | tuple`` over ``X`` in chunks.
-
-        Returns numpy arrays concatenated over patients (a tuple if ``fn`` returns one).
-        """
-        batch_size = batch_size or getattr(self, "predict_batch_size", None) or 4
-        dev = self._device()
-        outs = []
-        with torch.no_grad():
-            for start in range(0, len(X), batch_size):
-                idx = np.arange(start, min(start + batch_size, len(X)))
-                images = image_tensor(X, fields, idx, device=dev, intensity=self._intensity())
-                res = fn(images, idx)
-                res = res if isinstance(res, tuple) else (res,)
-                outs.append([r.detach().float().cpu().numpy() for r in res])
-        cat = tuple(np.concatenate(parts, axis=0) for parts in zip(*outs, strict=True))
-        return cat if len(cat) > 1 else cat[0]
+        return self._module("network_")
 
     def save_weights(self, path: str | os.PathLike) -> None:
         """Save the fitted network's ``state_dict`` with ``torch.save``."""

@@ -15,6 +15,14 @@ Training (``learning_strategy="ssl"``, the paper's Sec. 3.4 and 4.2):
 Each stage keeps the weights that scored best on an internal validation split (Dice for
 stage I, Harrell's C for stage II, their mean for the multi-task network).
 
+A learning strategy is data: a tuple of :class:`_Stage` records (what the stage learns, which
+earlier stage's weights start it, whether it fine-tunes) that one loop in ``fit`` runs.
+
+This module holds the whole estimator with its private helpers (sksurv's ``coxph.py`` keeps
+its optimiser next to its estimator the same way), which is why it is longer than 400 lines:
+the generic training parts live in :mod:`survseg.training`; what stays here is AdaMSS's own
+(stages, losses, validation scores, radiomics of predicted masks, predictions).
+
 Every variant of the paper's tables is a parameter setting:
 
 =============================  ====================================================================
@@ -39,36 +47,137 @@ Table IV                       :meth:`fusion_weights` (``stage="segmentation"`` 
 
 from __future__ import annotations
 
+import math
+import numbers
+from dataclasses import dataclass
+
 import numpy as np
 import pandas as pd
 import torch
 import torch.nn.functional as F
+from sklearn.base import clone
+from sklearn.utils._param_validation import HasMethods, Interval, StrOptions
+from sklearn.utils.validation import check_is_fitted
 
-from ..data.cohort import volume_shape
+from ..data.cohort import clinical_frame, volume_shape
 from ..data.validation import check_cohort, check_survival
+from ..evaluation.metrics import dice_score
 from ..losses.discrete_time import (
+    discrete_time_nll,
     encode_survival,
     predicted_time,
     survival_at_edges,
     time_bin_edges,
 )
-from ..training import make_generators, seeded, train
-from ..training.device import seed_from
-from ._adamss_inference import _AdaMSSInference
-from ._adamss_params import PAPER_AUGMENTATION, _AdaMSSParams
-from ._adamss_radiomics import _AdaMSSTabular
-from ._adamss_stages import _LOSS_SCORES, _AdaMSSStages, _Fit, transfer_pretrained_weights
-from ._deep import DeepSurvivalBase
+from ..losses.segmentation import dice_loss, focal_loss
+from ..networks.adamss import AdaMSS
+from ..training import (
+    CohortBatches,
+    Standardiser,
+    assign_fitted,
+    balanced_batches,
+    c_index_or_nan,
+    check_intensity,
+    forward_in_batches,
+    head_l2_adam,
+    image_tensor,
+    make_generators,
+    monitor_key,
+    random_batches,
+    seed_from,
+    seeded,
+    step_schedule,
+    train,
+    validation_every,
+    validation_split,
+)
+from ._deep import DEEP_PARAMETER_CONSTRAINTS, DeepSurvivalBase, autocast
 
 __all__ = ["AdaMSSRegressor", "transfer_pretrained_weights", "PAPER_AUGMENTATION"]
 
+#: The authors' affine augmentation: translation +-10 % of the size, zoom 0.9-1.1, shear and
+#: rotation +-10 degrees (translations are given here as a fraction of each axis).
+PAPER_AUGMENTATION = {
+    "max_translation": 0.1,
+    "max_rotation": 10.0,
+    "scale": (0.9, 1.1),
+    "max_shear": 10.0,
+}
+_CROP_RATIO = 112 / 160  # the paper's random crop relative to its volume
+_NETWORK_PARAMS = (
+    "single_channels",
+    "fuse_channels",
+    "n_convs",
+    "hidden_features",
+    "dropout",
+    "seg_channels",
+)
+_PAPER_NETWORK = dict(
+    single_channels=(8, 16, 32, 64, 128),
+    fuse_channels=(16, 32, 64, 128, 256),
+    n_convs=(2, 3, 3, 4, 4),
+    hidden_features=128,
+    dropout=0.5,
+)
 
-# The private parts, one concern each: _adamss_params (parameter checks, crop, augmentation,
-# validation split), _adamss_stages (stage I / II and multi-task training), _adamss_radiomics
-# (radiomics of predicted masks, selection, tabular inputs), _adamss_inference (forward passes).
-class AdaMSSRegressor(
-    _AdaMSSParams, _AdaMSSStages, _AdaMSSTabular, _AdaMSSInference, DeepSurvivalBase
-):
+
+@dataclass(frozen=True)
+class _Stage:
+    """One training stage of a learning strategy."""
+
+    name: str  # "segmentation", "survival" or "multitask"
+    segment: bool  # Dice + focal loss on the masks
+    survive: bool  # discrete-time likelihood with the tabular inputs
+    init_from: str | None = None  # stage whose encoder/decoder weights start this one
+
+    @property
+    def fine_tunes(self) -> bool:
+        return self.init_from is not None
+
+
+#: The learning strategies of the paper's Table II as data: the stages ``fit`` runs in order.
+STRATEGIES = {
+    "ssl": (
+        _Stage("segmentation", segment=True, survive=False),
+        _Stage("survival", segment=False, survive=True, init_from="segmentation"),
+    ),
+    "stl": (
+        _Stage("segmentation", segment=True, survive=False),
+        _Stage("survival", segment=False, survive=True),
+    ),
+    "mtl": (_Stage("multitask", segment=True, survive=True),),
+}
+
+
+def transfer_pretrained_weights(source: AdaMSS, target: AdaMSS) -> None:
+    """Copy the encoder, decoder and segmentation head of ``source`` into ``target``.
+
+    Strict: every tensor must match in name and shape (the two networks must share their
+    image architecture), so no layer is silently left at its random initialisation (the
+    authors' ``strict=False`` left their stage-II decoder random). The survival head of
+    ``target`` is not touched: its input width depends on the stage-II tabular features.
+    """
+    for part in ("encoder", "decoder", "seg_head"):
+        getattr(target, part).load_state_dict(getattr(source, part).state_dict(), strict=True)
+
+
+def _per_stage(value, stage: _Stage, name: str):
+    """The value of a per-stage parameter for ``stage``: ``lr`` is a float (every stage) or a
+    pair (stage I, stage II); ``lr_factors`` a sequence of floats (every stage) or a pair of
+    them. Stage II's entry is for a network that fine-tunes; the others take stage I's."""
+    scalar = isinstance(value, numbers.Real)
+    if name == "lr_factors":
+        scalar = isinstance(value, list | tuple) and all(isinstance(v, numbers.Real) for v in value)
+    if scalar:
+        return value
+    if isinstance(value, list | tuple) and len(value) == 2:
+        return value[1] if stage.fine_tunes else value[0]
+    raise ValueError(
+        f"{name} must be one value for every stage or a pair (stage I, stage II); got {value!r}."
+    )
+
+
+class AdaMSSRegressor(DeepSurvivalBase):
     """AdaMSS survival model with tumour segmentation, as a scikit-learn estimator.
 
     Parameters
@@ -98,14 +207,16 @@ class AdaMSSRegressor(
     radiomics : bool, default=True
         Extract radiomics features from the stage-I predicted masks and select some for the
         survival head.
-    radiomics_params : dict, optional
-        Parameters of :class:`survseg.radiomics.RadiomicsExtractor` (``feature_classes``,
-        ``image_types``, ``bin_width``, ``spacing``, ``settings``, ``n_jobs``, ...). The
-        default is the papers' 1,456-feature set with a fixed 32 grey-level bins
-        (``settings={"binCount": 32}``), since AdaMSS's inputs are normalised images on which
-        the authors' bin widths (25 / 10) would put a whole tumour into one bin. On a CPU,
-        ``{"feature_classes": ["firstorder", "glcm", "shape"], "image_types": ["original"]}``
-        is about 20 times faster.
+    extractor : RadiomicsExtractor or None, default=None
+        The radiomics extraction (:class:`survseg.radiomics.RadiomicsExtractor`), configured
+        as RadiomicsCox's is, so ``extractor__spacing`` or ``extractor__bin_width`` reach it;
+        AdaMSS sets its ``modalities``, its ``mask`` (the stage-I predicted masks) and
+        ``empty_mask="nan"`` (the training mean for a mask pyradiomics rejects). ``None``:
+        ``RadiomicsExtractor(settings={"binCount": 32})``, the papers' 1,456-feature set with a
+        fixed 32 grey-level bins, since AdaMSS's inputs are normalised images on which the
+        authors' bin widths (25 / 10) would put a whole tumour into one bin. On a CPU,
+        ``RadiomicsExtractor(feature_classes=["firstorder", "glcm", "shape"],
+        image_types=["original"])`` is about 20 times faster.
     correlation_threshold : float, default=0.7
         Features with Spearman :math:`|\\rho|` above it with a kept feature are dropped.
     max_radiomics_features : int or None, default=10
@@ -115,31 +226,33 @@ class AdaMSSRegressor(
         a few dozen training patients is noisy and often keeps no feature.
     n_intervals : int, default=10
         Number of discrete survival intervals :math:`N`.
-    single_channels, fuse_channels, n_convs : sequence of int
-        Network widths and depths per level (paper: (8, 16, 32, 64, 128),
-        (16, 32, 64, 128, 256), (2, 3, 3, 4, 4)); volumes must be divisible by
+    network_params : dict or None, default=None
+        Shape of :class:`survseg.networks.AdaMSS`: ``single_channels``, ``fuse_channels``,
+        ``n_convs`` (widths and depths per level; paper (8, 16, 32, 64, 128),
+        (16, 32, 64, 128, 256), (2, 3, 3, 4, 4)), ``hidden_features`` (128, the survival
+        head's hidden layer), ``dropout`` (0.5, before each layer of the survival head) and
+        ``seg_channels`` (1, segmented regions). Volumes must be divisible by
         :math:`2^{L-1}` (16 for five levels).
-    hidden_features : int, default=128
-        Width of the survival head's hidden layer.
-    dropout : float, default=0.5
-        Dropout before each layer of the survival head.
-    l2 : float, default=0.1
-        L2 penalty :math:`\\lambda \\lVert W \\rVert^2` on the two survival-head weight
-        matrices (applied as Adam weight decay :math:`2\\lambda`, the same gradient).
+    head_l2 : float, default=0.1
+        The paper's :math:`\\lambda` of the L2 penalty :math:`\\lambda \\lVert W \rVert^2` on the
+        two survival-head weight matrices (applied as Adam weight decay :math:`2\\lambda`).
     max_iter : int, default=10000
         Iterations per stage.
     max_iter_segmentation, max_iter_survival : int, optional
         Stage-specific overrides of ``max_iter`` (``"mtl"`` uses ``max_iter_survival``).
     batch_size : int, default=2
         Patients per iteration. Survival batches hold half events, half censored patients.
-    stage1_lr : sequence of float, default=(1e-4, 5e-5, 1e-5)
-        Learning rates of networks trained from random weights (stage I; the stage-II
-        network of ``"stl"``; ``"mtl"``).
-    stage2_lr : sequence of float, default=(5e-5, 1e-5, 1e-6)
-        Learning rates of the fine-tuning stage II of ``"ssl"``.
+    lr : float or (float, float), default=(1e-4, 5e-5)
+        Initial learning rate of each stage: stage I, stage II. The stage II rate is the one
+        of a network that fine-tunes stage I's weights (``"ssl"``); a network trained from
+        random weights (stage I, the stage II of ``"stl"``, the ``"mtl"`` network) takes the
+        first. A float: every stage.
     lr_milestones : sequence of float, default=(0.4, 0.8)
-        Fractions of a stage's iterations where the next learning rate starts (the paper's
+        Fractions of a stage's iterations where the learning rate steps down (the paper's
         4,000th and 8,000th of 10,000).
+    lr_factors : sequence of float, or a pair of them, default=((0.5, 0.1), (0.2, 0.02))
+        Learning rate after each milestone as a fraction of the stage's ``lr`` (stage I:
+        1e-4 -> 5e-5 -> 1e-5; stage II: 5e-5 -> 1e-5 -> 1e-6), per stage as ``lr``.
     focal_alpha, focal_gamma : float, default=0.25, 2.0
         Focal-loss parameters.
     crop_size : "auto", int, sequence of 3 int or None, default="auto"
@@ -155,14 +268,15 @@ class AdaMSSRegressor(
         each stage. ``0`` keeps the last iteration.
     validate_every : int, optional
         Iterations between validations; default 2 % of the stage (the paper's 200 of 10,000).
-    monitor : {"c_index", "nll"} or None, default="c_index"
+    monitor : {"c_index", "loss", "dice"} or None, default="c_index"
         Validation score that picks the kept iteration of the survival stage (stage I always
         keeps its best validation Dice). ``"c_index"``: Harrell's C of the validation
-        patients (for ``"mtl"``, its mean with the Dice), as the paper does. ``"nll"``: the
-        discrete-time negative log-likelihood of the validation patients (for ``"mtl"``,
-        plus :math:`1 - \\text{Dice}`), the smoother choice when they are few (a C-index
-        over ten patients moves by several hundredths per discordant pair).
-        ``None``: the last iteration.
+        patients (``val_c_index``; for ``"mtl"`` its mean with the Dice,
+        ``val_dice_c_index``), as the paper does. ``"loss"``: the discrete-time negative
+        log-likelihood of the validation patients (``val_loss``; for ``"mtl"`` plus
+        :math:`1 - \text{Dice}`), the smoother choice when they are few (a C-index over ten
+        patients moves by several hundredths per discordant pair). ``"dice"`` (``"mtl"``
+        only): the validation Dice. ``None``: the last iteration.
     mask_threshold : float, default=0.5
         Probability above which a voxel is tumour.
     predict_batch_size : int, default=2
@@ -170,10 +284,14 @@ class AdaMSSRegressor(
     random_state : int, RandomState or None, default=None
         Seeds the initialisation, batch sampling, augmentation and dropout.
     device : {"auto", "cpu", "cuda", "cuda:N"}, default="auto"
-    amp : bool, default=False
-        Mixed-precision training on CUDA.
+    amp : {"auto", True, False}, default=False
+        Mixed-precision training on CUDA ("auto": on when training on CUDA).
     verbose : int, default=0
         ``> 0``: progress bars.
+    callbacks : list of callables or None, default=None
+        Each called as ``callback(stage, iteration, row)`` after every training iteration of
+        every stage (``row``: that iteration's history entries); raising stops ``fit``, which
+        then leaves the estimator as it was.
 
     Attributes
     ----------
@@ -187,10 +305,19 @@ class AdaMSSRegressor(
         :math:`j/N` quantile of the training times.
     radiomics_features_ : list of str
         Selected radiomics features (empty without radiomics).
-    extra_feature_names_ : list of str
+    tabular_features_ : list of str
         Tabular inputs of the survival head: selected radiomics, then clinical.
+    tabular_mean_, tabular_scale_ : ndarray
+        Their standardisation (training statistics).
+    intensity_ : dict
+        The parsed ``intensity``.
+    unique_times_ : ndarray
+        The times of the arrays of ``predict_survival_function`` and
+        ``predict_cumulative_hazard_function`` with ``return_array=True``: ``time_bins_``.
     history_ : pandas.DataFrame
-        Per-iteration losses, learning rates and validation scores, with a ``stage`` column.
+        Per-iteration losses, learning rates and validation scores (``val_dice``,
+        ``val_c_index``, ``val_nll``, ``val_loss``, ``val_dice_c_index``), with a ``stage``
+        column.
     best_iteration_ : dict
         Stage name -> iteration of the kept weights.
 
@@ -216,6 +343,32 @@ class AdaMSSRegressor(
     >>> risk = est.predict(X)                                              # doctest: +SKIP
     """
 
+    _parameter_constraints = {
+        **DEEP_PARAMETER_CONSTRAINTS,
+        "clinical": [None, list, tuple],
+        "learning_strategy": [StrOptions(set(STRATEGIES))],
+        "fusion": [StrOptions({"adaptive", "early", "late", "intermediate"})],
+        "radiomics": ["boolean"],
+        "extractor": [None, HasMethods(["fit", "transform"])],
+        "correlation_threshold": [Interval(numbers.Real, 0, 1, closed="right")],
+        "max_radiomics_features": [None, Interval(numbers.Integral, 1, None, closed="left")],
+        "n_intervals": [Interval(numbers.Integral, 1, None, closed="left")],
+        "max_iter_segmentation": [None, Interval(numbers.Integral, 1, None, closed="left")],
+        "max_iter_survival": [None, Interval(numbers.Integral, 1, None, closed="left")],
+        "lr": [Interval(numbers.Real, 0, None, closed="neither"), list, tuple],
+        "lr_factors": [list, tuple],
+        "focal_alpha": [Interval(numbers.Real, 0, 1, closed="both")],
+        "focal_gamma": [Interval(numbers.Real, 0, None, closed="left")],
+        "crop_size": [
+            None,
+            StrOptions({"auto"}),
+            Interval(numbers.Integral, 1, None, closed="left"),
+            list,
+            tuple,
+        ],
+        "augmentation": [None, dict, "boolean"],
+    }
+
     def __init__(
         self,
         *,
@@ -226,23 +379,19 @@ class AdaMSSRegressor(
         learning_strategy="ssl",
         fusion="adaptive",
         radiomics=True,
-        radiomics_params=None,
+        extractor=None,
         correlation_threshold=0.7,
         max_radiomics_features=10,
         n_intervals=10,
-        single_channels=(8, 16, 32, 64, 128),
-        fuse_channels=(16, 32, 64, 128, 256),
-        n_convs=(2, 3, 3, 4, 4),
-        hidden_features=128,
-        dropout=0.5,
-        l2=0.1,
+        network_params=None,
+        head_l2=0.1,
         max_iter=10_000,
         max_iter_segmentation=None,
         max_iter_survival=None,
         batch_size=2,
-        stage1_lr=(1e-4, 5e-5, 1e-5),
-        stage2_lr=(5e-5, 1e-5, 1e-6),
+        lr=(1e-4, 5e-5),
         lr_milestones=(0.4, 0.8),
+        lr_factors=((0.5, 0.1), (0.2, 0.02)),
         focal_alpha=0.25,
         focal_gamma=2.0,
         crop_size="auto",
@@ -256,6 +405,7 @@ class AdaMSSRegressor(
         device="auto",
         amp=False,
         verbose=0,
+        callbacks=None,
     ):
         self.modalities = modalities
         self.intensity = intensity
@@ -264,23 +414,19 @@ class AdaMSSRegressor(
         self.learning_strategy = learning_strategy
         self.fusion = fusion
         self.radiomics = radiomics
-        self.radiomics_params = radiomics_params
+        self.extractor = extractor
         self.correlation_threshold = correlation_threshold
         self.max_radiomics_features = max_radiomics_features
         self.n_intervals = n_intervals
-        self.single_channels = single_channels
-        self.fuse_channels = fuse_channels
-        self.n_convs = n_convs
-        self.hidden_features = hidden_features
-        self.dropout = dropout
-        self.l2 = l2
+        self.network_params = network_params
+        self.head_l2 = head_l2
         self.max_iter = max_iter
         self.max_iter_segmentation = max_iter_segmentation
         self.max_iter_survival = max_iter_survival
         self.batch_size = batch_size
-        self.stage1_lr = stage1_lr
-        self.stage2_lr = stage2_lr
+        self.lr = lr
         self.lr_milestones = lr_milestones
+        self.lr_factors = lr_factors
         self.focal_alpha = focal_alpha
         self.focal_gamma = focal_gamma
         self.crop_size = crop_size
@@ -294,16 +440,110 @@ class AdaMSSRegressor(
         self.device = device
         self.amp = amp
         self.verbose = verbose
+        self.callbacks = callbacks
+
+    # ------------------------------------------------------------------ parameters
+    def _check_params(self):
+        self._validate_params()
+        if self.learning_strategy == "mtl" and self.radiomics:
+            raise ValueError(
+                "learning_strategy='mtl' trains one network on both tasks from the start, so "
+                "there are no stage-I masks to extract radiomics from: set radiomics=False "
+                "(the paper's learning-strategy ablation ran without radiomics)."
+            )
+        if self.monitor == "dice" and self.learning_strategy != "mtl":
+            raise ValueError(
+                "monitor='dice' picks the kept iteration of a network that segments; the "
+                f"survival stage of learning_strategy={self.learning_strategy!r} does not "
+                "(stage I always keeps its best validation Dice)."
+            )
+        modalities = self._modality_names()
+        check_intensity(self.intensity, modalities)
+        unknown = sorted(set(self.network_params or {}) - set(_NETWORK_PARAMS))
+        if unknown:
+            raise ValueError(f"unknown network_params {unknown}; allowed: {list(_NETWORK_PARAMS)}.")
+        n_lr = len(self.lr_milestones)
+        for stage in (_Stage("I", True, False), _Stage("II", False, True, "I")):
+            lr = _per_stage(self.lr, stage, "lr")
+            factors = _per_stage(self.lr_factors, stage, "lr_factors")
+            if not isinstance(lr, numbers.Real) or not lr > 0:
+                raise ValueError(f"lr must hold positive learning rates; got {self.lr!r}.")
+            if len(factors) != n_lr or any(not f > 0 for f in factors):
+                raise ValueError(
+                    f"lr_factors must hold {n_lr} positive factors per stage (one per "
+                    f"lr_milestones); got {self.lr_factors!r}."
+                )
+        ms = [float(m) for m in self.lr_milestones]
+        if any(not 0 < m < 1 for m in ms) or ms != sorted(ms):
+            raise ValueError(f"lr_milestones must be increasing fractions in (0, 1); got {ms}.")
+        if self.radiomics and self.extractor is not None:
+            from ..radiomics import RadiomicsExtractor
+
+            if not isinstance(self.extractor, RadiomicsExtractor):
+                raise ValueError(
+                    "extractor must be a RadiomicsExtractor (AdaMSS sets its modalities and "
+                    f"mask to its own predicted masks); got {type(self.extractor).__name__}."
+                )
+        return modalities
+
+    def _network_kwargs(self) -> dict:
+        return {**_PAPER_NETWORK, **(self.network_params or {})}
+
+    def _crop(self, shape, multiple):
+        if self.crop_size is None:
+            return tuple(shape)
+        if isinstance(self.crop_size, str):  # "auto"
+            crop = [
+                max(multiple, min(s, multiple * round(s * _CROP_RATIO / multiple))) for s in shape
+            ]
+        else:
+            crop = (
+                [self.crop_size] * 3
+                if isinstance(self.crop_size, numbers.Integral)
+                else list(self.crop_size)
+            )
+            if len(crop) != 3 or any(c > s or c % multiple for c, s in zip(crop, shape)):
+                raise ValueError(
+                    f"crop_size {self.crop_size!r} must be 3 sizes (or one) no larger than the "
+                    f"volume {tuple(shape)} and divisible by {multiple}."
+                )
+        return tuple(int(c) for c in crop)
+
+    def _augment(self, shape):
+        if self.augmentation is False:
+            return None
+        if self.augmentation is True or self.augmentation is None:
+            params = dict(PAPER_AUGMENTATION)
+        else:
+            params = dict(self.augmentation)
+        allowed = {"max_translation", "max_rotation", "scale", "max_shear", "flip_axes"}
+        unknown = set(params) - allowed
+        if unknown:
+            raise ValueError(
+                f"augmentation has unknown key(s) {sorted(unknown)}; allowed: {sorted(allowed)}."
+            )
+        t = np.broadcast_to(np.asarray(params.get("max_translation", 0.0), float), (3,))
+        params["max_translation"] = tuple(float(v) for v in t * np.asarray(shape))
+        return params
+
+    def _stage_iter(self, stage: _Stage) -> int:
+        override = (
+            self.max_iter_segmentation if stage.name == "segmentation" else self.max_iter_survival
+        )
+        return override or self.max_iter
 
     # ------------------------------------------------------------------ fit
     def fit(self, X, y):
-        """Train the segmentation and survival networks (see the module docstring).
+        """Train the stages of ``learning_strategy`` (see the module docstring).
+
+        ``fit`` is atomic: the fitted state is assigned at the end, so an error, a divergence
+        or an interruption leaves the estimator as it was.
 
         Parameters
         ----------
         X : cohort (structured ndarray)
             Image fields named by ``modalities``, the ``mask_field`` tumour masks and the
-            ``clinical`` fields. May be memory-mapped: only batches are read.
+            ``clinical`` fields. May be memory-mapped: the training volumes are read once.
         y : structured ndarray
             Survival outcomes (``sksurv.util.Surv.from_arrays``), with at least one event.
 
@@ -312,7 +552,6 @@ class AdaMSSRegressor(
         self
         """
         modalities = self._check_params()
-        self.modalities_ = modalities
         clinical = list(self.clinical or [])
         check_cohort(
             X,
@@ -323,67 +562,368 @@ class AdaMSSRegressor(
         )
         event, time = check_survival(y, len(X))
         shape = volume_shape(X)
-        multiple = 2 ** (len(self.n_convs) - 1)
+        multiple = 2 ** (len(self._network_kwargs()["n_convs"]) - 1)
         if any(s % multiple for s in shape):
             raise ValueError(
-                f"volumes of shape {shape} cannot pass the {len(self.n_convs)} levels of AdaMSS: "
-                f"every axis must be divisible by {multiple} (crop or pad them, e.g. to 160^3)."
+                f"volumes of shape {shape} cannot pass the {multiple.bit_length()} levels of "
+                f"AdaMSS: every axis must be divisible by {multiple} (crop or pad them, e.g. to "
+                "160^3)."
             )
         device = self._device()
         seed = seed_from(self.random_state)
-        self.time_bins_ = time_bin_edges(time, self.n_intervals)
-        s, f = encode_survival(time, event, self.time_bins_)
-        train_idx, val_idx = self._split(event, seed)
-        self.clinical_ = clinical
-        self.radiomics_features_ = []
-        histories, self.best_iteration_ = [], {}
+        intensity = check_intensity(self.intensity, modalities)
+        bins = time_bin_edges(time, self.n_intervals)
+        s, f = encode_survival(time, event, bins)
+        train_idx, val_idx = validation_split(
+            event, self.validation_fraction, seed, need_events=False
+        )
+        fit = _FitState(
+            X=X, modalities=modalities, clinical=clinical, intensity=intensity, bins=bins,
+            event=event, time=time, s=torch.from_numpy(s).to(device),
+            f=torch.from_numpy(f).to(device), train_idx=train_idx, val_idx=val_idx,
+            device=device,
+        )  # fmt: skip
+        nets, histories, best = {}, [], {}
         with seeded(seed, device):
             rng, gen = make_generators(seed, device)
-            ctx = _Fit(
-                X=X, modalities=modalities, device=device, rng=rng, gen=gen,
-                train_idx=train_idx, val_idx=val_idx, crop=self._crop(shape, multiple),
-                augment=self._augment(shape), event=event, time=time,
-                s=torch.from_numpy(s).to(device), f=torch.from_numpy(f).to(device),
+            fit.data = CohortBatches(
+                X, train_idx, modalities, device=device, intensity=intensity,
+                mask_field=self.mask_field, augment=self._augment(shape),
+                crop=self._crop(shape, multiple), generator=gen,
             )  # fmt: skip
-            if self.learning_strategy == "mtl":
-                self._fit_tabular(X, ctx, radiomics=None)
-                net, res = self._train_multitask(ctx)
-                self.network_ = self.segmentation_network_ = net
-                histories.append(res.history.assign(stage="multitask"))
-                self.best_iteration_["multitask"] = res.best_iteration
-            else:
-                seg, res = self._train_segmentation(ctx)
-                self.segmentation_network_ = seg
-                histories.append(res.history.assign(stage="segmentation"))
-                self.best_iteration_["segmentation"] = res.best_iteration
-                table = self._radiomics_table(X) if self.radiomics else None
-                self._fit_tabular(X, ctx, radiomics=table)
-                init = seg if self.learning_strategy == "ssl" else None
-                net, res = self._train_survival(ctx, init)
-                self.network_ = net
-                histories.append(res.history.assign(stage="survival"))
-                self.best_iteration_["survival"] = res.best_iteration
-        self.history_ = pd.concat(histories, ignore_index=True)
-        return self
+            fit.val_images = image_tensor(
+                X, list(modalities), val_idx, device=device, intensity=intensity
+            )
+            for stage in STRATEGIES[self.learning_strategy]:
+                if stage.survive and fit.tabular is None:
+                    seg_net = nets.get("segmentation")
+                    self._fit_tabular(fit, seg_net if self.radiomics else None)
+                net, result = self._train_stage(stage, fit, nets, rng)
+                nets[stage.name] = net
+                histories.append(result.history.assign(stage=stage.name))
+                best[stage.name] = result.best_iteration
+        last = STRATEGIES[self.learning_strategy][-1].name
+        seg = "multitask" if self.learning_strategy == "mtl" else "segmentation"
+        return assign_fitted(
+            self,
+            dict(
+                network_=nets[last],
+                segmentation_network_=nets[seg],
+                modalities_=modalities,
+                clinical_=clinical,
+                intensity_=intensity,
+                time_bins_=bins,
+                unique_times_=bins.copy(),
+                radiomics_features_=fit.radiomics_features,
+                tabular_features_=fit.tabular_names,
+                tabular_mean_=fit.scaler.mean,
+                tabular_scale_=fit.scaler.scale,
+                history_=pd.concat(histories, ignore_index=True),
+                best_iteration_=best,
+            ),
+        )
 
-    # ``_run`` stays in this module with the ``train`` it calls: benchmarks/adamss_training.py
-    # times the stages by patching ``survseg.estimators.adamss.train``.
-    def _run(self, net, ctx, loss_fn, batches, lrs, max_iter, task, monitor, desc):
-        net.to(ctx.device)
-        opt, sched = self._optimizer(net, lrs, max_iter)
-        validate = None
-        if len(ctx.val_idx):
+    def _build_network(self, n_extra=0) -> AdaMSS:
+        kw = self._network_kwargs()
+        return AdaMSS(
+            n_modalities=len(self._modality_names()),
+            n_intervals=self.n_intervals,
+            n_extra_features=n_extra,
+            fusion=self.fusion,
+            **kw,
+        )
+
+    def _train_stage(self, stage: _Stage, fit, nets, rng):
+        """Build, initialise and train the network of one stage."""
+        max_iter = self._stage_iter(stage)
+        n_extra = len(fit.tabular_names) if stage.survive else 0
+        net = self._build_network(n_extra)
+        if stage.init_from is not None:
+            transfer_pretrained_weights(nets[stage.init_from], net)
+        if stage.segment:
+            self._init_segmentation_bias(net, fit)
+        if stage.survive:
+            self._init_survival_bias(net, fit)
+        if stage.survive:
+            n_ev = max(1, self.batch_size // 2)
+            sampler = balanced_batches(fit.event[fit.train_idx], n_ev, self.batch_size - n_ev, rng)
+        else:
+            sampler = random_batches(len(fit.train_idx), self.batch_size, rng)
+        batches = (fit.data.batch(i, with_masks=stage.segment) for i in sampler)
+        net.to(fit.device)
+        lr = float(_per_stage(self.lr, stage, "lr"))
+        opt = head_l2_adam(net, net.head_weights(), lr, self.head_l2)
+        sched = step_schedule(
+            opt, self.lr_milestones, _per_stage(self.lr_factors, stage, "lr_factors"), max_iter
+        )
+        validate, key, mode = None, None, "max"
+        if len(fit.val_idx):
 
             def validate(module):
-                return self._val_scores(ctx, *self._val_outputs(module, ctx, task))
+                return self._val_scores(module, stage, fit)
 
-        return train(
-            net, batches, loss_fn, opt, max_iter=max_iter, device=ctx.device, scheduler=sched,
-            validate=validate, validate_every=self._validate_every(max_iter),
-            monitor=monitor if validate is not None else None,
-            mode="min" if monitor in _LOSS_SCORES else "max", amp=self.amp,
-            verbose=self.verbose, desc=desc,
+            key, mode = self._monitor(stage)
+        return net, train(
+            net, batches, lambda module, batch: self._loss(module, batch, stage, fit), opt,
+            max_iter=max_iter, device=fit.device, scheduler=sched, validate=validate,
+            validate_every=validation_every(self.validate_every, max_iter), monitor=key,
+            mode=mode, amp=self._amp(fit.device), verbose=self.verbose,
+            desc=stage.name, callbacks=self.callbacks or (),
         )  # fmt: skip
+
+    def _monitor(self, stage: _Stage):
+        if not stage.survive:
+            return "val_dice", "max"
+        if stage.segment and self.monitor == "c_index":
+            return "val_dice_c_index", "max"
+        return monitor_key(self.monitor)
+
+    def _loss(self, module, batch, stage: _Stage, fit):
+        task = "both" if stage.segment and stage.survive else stage.name
+        out = module(batch.images, batch.tabular if stage.survive else None, task=task)
+        parts, total = {}, 0.0
+        if stage.segment:
+            parts["dice_loss"] = dice_loss(out.seg_logits, batch.masks)
+            parts["focal_loss"] = focal_loss(
+                out.seg_logits, batch.masks, alpha=self.focal_alpha, gamma=self.focal_gamma
+            )
+            total = parts["dice_loss"] + parts["focal_loss"]
+        if stage.survive:
+            rows = batch.index
+            # mean over patients and intervals: the authors' scaling, which sets the balance
+            # against the L2 penalty of the head
+            parts["nll"] = (
+                discrete_time_nll(out.survival_logits.float(), fit.s_train[rows], fit.f_train[rows])
+                / self.n_intervals
+            )
+            total = total + parts["nll"]
+        return {"loss": total, **parts}
+
+    def _val_scores(self, module, stage: _Stage, fit) -> dict:
+        """Validation scores of one stage's network on the held-out patients (whole volumes)."""
+        task = "both" if stage.segment and stage.survive else stage.name
+        extra = fit.val_tabular if stage.survive else None
+
+        def fn(idx):
+            e = None if extra is None else extra[idx]
+            out = module(fit.val_images[idx], e, task=task)
+            n = len(idx)
+            seg = out.seg_logits[:, 0].float() if stage.segment else fit.val_images.new_zeros(n)
+            surv = out.survival_logits.float() if stage.survive else fit.val_images.new_zeros(n)
+            return seg, surv
+
+        seg_logits, surv_logits = forward_in_batches(fn, len(fit.val_idx), self.predict_batch_size)
+        scores = {}
+        if stage.segment:
+            pred = torch.sigmoid(torch.from_numpy(seg_logits)).numpy() > self.mask_threshold
+            truth = np.asarray(fit.X[self.mask_field][fit.val_idx])
+            scores["val_dice"] = float(np.mean(dice_score(truth, pred)))
+        if stage.survive:
+            logits = torch.from_numpy(surv_logits)
+            rows = torch.as_tensor(fit.val_idx, device=fit.s.device)
+            nll = discrete_time_nll(logits, fit.s[rows].cpu(), fit.f[rows].cpu())
+            scores["val_nll"] = float(nll) / self.n_intervals  # the training loss's scaling
+            risk = -predicted_time(torch.sigmoid(logits).numpy(), fit.bins)
+            ev, t = fit.event[fit.val_idx], fit.time[fit.val_idx]
+            scores["val_c_index"] = c_index_or_nan(ev, t, risk)
+            scores["val_loss"] = scores["val_nll"]
+        if stage.segment and stage.survive:  # multi-task: one model for both tasks
+            scores["val_dice_c_index"] = 0.5 * (scores["val_dice"] + scores["val_c_index"])
+            scores["val_loss"] = (1.0 - scores["val_dice"]) + scores["val_nll"]
+        return scores
+
+    def _init_segmentation_bias(self, net, fit):
+        r"""Start the tumour head at the training foreground fraction instead of :math:`p = 0.5`.
+
+        The head's bias is set to :math:`\operatorname{logit}(\pi)`, with :math:`\pi` the
+        share of tumour voxels in the training masks (clipped to [1e-4, 0.5]): the prior
+        initialisation of RetinaNet's focal loss (Lin et al., 2017). At :math:`p = 0.5`
+        everywhere, the background alone makes the soft Dice close to 0, and its
+        gradient is too small for Adam to take the background down within a short schedule.
+        """
+        masks = fit.X[self.mask_field]
+        voxels = sum(int(np.count_nonzero(masks[i])) for i in fit.train_idx)
+        pi = voxels / (len(fit.train_idx) * float(np.prod(masks.shape[1:])))
+        pi = min(max(pi, 1e-4), 0.5)
+        with torch.no_grad():
+            net.seg_head.bias.fill_(math.log(pi / (1.0 - pi)))
+
+    def _init_survival_bias(self, net, fit):
+        r"""Start the survival head at the population curve instead of :math:`p_j = 0.5`.
+
+        The output bias is set to the logit of the no-covariate maximum-likelihood estimate of
+        the discrete-time model on the training patients, :math:`\hat p_j = 1 - d_j / r_j`
+        (:math:`d_j = \sum_i f_{ij}` events in interval :math:`j`, :math:`r_j =
+        \sum_i (s_{ij} + f_{ij})` patients contributing to it), clipped to [0.01, 0.99]. With
+        ``N = 10`` intervals a logit of 0 would start every patient at :math:`S(b_N) = 2^{-10}`.
+        """
+        s, f = fit.s_train.double(), fit.f_train.double()
+        at_risk = (s + f).sum(dim=0)
+        p = 1.0 - f.sum(dim=0) / at_risk.clamp(min=1.0)
+        p = torch.where(at_risk > 0, p, torch.full_like(p, 0.5)).clamp(0.01, 0.99)
+        with torch.no_grad():
+            net.survival_head.net[-1].bias.copy_(torch.logit(p).float())
+
+    # ------------------------------------------------------------------ tabular inputs
+    def _fit_tabular(self, fit, seg_net):
+        """Select radiomics of ``seg_net``'s masks (training patients only) and standardise
+        radiomics + clinical; sets ``fit.tabular`` (training rows) and ``fit.val_tabular``."""
+        parts, names = [], []
+        if seg_net is not None:
+            table = self._radiomics_table(fit.X, seg_net, fit.modalities, fit.intensity)
+            rows = fit.train_idx
+            fit.radiomics_features = self._select_radiomics(
+                table.iloc[rows], fit.event[rows], fit.time[rows]
+            )
+            parts.append(table[fit.radiomics_features].to_numpy(np.float64))
+            names += fit.radiomics_features
+        if fit.clinical:
+            parts.append(clinical_frame(fit.X, fit.clinical).to_numpy(np.float64))
+            names += list(fit.clinical)
+        fit.tabular_names = names
+        values = np.hstack(parts) if parts else np.zeros((len(fit.X), 0))
+        fit.scaler = Standardiser.fit(values[fit.train_idx])
+        if names:
+            z = torch.from_numpy(fit.scaler.transform(values)).to(fit.device)
+            fit.data.tabular = z[torch.as_tensor(fit.train_idx, device=fit.device)]
+            fit.val_tabular = z[torch.as_tensor(fit.val_idx, device=fit.device)]
+        fit.tabular = names
+
+    def _tabular(self, X):
+        """Standardised tabular inputs of ``X`` (or ``None``)."""
+        if not self.tabular_features_:
+            return None
+        parts = []
+        if self.radiomics_features_:
+            table = self._radiomics_table(
+                X, self._module("segmentation_network_"), self.modalities_, self.intensity_
+            )
+            parts.append(table[self.radiomics_features_].to_numpy(np.float64))
+        if self.clinical_:
+            parts.append(clinical_frame(X, self.clinical_).to_numpy(np.float64))
+        return Standardiser(self.tabular_mean_, self.tabular_scale_).transform(np.hstack(parts))
+
+    def _radiomics_extractor(self, masks, modalities):
+        from ..radiomics import RadiomicsExtractor
+
+        base = (
+            RadiomicsExtractor(settings={"binCount": 32})
+            if self.extractor is None
+            else self.extractor
+        )
+        return clone(base).set_params(
+            modalities=list(modalities), mask=lambda _: masks, empty_mask="nan"
+        )
+
+    def _radiomics_table(self, X, seg_net=None, modalities=None, intensity=None) -> pd.DataFrame:
+        """pyradiomics features of ``X`` (as given) inside the masks ``seg_net`` predicts
+        (default: the fitted segmentation network)."""
+        if seg_net is None:
+            seg_net = self._module("segmentation_network_")
+            modalities, intensity = self.modalities_, self.intensity_
+        masks = self._masks(seg_net, X, modalities, intensity, nonempty=True)
+        return self._radiomics_extractor(masks, modalities).fit(X).transform(X)
+
+    def _select_radiomics(self, table, event, time) -> list:
+        """z-score -> Spearman filter -> Lasso-Cox path, on the training patients only.
+
+        Features that pyradiomics could not compute for some training patient, or that are
+        constant, are dropped first. The Lasso penalty is the smallest on the path that keeps
+        at most ``max_radiomics_features`` features (with a few dozen patients, choosing it
+        by cross-validation is noisy), or with ``None`` the cross-validated one.
+        """
+        from sksurv.linear_model import CoxnetSurvivalAnalysis
+        from sksurv.util import Surv
+
+        from ..radiomics import CorrelationFilter
+
+        values = table.to_numpy(np.float64)
+        usable = np.isfinite(values).all(axis=0) & (np.nanstd(values, axis=0) > 0)
+        if not usable.any():
+            return []
+        cols = table.columns[usable]
+        z = values[:, usable]
+        z = (z - z.mean(axis=0)) / z.std(axis=0)
+        kept = CorrelationFilter(threshold=self.correlation_threshold).fit(z).get_support()
+        cols, z = cols[kept], z[:, kept]
+        if not event.any():
+            return []
+        y = Surv.from_arrays(event, time)
+        if self.max_radiomics_features is None:
+            return [str(c) for c in cols[self._lasso_cv(z, y, event)]]
+        coxnet = CoxnetSurvivalAnalysis(l1_ratio=1.0, n_alphas=100, alpha_min_ratio=0.01)
+        coxnet.fit(z, y)
+        nonzero = (np.abs(coxnet.coef_) > 0).sum(axis=0)  # per alpha, decreasing alphas
+        over = np.flatnonzero(nonzero > self.max_radiomics_features)
+        last = over[0] - 1 if over.size else len(nonzero) - 1
+        if last < 0:
+            return []
+        chosen = np.abs(coxnet.coef_[:, last]) > 0
+        return [str(c) for c in cols[chosen]]
+
+    def _lasso_cv(self, z, y, event):
+        """Non-zero coefficients of a Lasso-Cox whose penalty is picked by inner CV (C-index)."""
+        from .lasso_cox import LassoCoxCV
+
+        n_folds = min(5, int(event.sum()), int((~event).sum()))
+        if n_folds < 2:
+            raise ValueError(
+                "max_radiomics_features=None picks the Lasso penalty by cross-validation, which "
+                "needs at least 2 events and 2 censored training patients; give a number of "
+                "features instead."
+            )
+        model = LassoCoxCV(cv=n_folds, random_state=seed_from(self.random_state)).fit(z, y)
+        return np.abs(model.coef_) > 0
+
+    # ------------------------------------------------------------------ forward passes
+    def _run(self, net, X, modalities, intensity, fn, tabular=None):
+        """``fn(net, images, tabular) -> Tensor | tuple`` over ``X`` in whole-volume batches."""
+        device = next(net.parameters()).device
+        net.eval()
+
+        def step(idx):
+            images = image_tensor(X, list(modalities), idx, device=device, intensity=intensity)
+            e = None if tabular is None else torch.from_numpy(tabular[idx]).to(device)
+            with autocast(device, self.amp):
+                return fn(net, images, e)
+
+        return forward_in_batches(step, len(X), self.predict_batch_size)
+
+    def _probabilities(self, net, X, modalities, intensity):
+        return self._run(
+            net, X, modalities, intensity,
+            lambda n, images, e: torch.sigmoid(n(images, task="segmentation").seg_logits[:, 0].float()),
+        )  # fmt: skip
+
+    def _masks(self, net, X, modalities, intensity, nonempty):
+        prob = self._probabilities(net, X, modalities, intensity)
+        masks = (prob > self.mask_threshold).astype(np.uint8)
+        if nonempty:
+            # radiomics need a region: where nothing passes the threshold, take the voxels
+            # within half of that patient's highest probability
+            for i in np.flatnonzero(~masks.reshape(len(masks), -1).any(axis=1)):
+                masks[i] = prob[i] >= 0.5 * prob[i].max()
+        return masks
+
+    def _check_X(self, X):
+        check_is_fitted(self, "network_")
+        check_cohort(X, modalities=self.modalities_, clinical=self.clinical_)
+        multiple = self.network_.size_multiple
+        if any(s % multiple for s in volume_shape(X)):
+            raise ValueError(f"volumes of shape {volume_shape(X)} must be divisible by {multiple}.")
+
+    def _survival_probabilities(self, X):
+        self._check_X(X)
+        return self._run(
+            self._network(), X, self.modalities_, self.intensity_,
+            lambda n, images, e: torch.sigmoid(n(images, e, task="survival").survival_logits.float()),
+            tabular=self._tabular(X),
+        ).reshape(len(X), -1)  # fmt: skip
+
+    def _stage_network(self, stage):
+        if stage not in ("survival", "segmentation"):
+            raise ValueError(f"stage must be 'survival' or 'segmentation'; got {stage!r}.")
+        return self._module("network_" if stage == "survival" else "segmentation_network_")
 
     # ------------------------------------------------------------------ prediction
     def predict_interval_probabilities(self, X):
@@ -415,6 +955,10 @@ class AdaMSSRegressor(
         """
         return -self.predict_time(X)
 
+    def _survival_values(self, X):
+        surv = survival_at_edges(self._survival_probabilities(X))
+        return np.hstack([np.ones((len(surv), 1)), surv])
+
     def predict_survival_function(self, X, return_array=False):
         r"""Survival curves :math:`S(t)`, constant on each interval.
 
@@ -431,8 +975,18 @@ class AdaMSSRegressor(
         """
         from sksurv.functions import StepFunction
 
-        surv = survival_at_edges(self._survival_probabilities(X))
-        values = np.hstack([np.ones((len(surv), 1)), surv])
+        values = self._survival_values(X)
+        if return_array:
+            return values
+        return np.array([StepFunction(self.time_bins_, v) for v in values], dtype=object)
+
+    def predict_cumulative_hazard_function(self, X, return_array=False):
+        r"""Cumulative hazard :math:`H(t) = -\log S(t)` of :meth:`predict_survival_function`,
+        constant on each interval (values at ``unique_times_`` = ``time_bins_`` with
+        ``return_array=True``, else sksurv ``StepFunction``\ s)."""
+        from sksurv.functions import StepFunction
+
+        values = -np.log(self._survival_values(X))
         if return_array:
             return values
         return np.array([StepFunction(self.time_bins_, v) for v in values], dtype=object)
@@ -440,7 +994,9 @@ class AdaMSSRegressor(
     def predict_proba_mask(self, X):
         """Tumour probability per voxel, shape (n_patients, D, H, W), float32."""
         self._check_X(X)
-        return self._probability_maps(X)
+        return self._probabilities(
+            self._module("segmentation_network_"), X, self.modalities_, self.intensity_
+        )
 
     def predict_mask(self, X):
         """Tumour masks (probability > ``mask_threshold``), uint8 of shape (n_patients, D, H, W).
@@ -449,7 +1005,13 @@ class AdaMSSRegressor(
         for survival only), for ``"mtl"`` from the multi-task network.
         """
         self._check_X(X)
-        return self._predicted_masks(X, nonempty=False)
+        return self._masks(
+            self._module("segmentation_network_"),
+            X,
+            self.modalities_,
+            self.intensity_,
+            nonempty=False,
+        )
 
     def fusion_weights(self, X, stage="survival", per_patient=False):
         r"""Mean fusion-gate weight :math:`w_{fuse}` of each encoder level (the paper's Table IV).
@@ -472,21 +1034,12 @@ class AdaMSSRegressor(
         self._check_X(X)
         if self.fusion != "adaptive":
             raise ValueError(f"fusion={self.fusion!r} has no fusion gates; only 'adaptive' does.")
-        name = self._stage_network(stage)
-        w = self._run_network(
-            name,
-            X,
-            lambda net, images, e: torch.stack(
-                [
-                    g.float().mean(dim=(1, 2, 3, 4))
-                    for g in net(
-                        images, e, task="segmentation", return_fusion_weights=True
-                    ).fusion_weights
-                ],
-                dim=1,
-            ),
-            with_extra=False,
-        )
+
+        def fn(net, images, e):
+            gates = net(images, task="segmentation", return_fusion_weights=True).fusion_weights
+            return torch.stack([g.float().mean(dim=(1, 2, 3, 4)) for g in gates], dim=1)
+
+        w = self._run(self._stage_network(stage), X, self.modalities_, self.intensity_, fn)
         return w if per_patient else w.mean(axis=0)
 
     def attention_maps(self, X, stage="survival", upsample=True):
@@ -508,7 +1061,6 @@ class AdaMSSRegressor(
             values in (0, 1).
         """
         self._check_X(X)
-        name = self._stage_network(stage)
         size = volume_shape(X)
 
         def fn(net, images, e):
@@ -520,5 +1072,19 @@ class AdaMSSRegressor(
                 ]
             return tuple(a[:, 0].float() for a in maps)
 
-        out = self._run_network(name, X, fn, with_extra=False)
+        out = self._run(self._stage_network(stage), X, self.modalities_, self.intensity_, fn)
         return list(out) if isinstance(out, tuple) else [out]
+
+
+class _FitState:
+    """What the stages of one ``fit`` share (local to that call, never fitted state)."""
+
+    def __init__(self, **kw):
+        self.__dict__.update(kw)
+        self.tabular = None
+        self.tabular_names = []
+        self.radiomics_features = []
+        self.scaler = Standardiser(np.zeros(0), np.zeros(0))
+        self.val_tabular = None
+        rows = torch.as_tensor(self.train_idx, device=self.s.device)
+        self.s_train, self.f_train = self.s[rows], self.f[rows]

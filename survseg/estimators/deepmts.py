@@ -8,33 +8,41 @@ import numbers
 import numpy as np
 import torch
 from sklearn.base import TransformerMixin
-from sklearn.model_selection import train_test_split
+from sklearn.utils._param_validation import Interval, StrOptions
 from sklearn.utils.metaestimators import available_if
 from sklearn.utils.validation import check_is_fitted
 
 from ..data.cohort import volume_shape
 from ..data.validation import check_cohort, check_survival
-from ..evaluation.metrics import concordance_index, dice_score
+from ..evaluation.metrics import dice_score
 from ..losses.cox import cox_partial_likelihood_loss
 from ..losses.segmentation import dice_loss
 from ..networks.deepmts import DeepMTS
 from ..training import (
+    CohortBatches,
+    Standardiser,
+    assign_fitted,
     balanced_batches,
+    c_index_or_nan,
+    check_intensity,
+    forward_in_batches,
+    head_l2_adam,
+    image_tensor,
     make_generators,
-    random_affine,
+    monitor_key,
     random_batches,
-    scaled_step_lr,
+    seed_from,
     seeded,
+    step_schedule,
     train,
+    validation_every,
+    validation_split,
 )
-from ..training.device import seed_from
 from ._cox import CoxSurvivalMixin
-from ._deep import DeepSurvivalBase, image_tensor
+from ._deep import DEEP_PARAMETER_CONSTRAINTS, DeepSurvivalBase, autocast
 
 __all__ = ["DeepMTSRegressor"]
 
-# DeepMTS's step schedule (Sec. 4.7): 1e-4 -> 5e-5 -> 1e-5 -> 1e-6 at 2.5k, 5k, 10k of 15k.
-_PAPER_ITER = 15000
 # Shape parameters of DeepMTS that ``network_params`` may set (the switches are estimator params).
 _SHAPE_PARAMS = tuple(
     name
@@ -119,16 +127,17 @@ class DeepMTSRegressor(CoxSurvivalMixin, TransformerMixin, DeepSurvivalBase):
         Each batch holds ``batch_size // 2`` patients with an event and the rest censored
         (drawn with replacement from a group that is too small). ``False`` (or no survival
         head): random batches; a batch without an event then contributes a zero Cox loss.
-    learning_rate : float, default=1e-4
-    lr_milestones : sequence of int, default=(2500, 5000, 10000)
-        Iterations of a 15,000-iteration run at which the learning rate drops; scaled by
-        ``max_iter / 15000`` so a short run keeps the paper's shape.
+    lr : float, default=1e-4
+        Adam's initial learning rate.
+    lr_milestones : sequence of float, default=(1/6, 1/3, 2/3)
+        Fractions of ``max_iter`` at which the learning rate steps down (the paper's 2,500th,
+        5,000th and 10,000th of 15,000 iterations), so a short run keeps the paper's shape.
     lr_factors : sequence of float, default=(0.5, 0.1, 0.01)
-        Learning rate after each milestone, as a fraction of ``learning_rate``.
-    weight_decay : float, default=0.2
-        L2 on the FC kernels (Adam's coupled weight decay: the gradient gains
-        ``weight_decay * w``, i.e. a penalty :math:`\tfrac{\lambda}{2}\lVert w\rVert^2`).
-        The default is the paper's :math:`0.1\,\lVert W\rVert^2` (Keras ``l2(0.1)``).
+        Learning rate after each milestone, as a fraction of ``lr`` (1e-4 -> 5e-5 -> 1e-5 ->
+        1e-6).
+    head_l2 : float, default=0.1
+        The paper's :math:`\lambda` of :math:`\lambda \lVert W_{FC} \rVert^2` on the FC kernels
+        (Keras ``l2(0.1)``), applied as Adam weight decay :math:`2\lambda` on them only.
     ties : {"breslow", "efron"}, default="breslow"
         Tie handling of the Cox loss (Breslow is the paper's Eq. 3).
     seg_loss_weight : float, default=1.0
@@ -139,16 +148,19 @@ class DeepMTSRegressor(CoxSurvivalMixin, TransformerMixin, DeepSurvivalBase):
         Augmentation: random rotation of up to this many degrees about each axis.
     flip : bool, default=True
         Augmentation: random left-right (sagittal) flip.
-    validation_fraction : float or None, default=None
-        Hold out this fraction of the patients (stratified by event): validation metrics are
-        recorded in ``history_`` and the best checkpoint (see ``monitor``) is kept.
+    validation_fraction : float, default=0
+        Hold out this fraction of the patients (``round(fraction * n)``, stratified by event):
+        validation scores are recorded in ``history_`` and the best checkpoint (see
+        ``monitor``) is kept. ``0``: no validation, the last iteration is kept.
     validate_every : int or None, default=None
-        Validation interval in iterations (default ``max_iter // 20``).
-    monitor : {"c_index", "cox_loss", "dice"} or None, default="c_index"
-        Validation metric that selects the kept checkpoint: highest C-index, lowest Cox loss
-        or highest Dice; ``None`` keeps the last iteration. Without a survival head
-        "c_index" falls back to "dice". The C-index of a small validation split is noisy;
-        the Cox loss is a smoother criterion.
+        Validation interval in iterations (default 2 % of ``max_iter``).
+    monitor : {"c_index", "loss", "dice"} or None, default="c_index"
+        Validation score that selects the kept checkpoint: highest C-index (``val_c_index``),
+        lowest Cox loss (``val_loss``) or highest Dice (``val_dice``); ``None`` keeps the last
+        iteration. Without a survival head "c_index" falls back to "dice". The C-index of a
+        small validation split is noisy; the Cox loss is a smoother criterion.
+    mask_threshold : float, default=0.5
+        Probability above which :meth:`predict_mask` calls a voxel tumour.
     random_state : int, RandomState or None, default=None
         Seeds network initialisation, dropout, batch sampling, augmentation and the split.
     device : {"auto", "cpu", "cuda", "cuda:N"}, default="auto"
@@ -157,24 +169,36 @@ class DeepMTSRegressor(CoxSurvivalMixin, TransformerMixin, DeepSurvivalBase):
     channels_last : bool, default=False
         Use the ``channels_last_3d`` memory format (can speed up convolutions on GPUs).
     preload : {"auto", True, False}, default="auto"
-        Copy the training volumes to the device once instead of reading each batch from
-        ``X``; "auto" = on CUDA when they take less than a fifth of the GPU memory.
+        Where the training volumes, read and normalised once at the start of ``fit``, are
+        kept: ``True`` on the device, ``False`` in CPU memory (each batch copied over),
+        "auto" = on the device unless it is a GPU they would fill by more than a fifth.
     verbose : int, default=0
         ``> 0`` shows a progress bar.
     predict_batch_size : int, default=4
+        Patients per forward pass at validation and prediction.
+    callbacks : list of callables or None, default=None
+        Each called as ``callback(stage, iteration, row)`` after every training iteration
+        (``row``: that iteration's history entries); raising stops ``fit``, which then leaves
+        the estimator as it was.
 
     Attributes
     ----------
     network_ : survseg.networks.deepmts.DeepMTS
         The trained network (best checkpoint when validating).
     history_ : pandas.DataFrame
-        Per iteration: ``lr``, ``loss``, ``cox_loss``, ``dice_loss``; at validation iterations
-        ``val_c_index``, ``val_cox_loss``, ``val_dice``, ``val_dice_loss``.
-    best_iteration_ : int
+        Per iteration: ``stage``, ``iteration``, ``lr``, ``loss``, ``cox_loss``,
+        ``dice_loss``; at validation iterations ``val_c_index``, ``val_loss`` (Cox loss of
+        the validation patients), ``val_dice`` and ``val_dice_loss``.
+    best_iteration_ : dict
+        ``{stage: iteration of the kept weights}``; the stage is ``"multitask"``,
+        ``"survival"`` (``segmentation=False``) or ``"segmentation"`` (no survival head).
     n_features_out_ : int
         Deep features given by :meth:`transform` (236 at the defaults).
-    clinical_mean_, clinical_scale_ : ndarray
-        Standardisation of the clinical covariates.
+    intensity_ : dict
+        The parsed ``intensity`` (``{field: (method, arguments)}``).
+    tabular_mean_, tabular_scale_ : ndarray
+        Standardisation of the clinical covariates (training statistics).
+    image_shape_ : tuple of int
     baseline_model_ : sksurv.linear_model.coxph.BreslowEstimator
         Breslow baseline hazard on the training risks.
     unique_times_ : ndarray
@@ -214,6 +238,27 @@ class DeepMTSRegressor(CoxSurvivalMixin, TransformerMixin, DeepSurvivalBase):
     >>> scores = cross_val_score(DeepMTSRegressor(), X, y, cv=5)  # doctest: +SKIP
     """
 
+    _parameter_constraints = {
+        **DEEP_PARAMETER_CONSTRAINTS,
+        "clinical": [None, list, tuple],
+        "segmentation": ["boolean"],
+        "hard_sharing": ["boolean"],
+        "cascade": ["boolean"],
+        "backbone": [StrOptions({"residual", "plain"})],
+        "feature_convs": ["boolean"],
+        "mask_input": ["boolean"],
+        "balanced": ["boolean"],
+        "lr": [Interval(numbers.Real, 0, None, closed="neither")],
+        "lr_factors": [list, tuple],
+        "ties": [StrOptions({"breslow", "efron"})],
+        "seg_loss_weight": [Interval(numbers.Real, 0, None, closed="left")],
+        "max_translation": [Interval(numbers.Real, 0, None, closed="left")],
+        "max_rotation": [Interval(numbers.Real, 0, None, closed="left")],
+        "flip": ["boolean"],
+        "channels_last": ["boolean"],
+        "preload": [StrOptions({"auto"}), "boolean"],
+    }
+
     def __init__(
         self,
         *,
@@ -231,18 +276,19 @@ class DeepMTSRegressor(CoxSurvivalMixin, TransformerMixin, DeepSurvivalBase):
         max_iter=15000,
         batch_size=8,
         balanced=True,
-        learning_rate=1e-4,
-        lr_milestones=(2500, 5000, 10000),
+        lr=1e-4,
+        lr_milestones=(1 / 6, 1 / 3, 2 / 3),
         lr_factors=(0.5, 0.1, 0.01),
-        weight_decay=0.2,
+        head_l2=0.1,
         ties="breslow",
         seg_loss_weight=1.0,
         max_translation=10.0,
         max_rotation=5.0,
         flip=True,
-        validation_fraction=None,
+        validation_fraction=0.0,
         validate_every=None,
         monitor="c_index",
+        mask_threshold=0.5,
         random_state=None,
         device="auto",
         amp="auto",
@@ -250,6 +296,7 @@ class DeepMTSRegressor(CoxSurvivalMixin, TransformerMixin, DeepSurvivalBase):
         preload="auto",
         verbose=0,
         predict_batch_size=4,
+        callbacks=None,
     ):
         self.modalities = modalities
         self.intensity = intensity
@@ -265,10 +312,10 @@ class DeepMTSRegressor(CoxSurvivalMixin, TransformerMixin, DeepSurvivalBase):
         self.max_iter = max_iter
         self.batch_size = batch_size
         self.balanced = balanced
-        self.learning_rate = learning_rate
+        self.lr = lr
         self.lr_milestones = lr_milestones
         self.lr_factors = lr_factors
-        self.weight_decay = weight_decay
+        self.head_l2 = head_l2
         self.ties = ties
         self.seg_loss_weight = seg_loss_weight
         self.max_translation = max_translation
@@ -277,6 +324,7 @@ class DeepMTSRegressor(CoxSurvivalMixin, TransformerMixin, DeepSurvivalBase):
         self.validation_fraction = validation_fraction
         self.validate_every = validate_every
         self.monitor = monitor
+        self.mask_threshold = mask_threshold
         self.random_state = random_state
         self.device = device
         self.amp = amp
@@ -284,47 +332,24 @@ class DeepMTSRegressor(CoxSurvivalMixin, TransformerMixin, DeepSurvivalBase):
         self.preload = preload
         self.verbose = verbose
         self.predict_batch_size = predict_batch_size
+        self.callbacks = callbacks
 
-    # ------------------------------------------------------------------ validation
-    def _validate_params(self):
-        def positive_int(name, low=1):
-            v = getattr(self, name)
-            if not isinstance(v, numbers.Integral) or isinstance(v, bool) or v < low:
-                raise ValueError(f"{name} must be an int >= {low}; got {v!r}.")
+    # ------------------------------------------------------------------ parameters
+    @property
+    def _survival(self) -> bool:
+        return bool(self.hard_sharing or self.cascade)
 
-        def non_negative(name):
-            v = getattr(self, name)
-            if (
-                not isinstance(v, numbers.Real)
-                or isinstance(v, bool)
-                or not np.isfinite(v)
-                or v < 0
-            ):
-                raise ValueError(f"{name} must be a finite number >= 0; got {v!r}.")
-
-        positive_int("max_iter")
-        positive_int("batch_size", 2 if self.balanced else 1)
-        positive_int("predict_batch_size")
-        if self.validate_every is not None:
-            positive_int("validate_every")
-        for name in ("weight_decay", "seg_loss_weight", "max_translation", "max_rotation"):
-            non_negative(name)
-        if not isinstance(self.learning_rate, numbers.Real) or not self.learning_rate > 0:
-            raise ValueError(f"learning_rate must be > 0; got {self.learning_rate!r}.")
-        if isinstance(self.modalities, str) or len(self.modalities) == 0:
-            raise ValueError(
-                f"modalities must be a non-empty sequence of field names; got {self.modalities!r}."
-            )
-        self._intensity()  # raises on a bad intensity parameter
+    def _check_params(self) -> dict:
+        """sklearn's constraints, then what they cannot express; returns the network shape."""
+        self._validate_params()
+        modalities = self._modality_names()
+        if self.balanced and self._survival and self.batch_size < 2:
+            raise ValueError("balanced batches need batch_size >= 2 (an event and a censored).")
         if self.clinical is not None and isinstance(self.clinical, str):
             raise ValueError(
                 f"clinical must be a list of field names; got the string {self.clinical!r}."
             )
-        if self.backbone not in ("residual", "plain"):
-            raise ValueError(f"backbone must be 'residual' or 'plain'; got {self.backbone!r}.")
-        if self.ties not in ("breslow", "efron"):
-            raise ValueError(f"ties must be 'breslow' or 'efron'; got {self.ties!r}.")
-        if not (self.segmentation or self.hard_sharing or self.cascade):
+        if not (self.segmentation or self._survival):
             raise ValueError(
                 "segmentation, hard_sharing and cascade are all False: nothing to train."
             )
@@ -333,76 +358,78 @@ class DeepMTSRegressor(CoxSurvivalMixin, TransformerMixin, DeepSurvivalBase):
                 "mask_input=True feeds the manual mask to the network (the paper's 'using "
                 "segmentation' Sur- models); it needs segmentation=False."
             )
-        if self.validation_fraction is not None and not 0 < self.validation_fraction < 1:
-            raise ValueError(
-                f"validation_fraction must be in (0, 1) or None; got {self.validation_fraction!r}."
-            )
-        if len(self.lr_milestones) != len(self.lr_factors):
-            raise ValueError(
-                f"lr_milestones {tuple(self.lr_milestones)} and lr_factors "
-                f"{tuple(self.lr_factors)} must have the same length."
-            )
-        if list(self.lr_milestones) != sorted(self.lr_milestones) or any(
-            m <= 0 for m in self.lr_milestones
-        ):
-            raise ValueError(
-                f"lr_milestones must be positive and increasing; got {tuple(self.lr_milestones)}."
-            )
-        if self.monitor not in ("c_index", "cox_loss", "dice", None):
-            raise ValueError(
-                f"monitor must be 'c_index', 'cox_loss', 'dice' or None; got {self.monitor!r}."
-            )
-        if self.monitor == "cox_loss" and not (self.hard_sharing or self.cascade):
-            raise ValueError("monitor='cox_loss' needs a survival head (hard_sharing or cascade).")
+        if self.monitor == "loss" and not self._survival:
+            raise ValueError("monitor='loss' (the Cox loss) needs a survival head.")
         if self.monitor == "dice" and not self.segmentation:
             raise ValueError("monitor='dice' needs segmentation=True.")
-        if self.amp not in ("auto", True, False):
-            raise ValueError(f"amp must be 'auto', True or False; got {self.amp!r}.")
-        if self.preload not in ("auto", True, False):
-            raise ValueError(f"preload must be 'auto', True or False; got {self.preload!r}.")
         params = dict(self.network_params or {})
         unknown = sorted(set(params) - set(_SHAPE_PARAMS))
         if unknown:
             raise ValueError(f"unknown network_params {unknown}; allowed: {list(_SHAPE_PARAMS)}.")
+        check_intensity(self.intensity, modalities)
         return params
 
-    # ------------------------------------------------------------------ data
-    def _clinical_tensor(self, X, index, device):
-        if not self.n_clinical_:
-            return None
-        rows = X[np.asarray(index)]
-        values = np.stack([np.asarray(rows[c], dtype=np.float64) for c in self.clinical], axis=1)
-        values = (values - self.clinical_mean_) / self.clinical_scale_
-        return torch.as_tensor(values, dtype=torch.float32, device=device)
+    @property
+    def _stage(self) -> str:
+        if not self._survival:
+            return "segmentation"
+        return "multitask" if self.segmentation else "survival"
 
-    def _inputs(self, X, images, index, device):
-        """Network inputs for patients ``index``: (images [x mask], clinical)."""
-        if self.mask_input:
-            images = images * image_tensor(X, [self.mask_field], index, device=device)
-        if self.channels_last:
-            images = images.contiguous(memory_format=torch.channels_last_3d)
-        return images, self._clinical_tensor(X, index, device)
-
-    def _autocast(self, device):
-        on = device.type == "cuda" and self.amp in ("auto", True)
-        if not on:
-            return torch.autocast(device.type, enabled=False)
-        return torch.autocast(
-            "cuda", dtype=torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
-        )
-
+    # ------------------------------------------------------------------ inputs
     def _check_X(self, X, require_mask):
         return check_cohort(
             X,
-            modalities=list(self.modalities),
+            modalities=list(self._modality_names()),
             require_mask=require_mask,
             mask_field=self.mask_field,
             clinical=list(self.clinical or ()),
         )
 
+    def _clinical(self, X, rows=None) -> np.ndarray:
+        """Raw clinical values, ``(n, n_clinical)`` float64."""
+        fields = list(self.clinical or ())
+        part = X if rows is None else X[np.asarray(rows)]
+        return (
+            np.stack([np.asarray(part[c], dtype=np.float64) for c in fields], axis=1)
+            if fields
+            else np.zeros((len(part), 0))
+        )
+
+    def _net_inputs(self, images, masks, clinical):
+        if self.mask_input:  # image x (augmented) manual mask
+            images = images * masks
+        if self.channels_last:
+            images = images.contiguous(memory_format=torch.channels_last_3d)
+        return images, clinical
+
+    def _outputs(self, net, X, intensity, scaler, want_seg=False):
+        """Forward passes over ``X``: ``(log_risk, features, tumour logits)``."""
+        device = next(net.parameters()).device
+        clinical = scaler.transform(self._clinical(X)) if len(scaler.mean) else None
+        modalities = list(self._modality_names())
+
+        def fn(idx):
+            images = image_tensor(X, modalities, idx, device=device, intensity=intensity)
+            masks = (
+                image_tensor(X, [self.mask_field], idx, device=device) if self.mask_input else None
+            )
+            clin = None if clinical is None else torch.from_numpy(clinical[idx]).to(device)
+            with autocast(device, self.amp):
+                out = net(*self._net_inputs(images, masks, clin))
+            n = images.shape[0]
+            risk = out.log_risk.float() if out.log_risk is not None else images.new_zeros(n)
+            seg = out.seg_logits.float()[:, 0] if want_seg else images.new_zeros(n)
+            return risk, out.features.float(), seg
+
+        net.eval()
+        return forward_in_batches(fn, len(X), self.predict_batch_size)
+
     # ------------------------------------------------------------------ fit
     def fit(self, X, y):
         """Train the network on a cohort.
+
+        ``fit`` is atomic: the fitted state is assigned at the end, so an error, a divergence
+        or an interruption leaves the estimator as it was.
 
         Parameters
         ----------
@@ -415,47 +442,31 @@ class DeepMTSRegressor(CoxSurvivalMixin, TransformerMixin, DeepSurvivalBase):
         Returns
         -------
         self
+
+        Raises
+        ------
+        FloatingPointError
+            When training diverges (the message names the iteration).
         """
-        net_params = self._validate_params()
-        survival = self.hard_sharing or self.cascade
+        net_params = self._check_params()
+        modalities = self._modality_names()
+        survival = self._survival
         need_mask = self.segmentation or self.mask_input
         self._check_X(X, need_mask)
         event, time = check_survival(y, len(X), require_events=survival)
         device = self._device()
-        amp = device.type == "cuda" and self.amp in ("auto", True)
         seed = seed_from(self.random_state)
-
-        train_idx = np.arange(len(X))
-        val_idx = None
-        if self.validation_fraction is not None:
-            train_idx, val_idx = train_test_split(
-                train_idx,
-                test_size=self.validation_fraction,
-                random_state=seed % (2**31),
-                stratify=event if min(event.sum(), (~event).sum()) >= 2 else None,
-            )
-            train_idx, val_idx = np.sort(train_idx), np.sort(val_idx)
-            if survival and (not event[val_idx].any() or not event[train_idx].any()):
-                raise ValueError(
-                    f"validation_fraction={self.validation_fraction} leaves no event in the "
-                    "training or the validation part; use a larger cohort or fraction."
-                )
-
-        clin = list(self.clinical or ())
-        self.n_clinical_ = len(clin)
-        if clin:
-            values = np.stack([np.asarray(X[c], dtype=np.float64)[train_idx] for c in clin], axis=1)
-            self.clinical_mean_ = values.mean(axis=0)
-            scale = values.std(axis=0)
-            self.clinical_scale_ = np.where(scale > 0, scale, 1.0)
-        else:
-            self.clinical_mean_ = self.clinical_scale_ = np.zeros(0)
-        self.image_shape_ = volume_shape(X)
+        intensity = check_intensity(self.intensity, modalities)
+        train_idx, val_idx = validation_split(
+            event, self.validation_fraction, seed, need_events=survival
+        )
+        scaler = Standardiser.fit(self._clinical(X, train_idx))
+        tabular = scaler.transform(self._clinical(X, train_idx)) if len(scaler.mean) else None
 
         with seeded(seed, device):
             net = DeepMTS(
-                len(self.modalities),
-                self.n_clinical_,
+                len(modalities),
+                len(scaler.mean),
                 segmentation=self.segmentation,
                 hard_sharing=self.hard_sharing,
                 cascade=self.cascade,
@@ -465,188 +476,122 @@ class DeepMTSRegressor(CoxSurvivalMixin, TransformerMixin, DeepSurvivalBase):
             ).to(device)
             if self.channels_last:
                 net = net.to(memory_format=torch.channels_last_3d)
-            self.network_kwargs_ = net_params
-            self.network_ = net
-            decay = {id(p) for p in net.head_weights()}
-            groups = [
-                {
-                    "params": [p for p in net.parameters() if id(p) in decay],
-                    "weight_decay": self.weight_decay,
-                },
-                {
-                    "params": [p for p in net.parameters() if id(p) not in decay],
-                    "weight_decay": 0.0,
-                },
-            ]
-            optimizer = torch.optim.Adam(groups, lr=self.learning_rate)
-            lrs = [self.learning_rate] + [self.learning_rate * f for f in self.lr_factors]
-            scheduler = scaled_step_lr(
-                optimizer, lrs, list(self.lr_milestones), _PAPER_ITER, self.max_iter
-            )
+            optimizer = head_l2_adam(net, net.head_weights(), self.lr, self.head_l2)
+            scheduler = step_schedule(optimizer, self.lr_milestones, self.lr_factors, self.max_iter)
             rng, gen = make_generators(seed, device)
-            batches = self._batches(X, train_idx, event, time, device, rng, gen)
-            validate = None if val_idx is None else self._validator(X, val_idx, event, time, device)
+            data = CohortBatches(
+                X,
+                train_idx,
+                modalities,
+                device=device,
+                intensity=intensity,
+                mask_field=self.mask_field if need_mask else None,
+                tabular=tabular,
+                augment=dict(
+                    max_translation=self.max_translation,
+                    max_rotation=self.max_rotation,
+                    flip_axes=(-1,) if self.flip else (),
+                ),
+                generator=gen,
+                storage={"auto": "auto", True: "device", False: "cpu"}[self.preload],
+            )
+            if self.balanced and survival:
+                n_ev = self.batch_size // 2
+                sampler = balanced_batches(event[train_idx], n_ev, self.batch_size - n_ev, rng)
+            else:
+                sampler = random_batches(len(train_idx), self.batch_size, rng)
+            ev = torch.as_tensor(event[train_idx], device=device)
+            tm = torch.as_tensor(time[train_idx], device=device)
+            batches = (data.batch(local) for local in sampler)
             monitor = "dice" if self.monitor == "c_index" and not survival else self.monitor
-            key, mode = {
-                "c_index": ("val_c_index", "max"),
-                "cox_loss": ("val_cox_loss", "min"),
-                "dice": ("val_dice", "max"),
-                None: (None, "max"),
-            }[monitor]
+            key, mode = monitor_key(monitor)
+            validate = None
+            if len(val_idx):
+                validate = self._validator(X, val_idx, event, time, device, intensity, scaler)
             result = train(
                 net,
                 batches,
-                self._loss,
+                lambda module, batch: self._loss(module, batch, ev, tm),
                 optimizer,
                 max_iter=self.max_iter,
                 device=device,
                 scheduler=scheduler,
                 validate=validate,
-                validate_every=self.validate_every,
+                validate_every=validation_every(self.validate_every, self.max_iter),
                 monitor=None if validate is None else key,
                 mode=mode,
-                amp=amp,
+                amp=self._amp(device),
                 verbose=self.verbose,
-                desc="DeepMTS",
+                desc=self._stage,
+                callbacks=self.callbacks or (),
             )
-        self.history_ = result.history
-        self.best_iteration_ = result.best_iteration
-        self.n_features_out_ = net.n_features
+        state = dict(
+            network_=net,
+            history_=result.history.assign(stage=self._stage),
+            best_iteration_={self._stage: result.best_iteration},
+            n_features_out_=net.n_features,
+            intensity_=intensity,
+            tabular_mean_=scaler.mean,
+            tabular_scale_=scaler.scale,
+            image_shape_=volume_shape(X),
+        )
         if survival:
-            risk = self.predict(X)
-            self._fit_baseline(risk, event, time)
-        return self
+            risk = self._outputs(net, X, intensity, scaler)[0].astype(np.float64)
+            state.update(self._baseline(risk, event, time))
+        return assign_fitted(self, state)
 
-    def _use_preload(self, X, n, device) -> bool:
-        if self.preload != "auto":
-            return bool(self.preload)
-        if device.type != "cuda":
-            return False
-        n_vol = len(self.modalities) + int(self.segmentation or self.mask_input)
-        need = n * n_vol * int(np.prod(volume_shape(X))) * 4
-        return need < 0.2 * torch.cuda.get_device_properties(device).total_memory
-
-    def _batches(self, X, train_idx, event, time, device, rng, gen):
-        """Endless augmented batches (dicts of device tensors) over the training patients."""
-        with_mask = self.segmentation or self.mask_input
-        fields = list(self.modalities) + ([self.mask_field] if with_mask else [])
-        if self.balanced and (self.hard_sharing or self.cascade):
-            n_ev = self.batch_size // 2
-            sampler = balanced_batches(event[train_idx], n_ev, self.batch_size - n_ev, rng)
-        else:
-            sampler = random_batches(len(train_idx), self.batch_size, rng)
-        cache = None
-        if self._use_preload(X, len(train_idx), device):
-            cache = image_tensor(X, fields, train_idx, device=device, intensity=self._intensity())
-        ev = torch.as_tensor(event[train_idx], device=device)
-        tm = torch.as_tensor(time[train_idx], device=device)
-        n_img = len(self.modalities)
-        for local in sampler:
-            index = train_idx[local]
-            vols = (
-                cache[torch.as_tensor(local, device=device)]
-                if cache is not None
-                else image_tensor(X, fields, index, device=device, intensity=self._intensity())
-            )
-            images, masks = vols[:, :n_img], (vols[:, n_img:] if with_mask else None)
-            images, masks = random_affine(
-                images,
-                masks,
-                max_translation=self.max_translation,
-                max_rotation=self.max_rotation,
-                flip_axes=(-1,) if self.flip else (),
-                generator=gen,
-            )
-            if self.mask_input:  # image x (augmented) manual mask
-                images = images * masks
-            if self.channels_last:
-                images = images.contiguous(memory_format=torch.channels_last_3d)
-            sel = torch.as_tensor(local, device=device)
-            yield {
-                "images": images,
-                "masks": masks if self.segmentation else None,
-                "clinical": self._clinical_tensor(X, index, device),
-                "event": ev[sel],
-                "time": tm[sel],
-            }
-
-    def _loss(self, module, batch):
-        out = module(batch["images"], batch["clinical"])
+    def _loss(self, module, batch, event, time):
+        images, clinical = self._net_inputs(batch.images, batch.masks, batch.tabular)
+        out = module(images, clinical)
         parts = {}
         total = 0.0
         if out.log_risk is not None:
             parts["cox_loss"] = cox_partial_likelihood_loss(
-                out.log_risk.float(), batch["event"], batch["time"], ties=self.ties
+                out.log_risk.float(), event[batch.index], time[batch.index], ties=self.ties
             )
             total = total + parts["cox_loss"]
         if out.seg_logits is not None:
-            parts["dice_loss"] = dice_loss(out.seg_logits, batch["masks"], squared=True)
+            parts["dice_loss"] = dice_loss(out.seg_logits, batch.masks, squared=True)
             total = total + self.seg_loss_weight * parts["dice_loss"]
         return {"loss": total, **parts}
 
-    def _validator(self, X, val_idx, event, time, device):
-        """Validation metrics on the held-out patients (whole split, no augmentation)."""
+    def _validator(self, X, val_idx, event, time, device, intensity, scaler):
+        """Validation scores of the held-out patients (whole volumes, no augmentation)."""
         Xv, ev, tm = X[val_idx], event[val_idx], time[val_idx]
-        y_val = np.empty(len(val_idx), dtype=[("event", bool), ("time", float)])
-        y_val["event"], y_val["time"] = ev, tm
+        truth = np.asarray(Xv[self.mask_field]) if self.segmentation else None
+        masks = (
+            torch.from_numpy(truth.astype(np.float32)).unsqueeze(1) if truth is not None else None
+        )
 
         def validate(module):
-            risks, dices, dice_losses = [], [], []
-            for start in range(0, len(Xv), self.predict_batch_size):
-                idx = np.arange(start, min(start + self.predict_batch_size, len(Xv)))
-                images, clin = self._inputs(
-                    Xv,
-                    image_tensor(
-                        Xv, self.modalities, idx, device=device, intensity=self._intensity()
-                    ),
-                    idx,
-                    device,
-                )
-                with self._autocast(device):
-                    out = module(images, clin)
-                if out.log_risk is not None:
-                    risks.append(out.log_risk.float().cpu())
-                if out.seg_logits is not None:
-                    masks = image_tensor(Xv, [self.mask_field], idx, device=device)
-                    dice_losses.append(
-                        dice_loss(out.seg_logits, masks, squared=True, reduction="none").cpu()
-                    )
-                    pred = (out.seg_logits[:, 0] > 0).cpu().numpy()
-                    dices.append(dice_score(np.asarray(Xv[self.mask_field][idx]), pred))
+            risk, _, logits = self._outputs(module, Xv, intensity, scaler, self.segmentation)
             scores = {}
-            if risks:
-                risk = torch.cat(risks)
-                scores["val_c_index"] = concordance_index(y_val, risk.numpy())
-                scores["val_cox_loss"] = float(
+            if self._survival:
+                scores["val_c_index"] = c_index_or_nan(ev, tm, risk)
+                scores["val_loss"] = float(
                     cox_partial_likelihood_loss(
-                        risk.double(), torch.as_tensor(ev), torch.as_tensor(tm), ties=self.ties
+                        torch.from_numpy(risk).double(),
+                        torch.as_tensor(ev),
+                        torch.as_tensor(tm),
+                        ties=self.ties,
                     )
                 )
-            if dices:
-                scores["val_dice"] = float(np.mean(np.concatenate(dices)))
-                scores["val_dice_loss"] = float(torch.cat(dice_losses).mean())
+            if self.segmentation:
+                scores["val_dice"] = float(np.mean(dice_score(truth, logits > 0)))
+                per_patient = dice_loss(
+                    torch.from_numpy(logits).unsqueeze(1), masks, squared=True, reduction="none"
+                )
+                scores["val_dice_loss"] = float(per_patient.mean())
             return scores
 
         return validate
 
     # ------------------------------------------------------------------ predict
-    def _forward(self, X, want_prob=False):
-        """Run the fitted network over ``X``: returns (log_risk, features, probability)."""
+    def _forward(self, X, want_seg=False):
         check_is_fitted(self, "network_")
         self._check_X(X, self.mask_input)
-        net = self._network()
-        device = self._device()
-
-        def fn(images, idx):
-            images, clin = self._inputs(X, images, idx, device)
-            with self._autocast(device):
-                out = net(images, clin)
-            n = images.shape[0]
-            risk = out.log_risk.float() if out.log_risk is not None else images.new_zeros(n)
-            prob = torch.sigmoid(out.seg_logits.float())[:, 0] if want_prob else images.new_zeros(n)
-            return risk, out.features.float(), prob
-
-        return self._predict_in_batches(fn, X, list(self.modalities), self.predict_batch_size)
+        scaler = Standardiser(self.tabular_mean_, self.tabular_scale_)
+        return self._outputs(self._network(), X, self.intensity_, scaler, want_seg)
 
     @available_if(_has_survival_head)
     def predict(self, X):
@@ -671,14 +616,13 @@ class DeepMTSRegressor(CoxSurvivalMixin, TransformerMixin, DeepSurvivalBase):
     @available_if(_segments)
     def predict_proba_mask(self, X):
         """Tumour probability map, ``(n_patients, D, H, W)`` float32 in [0, 1]."""
-        return self._forward(X, want_prob=True)[2]
+        return torch.sigmoid(torch.from_numpy(self._forward(X, want_seg=True)[2])).numpy()
 
     @available_if(_segments)
-    def predict_mask(self, X, threshold=0.5):
-        """Binary tumour mask (probability > ``threshold``), ``(n_patients, D, H, W)`` uint8."""
-        if not 0 < threshold < 1:
-            raise ValueError(f"threshold must be in (0, 1); got {threshold}.")
-        return (self.predict_proba_mask(X) > threshold).astype(np.uint8)
+    def predict_mask(self, X):
+        """Binary tumour mask (probability > ``mask_threshold``), ``(n_patients, D, H, W)``
+        uint8."""
+        return (self.predict_proba_mask(X) > self.mask_threshold).astype(np.uint8)
 
     @available_if(_has_survival_head)
     def transform(self, X):

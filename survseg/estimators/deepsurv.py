@@ -6,7 +6,6 @@ import numbers
 
 import numpy as np
 import torch
-from sklearn.model_selection import train_test_split
 from sklearn.utils._param_validation import Interval, StrOptions
 from sklearn.utils.validation import check_is_fitted, validate_data
 
@@ -15,6 +14,13 @@ from ..losses.cox import cox_partial_likelihood_loss
 from ..networks.mlp import MLP
 from ..training.device import make_generators, seed_from, seeded
 from ..training.loop import train
+from ..training.recipe import (
+    assign_fitted,
+    c_index_or_nan,
+    monitor_key,
+    validation_every,
+    validation_split,
+)
 from ..training.sampling import random_batches
 from ._cox import CoxSurvivalMixin
 from ._deep import DeepSurvivalBase
@@ -64,26 +70,33 @@ class DeepSurv(CoxSurvivalMixin, DeepSurvivalBase):
         Optimisation steps.
     ties : {"efron", "breslow"}, default="efron"
         Tied event times in the partial likelihood.
-    early_stopping : bool, default=False
-        Hold out ``validation_fraction`` of the training patients (stratified by event) and
-        keep the weights with the lowest validation loss (checked every
-        ``validation_interval`` steps).
-    validation_fraction : float in (0, 1), default=0.2
-    validation_interval : int, default=10
+    validation_fraction : float in [0, 1), default=0
+        Hold out this fraction of the training patients (``round(fraction * n)``, stratified
+        by event) and keep the weights that score best by ``monitor``; ``0``: no validation,
+        the last step is kept.
+    validate_every : int or None, default=None
+        Steps between validations (default 2 % of ``max_iter``).
+    monitor : {"loss", "c_index"} or None, default="loss"
+        Kept weights: the lowest validation Cox loss (``val_loss``), the highest validation
+        C-index (``val_c_index``), or (``None``) the last step.
     random_state : int, RandomState or None
         Seeds initialisation, dropout, batches and the validation split.
     device : {"cpu", "cuda", "auto"} or torch.device, default="cpu"
         Tabular networks this small train faster on the CPU.
     verbose : int, default=0
         ``> 0`` shows a progress bar.
+    callbacks : list of callables or None, default=None
+        Each called as ``callback(stage, iteration, row)`` after every step; raising stops
+        ``fit``, which then leaves the estimator as it was.
 
     Attributes
     ----------
     network_ : survseg.networks.mlp.MLP
     history_ : pandas.DataFrame
-        Per step: loss, learning rate and, with early stopping, ``val_loss`` and ``val_cindex``.
-    best_iteration_ : int
-        Step of the kept weights.
+        Per step: ``stage`` ("survival"), loss, learning rate and, with validation,
+        ``val_loss`` and ``val_c_index``.
+    best_iteration_ : dict
+        ``{"survival": step of the kept weights}``.
     baseline_model_ : sksurv.linear_model.coxph.BreslowEstimator
     unique_times_ : ndarray
     n_features_in_ : int
@@ -118,12 +131,13 @@ class DeepSurv(CoxSurvivalMixin, DeepSurvivalBase):
         "batch_size": [None, Interval(numbers.Integral, 2, None, closed="left")],
         "max_iter": [Interval(numbers.Integral, 1, None, closed="left")],
         "ties": [StrOptions({"efron", "breslow"})],
-        "early_stopping": ["boolean"],
-        "validation_fraction": [Interval(numbers.Real, 0, 1, closed="neither")],
-        "validation_interval": [Interval(numbers.Integral, 1, None, closed="left")],
+        "validation_fraction": [Interval(numbers.Real, 0, 1, closed="left")],
+        "validate_every": [None, Interval(numbers.Integral, 1, None, closed="left")],
+        "monitor": [None, StrOptions({"loss", "c_index"})],
         "random_state": ["random_state"],
         "device": [str, torch.device],
         "verbose": ["verbose"],
+        "callbacks": [None, list, tuple],
     }
 
     def __init__(
@@ -138,12 +152,13 @@ class DeepSurv(CoxSurvivalMixin, DeepSurvivalBase):
         batch_size=None,
         max_iter=300,
         ties="efron",
-        early_stopping=False,
-        validation_fraction=0.2,
-        validation_interval=10,
+        validation_fraction=0.0,
+        validate_every=None,
+        monitor="loss",
         random_state=None,
         device="cpu",
         verbose=0,
+        callbacks=None,
     ):
         self.hidden_layer_sizes = hidden_layer_sizes
         self.activation = activation
@@ -154,12 +169,13 @@ class DeepSurv(CoxSurvivalMixin, DeepSurvivalBase):
         self.batch_size = batch_size
         self.max_iter = max_iter
         self.ties = ties
-        self.early_stopping = early_stopping
         self.validation_fraction = validation_fraction
-        self.validation_interval = validation_interval
+        self.validate_every = validate_every
+        self.monitor = monitor
         self.random_state = random_state
         self.device = device
         self.verbose = verbose
+        self.callbacks = callbacks
 
     def fit(self, X, y):
         """Train the network and fit the Breslow baseline hazard.
@@ -180,8 +196,6 @@ class DeepSurv(CoxSurvivalMixin, DeepSurvivalBase):
         FloatingPointError
             If the loss becomes NaN or infinite (lower ``lr``, check the inputs are scaled).
         """
-        from sksurv.metrics import concordance_index_censored
-
         self._validate_params()
         if y is None:
             raise ValueError(
@@ -195,18 +209,7 @@ class DeepSurv(CoxSurvivalMixin, DeepSurvivalBase):
         seed = seed_from(self.random_state)
         rng, _ = make_generators(seed, device)
 
-        fit_idx = np.arange(X.shape[0])
-        val_idx = None
-        if self.early_stopping:
-            if event.sum() < 2:
-                raise ValueError("early_stopping needs at least 2 events to hold some out.")
-            fit_idx, val_idx = train_test_split(
-                fit_idx, test_size=self.validation_fraction, stratify=event, random_state=seed
-            )
-            if not event[val_idx].any():
-                raise ValueError("the validation split holds no event; raise validation_fraction.")
-        if not event[fit_idx].any():
-            raise ValueError("the training split holds no event.")
+        fit_idx, val_idx = validation_split(event, self.validation_fraction, seed)
 
         def tensor(a, dtype=torch.float32):
             # writable C-contiguous copy when needed: torch refuses read-only (memmap) arrays
@@ -244,16 +247,14 @@ class DeepSurv(CoxSurvivalMixin, DeepSurvivalBase):
                 }
 
             validate = None
-            if val_idx is not None:
+            if len(val_idx):
                 vi = torch.as_tensor(val_idx, device=device)
 
                 def validate(module):
                     eta = module(Xt[vi]).squeeze(1).double()
                     loss = cox_partial_likelihood_loss(eta, et[vi], tt[vi], ties=self.ties)
-                    cindex = concordance_index_censored(
-                        event[val_idx], time[val_idx], eta.cpu().numpy()
-                    )[0]
-                    return {"val_loss": float(loss), "val_cindex": float(cindex)}
+                    cindex = c_index_or_nan(event[val_idx], time[val_idx], eta.cpu().numpy())
+                    return {"val_loss": float(loss), "val_c_index": cindex}
 
             result = train(
                 net,
@@ -263,16 +264,15 @@ class DeepSurv(CoxSurvivalMixin, DeepSurvivalBase):
                 max_iter=self.max_iter,
                 device=device,
                 validate=validate,
-                validate_every=self.validation_interval,
-                monitor="val_loss" if validate is not None else None,
-                mode="min",
+                validate_every=validation_every(self.validate_every, self.max_iter),
+                monitor=monitor_key(self.monitor)[0] if validate is not None else None,
+                mode=monitor_key(self.monitor)[1],
+                callbacks=self.callbacks or (),
                 verbose=self.verbose,
                 desc="DeepSurv",
             )
-        self.network_ = net.eval()
-        self.history_ = result.history
-        self.best_iteration_ = result.best_iteration
-        risk = self._risk(X)
+        net.eval()
+        risk = self._risk(X, net)
         spread = np.ptp(risk) if np.isfinite(risk).all() else np.inf
         if spread > _MAX_LOG_RISK_SPREAD:
             raise FloatingPointError(
@@ -280,14 +280,29 @@ class DeepSurv(CoxSurvivalMixin, DeepSurvivalBase):
                 "what a survival curve exp(-H0 exp(eta)) can represent: training diverged or the "
                 "inputs are not standardised (DeepSurv uses them as given)."
             )
-        self._fit_baseline(risk, event, time)
-        return self
+        return assign_fitted(
+            self,
+            dict(
+                network_=net,
+                history_=result.history.assign(stage="survival"),
+                best_iteration_={"survival": result.best_iteration},
+                n_features_in_=self.n_features_in_,
+                **(
+                    {"feature_names_in_": self.feature_names_in_}
+                    if hasattr(self, "feature_names_in_")
+                    else {}
+                ),
+                **self._baseline(risk, event, time),
+            ),
+        )
 
-    def _risk(self, X) -> np.ndarray:
-        net = self._network()
+    def _risk(self, X, net=None) -> np.ndarray:
+        net = self._network() if net is None else net
         with torch.no_grad():
             x = torch.as_tensor(
-                np.require(X, requirements=["C", "W"]), dtype=torch.float32, device=self._device()
+                np.require(X, requirements=["C", "W"]),
+                dtype=torch.float32,
+                device=next(net.parameters()).device,
             )
             return net(x).squeeze(1).double().cpu().numpy()
 

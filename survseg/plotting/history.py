@@ -5,7 +5,7 @@
 elsewhere). A two-stage model (AdaMSS) adds a ``stage`` column; if its iterations restart at
 each stage, the stages are laid end to end on one axis.
 
-Validation *losses* (e.g. DeepMTS's ``val_cox_loss``) are drawn with the training losses, in
+Validation columns are those named ``val_*``. Validation *losses* (e.g. ``val_dice_loss``) are drawn with the training losses, in
 the colour of their training counterpart, so over-fitting shows as the two curves parting;
 other validation metrics (C-index, Dice) get their own panel.
 """
@@ -20,31 +20,25 @@ from ._mpl import new_figure
 __all__ = ["split_history_columns", "plot_history"]
 
 _BOOKKEEPING = ("iteration", "lr", "stage", "epoch", "time")
-#: Names the deep estimators use for validation metrics without a ``val`` prefix.
-_METRIC_NAMES = ("dice", "cindex", "c_index", "auc", "ibs")
+#: Validation results are the columns with this prefix (the deep estimators' one rule).
+VALIDATION_PREFIX = "val_"
 
 
 def split_history_columns(history: pd.DataFrame) -> tuple[list[str], list[str]]:
     """``(training loss columns, validation columns)`` of a training history.
 
-    A numeric column is a validation result if its name starts with ``val``, if it is one of
-    ``dice``, ``cindex``, ``c_index``, ``auc``, ``ibs``, or if, within the rows of the
-    stage(s) where it has values, it is missing in at least half of them (validation runs
-    every few iterations, a loss part at every iteration of its stage).
+    A numeric column is a validation result if and only if its name starts with ``val_``
+    (``val_c_index``, ``val_dice``, ``val_loss``, ...), the rule every survseg estimator's
+    ``history_`` follows; every other numeric column except the bookkeeping ones
+    (``iteration``, ``lr``, ``stage``, ``epoch``, ``time``) is a training loss.
     """
-    stages = history["stage"] if "stage" in history else pd.Series(0, index=history.index)
     losses, metrics = [], []
     for col in history.columns:
         if col in _BOOKKEEPING or not pd.api.types.is_numeric_dtype(history[col]):
             continue
-        present = history[col].notna()
-        if not present.any():
+        if not history[col].notna().any():
             continue
-        active = stages.isin(stages[present].unique())
-        sparse = present[active].mean() < 0.5
-        name = str(col)
-        is_metric = name.startswith("val") or name in _METRIC_NAMES or sparse
-        (metrics if is_metric else losses).append(col)
+        (metrics if str(col).startswith(VALIDATION_PREFIX) else losses).append(col)
     return losses, metrics
 
 
@@ -54,10 +48,7 @@ def _is_loss(name: str) -> bool:
 
 def _training_name(name: str) -> str:
     """``val_cox_loss`` -> ``cox_loss``: the training column a validation loss matches."""
-    for prefix in ("val_", "val"):
-        if name.startswith(prefix):
-            return name[len(prefix) :]
-    return name
+    return name[len(VALIDATION_PREFIX) :] if name.startswith(VALIDATION_PREFIX) else name
 
 
 def _global_steps(history: pd.DataFrame) -> np.ndarray:

@@ -1,20 +1,48 @@
-"""Shared training machinery: one loop, device/seed handling, sampling, augmentation, schedules."""
+"""Shared training machinery of the deep estimators: one loop, one recipe (validation split,
+head-only L2, step schedule, monitors), one batch builder, device/seed handling, sampling and
+augmentation."""
 
 from .augment import random_affine, random_crop
-from .device import make_generators, resolve_device, seeded
+from .batches import Batch, CohortBatches, forward_in_batches
+from .device import make_generators, resolve_device, seed_from, seeded
+from .inputs import Standardiser, check_intensity, image_tensor, normalise
 from .loop import TrainingResult, train
+from .recipe import (
+    MONITORS,
+    assign_fitted,
+    c_index_or_nan,
+    head_l2_adam,
+    monitor_key,
+    step_schedule,
+    validation_every,
+    validation_split,
+)
 from .sampling import balanced_batches, random_batches
-from .schedule import scaled_step_lr
 
 __all__ = [
+    "MONITORS",
+    "Batch",
+    "CohortBatches",
+    "Standardiser",
     "TrainingResult",
+    "assign_fitted",
     "balanced_batches",
+    "c_index_or_nan",
+    "check_intensity",
+    "forward_in_batches",
+    "head_l2_adam",
+    "image_tensor",
     "make_generators",
+    "monitor_key",
+    "normalise",
     "random_affine",
     "random_batches",
     "random_crop",
     "resolve_device",
-    "scaled_step_lr",
+    "seed_from",
     "seeded",
+    "step_schedule",
     "train",
+    "validation_every",
+    "validation_split",
 ]

@@ -2,15 +2,16 @@
 
 The estimator owns the data (a batch iterator), the loss (``compute_loss``) and the
 validation metric (``validate``); the loop owns everything else: backward pass, optimiser and
-scheduler steps, mixed precision, divergence detection, history, progress bar, and keeping the
-best checkpoint.
+scheduler steps, mixed precision, divergence detection, history, progress bar, callbacks and
+keeping the best checkpoint.
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
+from collections import deque
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass
 
 import pandas as pd
 import torch
@@ -42,7 +43,21 @@ class TrainingResult:
     history: pd.DataFrame
     best_iteration: int
     best_score: float = math.nan
-    extra: dict = field(default_factory=dict)
+
+
+#: A loss this many times its running median (over the last ``_WINDOW`` iterations) has
+#: exploded: training diverged even though the loss is still finite.
+EXPLOSION_FACTOR = 1e6
+_WINDOW = 50
+
+
+def _diverged(it, parts, reason):
+    values = {k: float(v.detach()) for k, v in parts.items()}
+    return FloatingPointError(
+        f"training diverged at iteration {it}: {reason} (loss parts {values}). Lower the "
+        "learning rate `lr`, check that the inputs are normalised, or disable mixed precision "
+        "(`amp=False`)."
+    )
 
 
 def _autocast(device: torch.device, amp: bool):
@@ -68,6 +83,7 @@ def train(
     amp: bool = False,
     verbose: int = 0,
     desc: str = "training",
+    callbacks: Sequence[Callable] = (),
 ) -> TrainingResult:
     """Train ``module`` for ``max_iter`` iterations.
 
@@ -100,7 +116,10 @@ def train(
     verbose : int
         ``> 0`` shows a progress bar with the running loss.
     desc : str
-        Progress-bar label.
+        Progress-bar label and the stage name given to ``callbacks``.
+    callbacks : sequence of callables ``(stage, iteration, row) -> None``
+        Called after each iteration with ``desc``, the iteration (from 1) and its history row
+        (losses, ``lr`` and any validation scores). A callback may raise to stop training.
 
     Returns
     -------
@@ -110,7 +129,8 @@ def train(
     Raises
     ------
     FloatingPointError
-        When a loss becomes NaN or infinite (training diverged).
+        When training diverges: a loss NaN or infinite, or more than ``EXPLOSION_FACTOR``
+        times the median of the last iterations' losses. The message names the iteration.
     """
     if max_iter < 1:
         raise ValueError(f"max_iter must be >= 1; got {max_iter}.")
@@ -123,6 +143,7 @@ def train(
     sign = 1.0 if mode == "max" else -1.0
     best_state, best_iter, best_score = None, max_iter, math.nan
     rows = []
+    recent = deque(maxlen=_WINDOW)
     bar = tqdm(range(1, max_iter + 1), desc=desc, disable=not verbose, leave=False)
     module.train()
     for it in bar:
@@ -130,12 +151,19 @@ def train(
         with _autocast(device, amp):
             parts = compute_loss(module, batch)
         loss = parts["loss"]
-        if not torch.isfinite(loss.detach()):
-            values = {k: float(v.detach()) for k, v in parts.items()}
-            raise FloatingPointError(
-                f"training diverged at iteration {it}: loss parts {values}. Lower the learning "
-                "rate, check the inputs are normalised, or disable mixed precision."
-            )
+        value = float(loss.detach())
+        if not math.isfinite(value):
+            raise _diverged(it, parts, "the loss is not finite")
+        if len(recent) >= 5:
+            median = sorted(recent)[len(recent) // 2]
+            if median > 0 and value > EXPLOSION_FACTOR * median:
+                raise _diverged(
+                    it,
+                    parts,
+                    f"the loss {value:.3g} exploded past {EXPLOSION_FACTOR:.0e} times "
+                    f"its running median {median:.3g}",
+                )
+        recent.append(abs(value))
         optimizer.zero_grad(set_to_none=True)
         scaler.scale(loss).backward()
         scaler.step(optimizer)
@@ -162,6 +190,8 @@ def train(
                     best_score, best_iter = value, it
                     best_state = cpu_state_dict(module)
         rows.append(row)
+        for callback in callbacks:
+            callback(desc, it, row)
         if verbose:
             bar.set_postfix(loss=f"{row['loss']:.4f}")
     bar.close()

@@ -13,22 +13,19 @@ from survseg.data.cohort import volumes
 from survseg.datasets import make_petct_cohort
 from survseg.estimators.adamss import AdaMSSRegressor, transfer_pretrained_weights
 from survseg.networks.adamss import AdaMSS
+from survseg.radiomics import RadiomicsExtractor
 
+NET = dict(single_channels=(2, 4), fuse_channels=(4, 8), n_convs=(1, 1), hidden_features=8)
 TINY = dict(
-    single_channels=(2, 4),
-    fuse_channels=(4, 8),
-    n_convs=(1, 1),
-    hidden_features=8,
+    network_params=NET,
     max_iter=4,
     random_state=0,
     radiomics=False,
     device="cpu",
 )
-FAST_RADIOMICS = {
-    "feature_classes": ["firstorder", "shape"],
-    "image_types": ["original"],
-    "settings": {"binCount": 16},
-}
+FAST_RADIOMICS = RadiomicsExtractor(
+    feature_classes=["firstorder", "shape"], image_types=["original"], settings={"binCount": 16}
+)
 
 
 def _normalise(X):
@@ -57,6 +54,9 @@ def _check_predictions(est, X):
     assert (np.diff(surv, axis=1) <= 0).all() and surv.min() >= 0 and surv[:, 0].max() == 1
     fns = est.predict_survival_function(X[:2])
     np.testing.assert_allclose(fns[0](est.time_bins_), surv[0])
+    chf = est.predict_cumulative_hazard_function(X, return_array=True)
+    np.testing.assert_allclose(chf, -np.log(surv))  # H = -log S of the discrete-time model
+    np.testing.assert_array_equal(est.unique_times_, est.time_bins_)
     mask = est.predict_mask(X)
     assert mask.shape == (len(X), 16, 16, 16) and mask.dtype == np.uint8
     assert set(np.unique(mask)) <= {0, 1}
@@ -87,21 +87,21 @@ def test_ablations_fit_and_predict(cohort, params):
     assert len(est.history_) == 4 * len(stages)
     if params.get("learning_strategy") == "mtl":
         assert est.segmentation_network_ is est.network_
-        assert {"dice_loss", "focal_loss", "nll", "mean_dice_cindex"} <= set(est.history_.columns)
+        assert {"dice_loss", "focal_loss", "nll", "val_dice_c_index"} <= set(est.history_.columns)
 
 
 @pytest.mark.parametrize("strategy", ["ssl", "mtl"])
 def test_monitor_picks_the_kept_survival_iteration(cohort, strategy):
-    """monitor="nll" keeps the iteration of least validation NLL; None keeps the last."""
+    """monitor="loss" keeps the iteration of least validation NLL; None keeps the last."""
     X, y = cohort
     params = {**TINY, "max_iter": 6, "validate_every": 1, "learning_strategy": strategy}
-    est = AdaMSSRegressor(**params, monitor="nll").fit(X, y)
+    est = AdaMSSRegressor(**params, monitor="loss").fit(X, y)
     stage = "multitask" if strategy == "mtl" else "survival"
     h = est.history_[est.history_["stage"] == stage].dropna(subset=["val_nll"])
     assert len(h) == 6 and (h["val_nll"] > 0).all()
     score = h["val_nll"].to_numpy()
     if strategy == "mtl":  # the validation counterpart of the multi-task training loss
-        np.testing.assert_allclose(h["val_loss"], 1 - h["dice"] + h["val_nll"])
+        np.testing.assert_allclose(h["val_loss"], 1 - h["val_dice"] + h["val_nll"])
         score = h["val_loss"].to_numpy()
     kept = int(h["iteration"].iloc[int(np.argmin(score))])
     assert est.best_iteration_[stage] == kept
@@ -109,7 +109,7 @@ def test_monitor_picks_the_kept_survival_iteration(cohort, strategy):
     assert last.best_iteration_[stage] == 6
     if strategy == "ssl":  # stage I still keeps its best validation Dice
         seg = last.history_[last.history_["stage"] == "segmentation"]
-        best_dice = int(seg["iteration"].iloc[int(np.argmax(seg["dice"].to_numpy()))])
+        best_dice = int(seg["iteration"].iloc[int(np.argmax(seg["val_dice"].to_numpy()))])
         assert last.best_iteration_["segmentation"] == best_dice
 
 
@@ -133,7 +133,7 @@ def test_time_bins_spread_training_times_evenly(cohort):
 def test_stage_two_starts_from_stage_one_weights(cohort):
     X, y = cohort
     # a vanishing stage-II learning rate: stage II ends (almost) where it started
-    frozen = dict(stage2_lr=(1e-12, 1e-12, 1e-12), stage1_lr=(1e-3, 1e-3, 1e-3), dropout=0.0)
+    frozen = dict(lr=(1e-3, 1e-12), lr_factors=(1.0, 1.0), network_params={**NET, "dropout": 0.0})
     ssl = AdaMSSRegressor(**{**TINY, **frozen}).fit(X, y)
     seg = dict(ssl.segmentation_network_.named_parameters())
     init = AdaMSS(n_modalities=2, single_channels=(2, 4), fuse_channels=(4, 8), n_convs=(1, 1))
@@ -166,7 +166,7 @@ def test_transfer_is_strict():
 def test_clinical_reaches_the_prediction(cohort):
     X, y = cohort
     est = AdaMSSRegressor(**{**TINY, "clinical": ["age"]}).fit(X, y)
-    assert est.network_.n_extra_features == 1 and est.extra_feature_names_ == ["age"]
+    assert est.network_.n_extra_features == 1 and est.tabular_features_ == ["age"]
     X2 = X.copy()
     X2["age"][0] += 30
     r1, r2 = est.predict(X), est.predict(X2)
@@ -177,17 +177,17 @@ def test_clinical_reaches_the_prediction(cohort):
 def test_radiomics_from_predicted_masks_reach_the_prediction(cohort):
     X, y = cohort
     est = AdaMSSRegressor(
-        **{**TINY, "radiomics": True, "radiomics_params": FAST_RADIOMICS, "max_iter": 2}
+        **{**TINY, "radiomics": True, "extractor": FAST_RADIOMICS, "max_iter": 2}
     ).fit(X, y)
     assert 1 <= len(est.radiomics_features_) <= est.max_radiomics_features
-    assert est.extra_feature_names_ == est.radiomics_features_
+    assert est.tabular_features_ == est.radiomics_features_
     assert est.network_.n_extra_features == len(est.radiomics_features_)
     table = est._radiomics_table(X)
     assert set(est.radiomics_features_) <= set(table.columns)
     r1 = est.predict(X)
     changed = table.copy()
-    changed.loc[0, est.radiomics_features_] += 10 * est.extra_scale_
-    est._radiomics_table = lambda _X: changed  # the features of patient 0 only
+    changed.loc[0, est.radiomics_features_] += 10 * est.tabular_scale_
+    est._radiomics_table = lambda *_: changed  # the features of patient 0 only
     r2 = est.predict(X)
     assert r1[0] != r2[0]
     np.testing.assert_array_equal(r1[1:], r2[1:])
@@ -195,7 +195,7 @@ def test_radiomics_from_predicted_masks_reach_the_prediction(cohort):
 
 def test_radiomics_lasso_penalty_by_cross_validation(cohort):
     X, y = cohort
-    params = {**TINY, "radiomics": True, "radiomics_params": FAST_RADIOMICS, "max_iter": 1}
+    params = {**TINY, "radiomics": True, "extractor": FAST_RADIOMICS, "max_iter": 1}
     est = AdaMSSRegressor(**params, max_radiomics_features=None).fit(X, y)
     capped = AdaMSSRegressor(**params, max_radiomics_features=1).fit(X, y)
     assert len(capped.radiomics_features_) <= 1
@@ -234,6 +234,14 @@ def test_sklearn_contract(cohort):
     assert 0 <= a.score(X, y) <= 1
 
 
+def test_extractor_parameters_reach_the_radiomics(cohort):
+    est = AdaMSSRegressor(extractor=FAST_RADIOMICS).set_params(extractor__spacing=(3.0, 2.0, 2.0))
+    masks = np.zeros((1, 4, 4, 4), np.uint8)
+    used = est._radiomics_extractor(masks, ("pet", "ct"))
+    assert used.spacing == (3.0, 2.0, 2.0) and used.modalities == ["pet", "ct"]
+    assert used.empty_mask == "nan" and est.extractor.mask == "mask"  # the parameter untouched
+
+
 def test_bad_inputs(cohort):
     X, y = cohort
     with pytest.raises(ValueError, match="radiomics=False"):
@@ -247,8 +255,10 @@ def test_bad_inputs(cohort):
             ),
             y[:4],
         )
-    with pytest.raises(ValueError, match="stage1_lr"):
-        AdaMSSRegressor(**{**TINY, "stage1_lr": (1e-4, 1e-5)}).fit(X, y)
+    with pytest.raises(ValueError, match="lr_factors"):
+        AdaMSSRegressor(**{**TINY, "lr_factors": (0.5,)}).fit(X, y)
+    with pytest.raises(ValueError, match="lr"):
+        AdaMSSRegressor(**{**TINY, "lr": (1e-4, 1e-5, 1e-6)}).fit(X, y)
     with pytest.raises(ValueError, match="crop_size"):
         AdaMSSRegressor(**{**TINY, "crop_size": 7}).fit(X, y)
     with pytest.raises(ValueError, match="clinical field"):
@@ -259,10 +269,10 @@ def test_bad_inputs(cohort):
         AdaMSSRegressor(**{**TINY, "monitor": "cox_loss"}).fit(X, y)
     with pytest.raises(ValueError, match="no events"):
         AdaMSSRegressor(**TINY).fit(X, Surv.from_arrays(np.zeros(12, bool), y["time"]))
-    with pytest.raises(ValueError, match="must not set"):
-        AdaMSSRegressor(**{**TINY, "radiomics": True, "radiomics_params": {"mask": "mask"}}).fit(
-            X, y
-        )
+    with pytest.raises(ValueError, match="monitor='dice'"):
+        AdaMSSRegressor(**{**TINY, "monitor": "dice"}).fit(X, y)
+    with pytest.raises(ValueError, match="unknown network_params"):
+        AdaMSSRegressor(**{**TINY, "network_params": {"chanels": (2, 4)}}).fit(X, y)
 
 
 def test_survival_head_starts_at_the_population_curve():
@@ -272,9 +282,7 @@ def test_survival_head_starts_at_the_population_curve():
 
     # edges 0-1-2-3: A event at 0.5, B event at 1.5, C censored at 2.6, D censored at 1.2
     s, f = encode_survival([0.5, 1.5, 2.6, 1.2], [True, True, False, False], [0.0, 1.0, 2.0, 3.0])
-    ctx = SimpleNamespace(
-        train_idx=np.arange(4), s=torch.from_numpy(s), f=torch.from_numpy(f), device="cpu"
-    )
+    ctx = SimpleNamespace(s_train=torch.from_numpy(s), f_train=torch.from_numpy(f))
     net = AdaMSS(single_channels=(2, 4), fuse_channels=(4, 8), n_convs=(1, 1), n_intervals=3)
     AdaMSSRegressor()._init_survival_bias(net, ctx)
     # interval 1: 4 contribute, 1 event -> 3/4; interval 2: B and C, 1 event -> 1/2;
@@ -315,18 +323,20 @@ def test_learns_segmentation_and_survival_on_the_synthetic_cohort():
     X = _normalise(X)
     train, test = np.arange(50), np.arange(50, 80)
     est = AdaMSSRegressor(
-        single_channels=(4, 8, 16, 32),
-        fuse_channels=(8, 16, 32, 64),
-        n_convs=(1, 2, 2, 2),
-        hidden_features=32,
+        network_params=dict(
+            single_channels=(4, 8, 16, 32),
+            fuse_channels=(8, 16, 32, 64),
+            n_convs=(1, 2, 2, 2),
+            hidden_features=32,
+            dropout=0.0,
+        ),
         max_iter=250,
         max_iter_segmentation=150,
-        stage1_lr=(1e-3, 5e-4, 1e-4),
-        stage2_lr=(5e-4, 1e-4, 1e-5),
+        lr=(1e-3, 5e-4),
+        lr_factors=((0.5, 0.1), (0.2, 0.02)),
         clinical=["age", "hpv"],
         radiomics=False,
-        l2=0.0,
-        dropout=0.0,
+        head_l2=0.0,
         monitor=None,
         random_state=0,
         device="cpu",

@@ -84,12 +84,14 @@ def test_survival_functions_are_breslow_of_training_risks(whas500_scaled):
 def test_minibatches_and_early_stopping(whas500_scaled):
     X, y = whas500_scaled
     model = DeepSurv(
-        batch_size=64, max_iter=60, early_stopping=True, validation_interval=5, random_state=0
+        batch_size=64, max_iter=60, validation_fraction=0.2, validate_every=5, random_state=0
     ).fit(X, y)
     hist = model.history_
-    assert len(hist) == 60 and {"loss", "val_loss", "val_cindex"} <= set(hist.columns)
+    assert len(hist) == 60 and {"loss", "val_loss", "val_c_index"} <= set(hist.columns)
     checked = hist.dropna(subset=["val_loss"])
-    assert model.best_iteration_ == int(checked.loc[checked["val_loss"].idxmin(), "iteration"])
+    assert model.best_iteration_["survival"] == int(
+        checked.loc[checked["val_loss"].idxmin(), "iteration"]
+    )
 
 
 def test_same_seed_same_model_clone_and_pickle(whas500_scaled):

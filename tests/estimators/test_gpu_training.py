@@ -46,10 +46,9 @@ def cohort():
             random_state=0,
         ),
         lambda: AdaMSSRegressor(
-            single_channels=(2, 4),
-            fuse_channels=(4, 8),
-            n_convs=(1, 1),
-            hidden_features=8,
+            network_params=dict(
+                single_channels=(2, 4), fuse_channels=(4, 8), n_convs=(1, 1), hidden_features=8
+            ),
             radiomics=False,
             max_iter=4,
             amp=True,

@@ -6,10 +6,10 @@ import pytest
 import torch
 
 from survseg.datasets import make_petct_cohort
-from survseg.estimators._deep import check_intensity, image_tensor
 from survseg.estimators.adamss import AdaMSSRegressor
 from survseg.estimators.deepmts import DeepMTSRegressor
 from survseg.preprocess import window, zscore
+from survseg.training import check_intensity, image_tensor
 
 DEEPMTS_TINY = dict(
     channels=(4, 6, 8),
@@ -24,10 +24,9 @@ DEEPMTS_TINY = dict(
     fc_units=5,
 )
 ADAMSS_TINY = dict(
-    single_channels=(2, 4),
-    fuse_channels=(4, 8),
-    n_convs=(1, 1),
-    hidden_features=8,
+    network_params=dict(
+        single_channels=(2, 4), fuse_channels=(4, 8), n_convs=(1, 1), hidden_features=8
+    ),
     radiomics=False,
     device="cpu",
 )

@@ -77,14 +77,16 @@ def test_plot_history_from_loop(check_png):
 
 
 def test_two_stage_history_laid_end_to_end(check_png):
-    # AdaMSS's layout: stage I logs dice_loss and validation "dice", stage II nll and "cindex"
+    # AdaMSS's layout: stage I logs dice_loss and val_dice, stage II nll and val_c_index
     first = _run(30, 0.05, 0, stage="segmentation").rename(
-        columns={"mse": "dice_loss", "val_mse": "dice"}
+        columns={"mse": "dice_loss", "val_mse": "val_dice"}
     )
-    second = _run(20, 0.02, 1, stage="survival").rename(columns={"mse": "nll", "val_mse": "cindex"})
+    second = _run(20, 0.02, 1, stage="survival").rename(
+        columns={"mse": "nll", "val_mse": "val_c_index"}
+    )
     history = pd.concat([first, second], ignore_index=True)  # iterations restart at 1
     losses, metrics = split_history_columns(history)
-    assert losses == ["loss", "dice_loss", "l1", "nll"] and metrics == ["dice", "cindex"]
+    assert losses == ["loss", "dice_loss", "l1", "nll"] and metrics == ["val_dice", "val_c_index"]
     fig = plot_history(history, smooth=5)
     loss_ax = fig.axes[0]
     # curves only (the stage marker is an axvline with two points)

@@ -144,8 +144,9 @@ def test_deep_models_figures(tmp_path):
             max_iter=6,
             radiomics=False,
             random_state=0,
-            single_channels=(4, 8, 16, 32, 64),
-            fuse_channels=(8, 16, 32, 64, 128),
+            network_params=dict(
+                single_channels=(4, 8, 16, 32, 64), fuse_channels=(8, 16, 32, 64, 128)
+            ),
         ),
         "DeepMTS": DeepMTSRegressor(max_iter=6, random_state=0),
     }

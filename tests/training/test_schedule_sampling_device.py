@@ -6,14 +6,14 @@ from survseg.training import (
     balanced_batches,
     random_batches,
     resolve_device,
-    scaled_step_lr,
     seeded,
+    step_schedule,
 )
 
 
 def _lrs(max_iter):
     opt = torch.optim.Adam([torch.nn.Parameter(torch.zeros(1))], lr=1e-4)
-    sched = scaled_step_lr(opt, (1e-4, 5e-5, 1e-5, 1e-6), (2500, 5000, 10000), 15000, max_iter)
+    sched = step_schedule(opt, (1 / 6, 1 / 3, 2 / 3), (0.5, 0.1, 0.01), max_iter)
     out = []
     for _ in range(max_iter):
         out.append(opt.param_groups[0]["lr"])

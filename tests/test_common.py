@@ -1,0 +1,75 @@
+"""The scikit-learn contract over every public estimator (survseg.utils.estimator_checks)."""
+
+from __future__ import annotations
+
+import pytest
+
+from survseg.estimators import (
+    AdaMSSRegressor,
+    ClinicalColumns,
+    DeepMTSRegressor,
+    DeepSurv,
+    FoldEnsemble,
+    LassoCoxCV,
+    RadiomicsCox,
+)
+from survseg.radiomics import RadiomicsExtractor
+from survseg.utils.estimator_checks import CHECK_NAMES, all_estimators, estimator_checks
+
+_FAST_RADIOMICS = dict(
+    feature_classes=["firstorder"], image_types=["original"], settings={"binCount": 8}
+)
+_DEEPMTS_NET = dict(
+    channels=(2, 3, 4),
+    encoder_convs=(1, 1, 1),
+    decoder_convs=(1, 1),
+    feature_channels=(2, 2, 2),
+    dense_stem_channels=4,
+    dense_block_layers=(1, 1, 1),
+    dense_transition_channels=(2, 2, 2),
+    dense_growth_rate=2,
+    dense_bottleneck_channels=4,
+    fc_units=3,
+)
+_CT_PET = {"pet": "zscore", "ct": "window"}
+
+#: One tiny instance of every public estimator (the test fails when a new one is missing).
+TINY = {
+    "AdaMSSRegressor": lambda: AdaMSSRegressor(
+        network_params=dict(
+            single_channels=(2, 2), fuse_channels=(2, 4), n_convs=(1, 1), hidden_features=4
+        ),
+        max_iter=2,
+        radiomics=False,
+        intensity=_CT_PET,
+        device="cpu",
+    ),
+    "ClinicalColumns": lambda: ClinicalColumns(columns=["age", "tnm_stage"]),
+    "DeepMTSRegressor": lambda: DeepMTSRegressor(
+        network_params=_DEEPMTS_NET, max_iter=2, batch_size=4, intensity=_CT_PET, device="cpu"
+    ),
+    "DeepSurv": lambda: DeepSurv((4,), max_iter=20),
+    "FoldEnsemble": lambda: FoldEnsemble(DeepSurv((3,), max_iter=10), cv=2),
+    "LassoCoxCV": lambda: LassoCoxCV(n_alphas=10, cv=2),
+    "RadiomicsCox": lambda: RadiomicsCox(
+        RadiomicsExtractor(**_FAST_RADIOMICS), clinical=["age"], n_alphas=10, cv=2
+    ),
+}
+
+_CONTEXTS = {}
+
+
+def _checks(name):
+    if name not in _CONTEXTS:
+        _CONTEXTS[name] = dict(estimator_checks(TINY[name]()))
+    return _CONTEXTS[name]
+
+
+def test_every_public_estimator_is_checked():
+    assert sorted(TINY) == [name for name, _ in all_estimators()]
+
+
+@pytest.mark.parametrize("check", CHECK_NAMES)
+@pytest.mark.parametrize("name", sorted(TINY))
+def test_contract(name, check):
+    _checks(name)[check]()
