@@ -258,6 +258,7 @@ def main(argv=None):
     parser.add_argument("--n-jobs", type=int, default=2)
     parser.add_argument("--threads", type=int, default=1, help="torch threads of the step")
     parser.add_argument("--cache", default="/tmp/survseg_scale")
+    parser.add_argument("--tag", default="", help="suffix of the result file")
     parser.add_argument("--step", default=None, help=argparse.SUPPRESS)
     parser.add_argument("--cohort", default=None, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
@@ -274,6 +275,9 @@ def main(argv=None):
         "benchmark": "500-patient memory-mapped cohort: peak memory of RadiomicsCox and AdaMSS fits",
         "cohort": f"make_petct_cohort in chunks of 25, {args.patients} x {args.shape}^3, pet+ct+mask",
         "cohort_build_s": made,
+        "commit": subprocess.run(
+            ["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, check=False
+        ).stdout.strip(),
         "machine": platform.platform(),
         "cpu_count": os.cpu_count(),
         "loadavg_before": os.getloadavg(),
@@ -291,7 +295,7 @@ def main(argv=None):
         print(step, json.dumps(report["steps"][step]))
     report["loadavg_after"] = os.getloadavg()
     os.makedirs(RESULTS, exist_ok=True)
-    out = os.path.join(RESULTS, "scale.json")
+    out = os.path.join(RESULTS, f"scale{'_' + args.tag if args.tag else ''}.json")
     with open(out, "w") as fh:
         json.dump(report, fh, indent=2)
     print(f"written to {out}")
