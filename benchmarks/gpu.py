@@ -80,7 +80,7 @@ def _estimator(cfg):
         return AdaMSSRegressor(
             max_iter=cfg["iters"], radiomics=False, validation_fraction=0, **common
         )
-    return DeepMTSRegressor(max_iter=cfg["iters"], validation_fraction=None, **common)
+    return DeepMTSRegressor(max_iter=cfg["iters"], validation_fraction=0.0, **common)
 
 
 def _busy_fraction(prof, marks):

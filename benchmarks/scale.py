@@ -154,7 +154,7 @@ def _step(args) -> dict:
                 for p in net.parameters()
             )
         else:  # "adamss_network_step": the network alone, to tell its activations from data
-            model_bytes = _bare_adamss_steps(X, args.iters)
+            model_bytes = _bare_adamss_steps(X, y, args.iters)
         out["wall_s"] = time.perf_counter() - t0
     out |= {
         "start_rss_MiB": _mib(mem.start["rss"]),
@@ -169,40 +169,31 @@ def _step(args) -> dict:
 
 
 def _adamss(iters):
-    from survseg.demo import ADAMSS_DEMO_NETWORK
-    from survseg.estimators import AdaMSSRegressor
+    """The demo's AdaMSS (CPU network), radiomics and validation off."""
+    from survseg.demo import demo_models
 
-    return AdaMSSRegressor(
-        **ADAMSS_DEMO_NETWORK,
-        intensity={"pet": "zscore", "ct": "window"},
-        clinical=["age", "hpv", "tnm_stage"],
-        radiomics=False,
-        validation_fraction=0,
-        max_iter=iters,
-        random_state=0,
+    return demo_models(iterations=iters)["AdaMSS"].set_params(
+        radiomics=False, validation_fraction=0
     )
 
 
-def _bare_adamss_steps(X, iters):
+def _bare_adamss_steps(X, y, iters):
     """Training steps of the demo AdaMSS network on random in-memory batches of the
-    estimator's crop size and batch size: the memory the network itself needs."""
+    estimator's crop size and batch size: the memory the network itself needs. The network
+    (class and shape) is taken from a 1-iteration fit on 6 patients (3 events)."""
+    import copy
+
     import torch
 
     from survseg.losses.segmentation import dice_loss
-    from survseg.networks.adamss import AdaMSS
 
-    est = _adamss(iters)
+    event = np.asarray(y["event"])
+    few = np.sort(np.r_[np.flatnonzero(event)[:3], np.flatnonzero(~event)[:3]])
+    est = _adamss(1).fit(X[few], y[few])
+    net = copy.deepcopy(est.segmentation_network_).train()
     shape = X.dtype.fields["pet"][0].shape
-    m = 2 ** (len(est.n_convs) - 1)
+    m = net.size_multiple
     crop = [max(m, min(n, m * round(n * 112 / 160 / m))) for n in shape]  # crop_size="auto"
-    net = AdaMSS(
-        n_modalities=2,
-        n_intervals=est.n_intervals,
-        single_channels=est.single_channels,
-        fuse_channels=est.fuse_channels,
-        n_convs=est.n_convs,
-        hidden_features=est.hidden_features,
-    )
     opt = torch.optim.Adam(net.parameters())
     images = torch.randn(est.batch_size, 2, *crop)
     masks = (torch.rand(est.batch_size, 1, *crop) > 0.9).float()
