@@ -142,6 +142,8 @@ def _worker(cfg) -> dict:
     names = ["stage_I", "stage_II"] if cfg["model"] == "AdaMSS" else ["iteration"]
     for name, times in zip(names, stamps.values(), strict=True):
         gaps = np.diff(times)[cfg["warmup"] :]
+        if len(gaps) == 0:
+            raise ValueError(f"--iters {cfg['iters']} leaves no iteration after --warmup")
         out["stages"][name] = {
             "seconds_per_iteration": float(np.median(gaps)),
             "iterations_per_s": float(1 / np.median(gaps)),

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Download, on a machine with internet, the wheels that the GPU machine lacks for survseg's
 # GPU checks (benchmarks/gpu.sh): its image has Python 3.12, torch (CUDA), numpy, scipy,
-# pandas, scikit-learn (maybe another version), joblib and tqdm, but not scikit-survival,
+# pandas, scikit-learn (maybe another version), joblib and tqdm, but not scikit-survival, MONAI,
 # fastrad or pyradiomics. They go to .whl/ in the repository root (ignored by git); name
 # .whl in the device tool's `carry`. About 20 MB without pyradiomics; --radiomics adds
 # pyradiomics, SimpleITK and PyWavelets (about 60 MB more: over the 64 MiB a call carries
@@ -19,6 +19,8 @@ get() {
 }
 # scikit-survival 0.28 needs scikit-learn >=1.9,<1.10 (DEPENDENCIES.md)
 get scikit-survival==0.28.0 scikit-learn==1.9.1 ecos osqp numexpr narwhals
+# AdaMSS's losses use MONAI (pure Python; needs torch and numpy only)
+get monai==1.6.1
 # fastrad 1.0.0 is the version checked against pyradiomics here; 1.2.0 (Python >= 3.12) also
 # imports SimpleITK and loguru at import time
 get fastrad==1.0.0 pydicom
