@@ -48,8 +48,17 @@ _SHAPE_PARAMS = tuple(
     name
     for name, p in inspect.signature(DeepMTS.__init__).parameters.items()
     if p.kind is p.KEYWORD_ONLY
-    and name not in ("segmentation", "hard_sharing", "cascade", "backbone", "feature_convs")
+    and name
+    not in ("segmentation", "hard_sharing", "cascade", "backbone", "feature_convs", "n_regions")
 )
+
+
+def _dice_where_present(truth, pred) -> float:
+    """Mean Dice over the patients whose label is not empty (NaN when none is)."""
+    present = truth.reshape(len(truth), -1).any(axis=1)
+    if not present.any():
+        return float("nan")
+    return float(np.mean(dice_score(truth[present], pred[present])))
 
 
 def _has_survival_head(est) -> bool:
@@ -98,6 +107,13 @@ class DeepMTSRegressor(CoxSurvivalMixin, TransformerMixin, DeepSurvivalBase):
         z-scored with the training statistics.
     mask_field : str, default="mask"
         Field holding the tumour labels (needed by ``fit`` unless ``segmentation=False``).
+    nodes_field : str or None, default="nodes"
+        Field holding the lymph-node labels. When it is in ``X`` at ``fit`` (and
+        ``segmentation=True``) the network segments two regions, tumour and nodes (two output
+        channels, the Dice loss summed over the regions, as in the authors' AdaMSS code), and
+        the cascade sees both probability maps; otherwise only the tumour (the paper).
+        ``None``: the tumour only, even when the field is there. Patients without nodes
+        (an all-zero mask) are valid.
     segmentation : bool, default=True
         Train the segmentation branch (multi-task). ``False`` gives the paper's
         single-task "Sur-" models.
@@ -160,7 +176,7 @@ class DeepMTSRegressor(CoxSurvivalMixin, TransformerMixin, DeepSurvivalBase):
         iteration. Without a survival head "c_index" falls back to "dice". The C-index of a
         small validation split is noisy; the Cox loss is a smoother criterion.
     mask_threshold : float, default=0.5
-        Probability above which :meth:`predict_mask` calls a voxel tumour.
+        Probability above which :meth:`predict_mask` calls a voxel part of a region.
     random_state : int, RandomState or None, default=None
         Seeds network initialisation, dropout, batch sampling, augmentation and the split.
     device : {"auto", "cpu", "cuda", "cuda:N"}, default="auto"
@@ -187,8 +203,13 @@ class DeepMTSRegressor(CoxSurvivalMixin, TransformerMixin, DeepSurvivalBase):
         The trained network (best checkpoint when validating).
     history_ : pandas.DataFrame
         Per iteration: ``stage``, ``iteration``, ``lr``, ``loss``, ``cox_loss``,
-        ``dice_loss``; at validation iterations ``val_c_index``, ``val_loss`` (Cox loss of
-        the validation patients), ``val_dice`` and ``val_dice_loss``.
+        ``dice_loss`` (summed over the regions); at validation iterations ``val_c_index``,
+        ``val_loss`` (Cox loss of the validation patients), ``val_dice`` (tumour),
+        ``val_dice_loss`` and, with two regions, ``val_dice_nodes`` (mean Dice of the
+        validation patients that have nodes; NaN when none has).
+    regions_ : tuple of str
+        The segmented regions, in output-channel order: ``("tumour",)`` or
+        ``("tumour", "nodes")`` (``()`` with ``segmentation=False``).
     best_iteration_ : dict
         ``{stage: iteration of the kept weights}``; the stage is ``"multitask"``,
         ``"survival"`` (``segmentation=False``) or ``"segmentation"`` (no survival head).
@@ -247,6 +268,7 @@ class DeepMTSRegressor(CoxSurvivalMixin, TransformerMixin, DeepSurvivalBase):
         "backbone": [StrOptions({"residual", "plain"})],
         "feature_convs": ["boolean"],
         "mask_input": ["boolean"],
+        "nodes_field": [None, str],
         "balanced": ["boolean"],
         "lr": [Interval(numbers.Real, 0, None, closed="neither")],
         "lr_factors": [list, tuple],
@@ -266,6 +288,7 @@ class DeepMTSRegressor(CoxSurvivalMixin, TransformerMixin, DeepSurvivalBase):
         intensity=None,
         clinical=None,
         mask_field="mask",
+        nodes_field="nodes",
         segmentation=True,
         hard_sharing=True,
         cascade=True,
@@ -302,6 +325,7 @@ class DeepMTSRegressor(CoxSurvivalMixin, TransformerMixin, DeepSurvivalBase):
         self.intensity = intensity
         self.clinical = clinical
         self.mask_field = mask_field
+        self.nodes_field = nodes_field
         self.segmentation = segmentation
         self.hard_sharing = hard_sharing
         self.cascade = cascade
@@ -403,7 +427,7 @@ class DeepMTSRegressor(CoxSurvivalMixin, TransformerMixin, DeepSurvivalBase):
         return images, clinical
 
     def _outputs(self, net, X, intensity, scaler, want_seg=False):
-        """Forward passes over ``X``: ``(log_risk, features, tumour logits)``."""
+        """Forward passes over ``X``: ``(log_risk, features, region logits (n, R, D, H, W))``."""
         device = next(net.parameters()).device
         clinical = scaler.transform(self._clinical(X)) if len(scaler.mean) else None
         modalities = list(self._modality_names())
@@ -418,7 +442,7 @@ class DeepMTSRegressor(CoxSurvivalMixin, TransformerMixin, DeepSurvivalBase):
                 out = net(*self._net_inputs(images, masks, clin))
             n = images.shape[0]
             risk = out.log_risk.float() if out.log_risk is not None else images.new_zeros(n)
-            seg = out.seg_logits.float()[:, 0] if want_seg else images.new_zeros(n)
+            seg = out.seg_logits.float() if want_seg else images.new_zeros(n)
             return risk, out.features.float(), seg
 
         net.eval()
@@ -453,6 +477,7 @@ class DeepMTSRegressor(CoxSurvivalMixin, TransformerMixin, DeepSurvivalBase):
         survival = self._survival
         need_mask = self.segmentation or self.mask_input
         self._check_X(X, need_mask)
+        regions, mask_fields = self._regions(X)
         event, time = check_survival(y, len(X), require_events=survival)
         device = self._device()
         seed = seed_from(self.random_state)
@@ -472,6 +497,7 @@ class DeepMTSRegressor(CoxSurvivalMixin, TransformerMixin, DeepSurvivalBase):
                 cascade=self.cascade,
                 backbone=self.backbone,
                 feature_convs=self.feature_convs,
+                n_regions=max(len(regions), 1),
                 **net_params,
             ).to(device)
             if self.channels_last:
@@ -485,7 +511,7 @@ class DeepMTSRegressor(CoxSurvivalMixin, TransformerMixin, DeepSurvivalBase):
                 modalities,
                 device=device,
                 intensity=intensity,
-                mask_field=self.mask_field if need_mask else None,
+                mask_field=mask_fields if need_mask else None,
                 tabular=tabular,
                 augment=dict(
                     max_translation=self.max_translation,
@@ -507,7 +533,9 @@ class DeepMTSRegressor(CoxSurvivalMixin, TransformerMixin, DeepSurvivalBase):
             key, mode = monitor_key(monitor)
             validate = None
             if len(val_idx):
-                validate = self._validator(X, val_idx, event, time, device, intensity, scaler)
+                validate = self._validator(
+                    X, val_idx, event, time, device, intensity, scaler, mask_fields
+                )
             result = train(
                 net,
                 batches,
@@ -534,6 +562,7 @@ class DeepMTSRegressor(CoxSurvivalMixin, TransformerMixin, DeepSurvivalBase):
             tabular_mean_=scaler.mean,
             tabular_scale_=scaler.scale,
             image_shape_=volume_shape(X),
+            regions_=regions,
         )
         if survival:
             risk = self._outputs(net, X, intensity, scaler)[0].astype(np.float64)
@@ -551,17 +580,54 @@ class DeepMTSRegressor(CoxSurvivalMixin, TransformerMixin, DeepSurvivalBase):
             )
             total = total + parts["cox_loss"]
         if out.seg_logits is not None:
-            parts["dice_loss"] = dice_loss(out.seg_logits, batch.masks, squared=True)
+            parts["dice_loss"] = self._dice_loss(out.seg_logits, batch.masks)
             total = total + self.seg_loss_weight * parts["dice_loss"]
         return {"loss": total, **parts}
 
-    def _validator(self, X, val_idx, event, time, device, intensity, scaler):
+    @staticmethod
+    def _dice_loss(logits, masks, reduction="mean"):
+        r"""Squared-denominator Dice loss summed over the regions, averaged over patients.
+
+        The tumour channel is the paper's Eq. 2 unchanged. The nodes channel adds a smoothing
+        of 1 to numerator and denominator, :math:`1 - (2 \sum p g + 1) / (\sum p^2 + \sum g^2
+        + 1)`: without it a patient without nodes (empty label) gives a constant loss and no
+        gradient, so false-positive nodes would never be penalised.
+        """
+        per = dice_loss(logits[:, :1], masks[:, :1], squared=True, reduction="none")
+        if logits.shape[1] > 1:
+            nodes = dice_loss(
+                logits[:, 1:],
+                masks[:, 1:],
+                squared=True,
+                reduction="none",
+                smooth_nr=1.0,
+                smooth_dr=1.0,
+            )
+            per = torch.cat([per, nodes], dim=1)
+        per = per.sum(dim=1)
+        return per.mean() if reduction == "mean" else per
+
+    def _regions(self, X):
+        """``(region names, mask fields)`` the network segments, read from ``X`` at fit."""
+        if not self.segmentation:
+            return (), [self.mask_field]
+        names = X.dtype.names or ()
+        if self.nodes_field is not None and self.nodes_field in names:
+            if self.nodes_field == self.mask_field:
+                raise ValueError(
+                    f"nodes_field and mask_field are both {self.mask_field!r}; the tumour and "
+                    "the lymph nodes need two fields."
+                )
+            return ("tumour", "nodes"), [self.mask_field, self.nodes_field]
+        return ("tumour",), [self.mask_field]
+
+    def _validator(self, X, val_idx, event, time, device, intensity, scaler, mask_fields):
         """Validation scores of the held-out patients (whole volumes, no augmentation)."""
         Xv, ev, tm = X[val_idx], event[val_idx], time[val_idx]
-        truth = np.asarray(Xv[self.mask_field]) if self.segmentation else None
-        masks = (
-            torch.from_numpy(truth.astype(np.float32)).unsqueeze(1) if truth is not None else None
-        )
+        truth = None
+        if self.segmentation:
+            truth = np.stack([np.asarray(Xv[f]) for f in mask_fields], axis=1)
+        masks = torch.from_numpy(truth.astype(np.float32)) if truth is not None else None
 
         def validate(module):
             risk, _, logits = self._outputs(module, Xv, intensity, scaler, self.segmentation)
@@ -577,10 +643,10 @@ class DeepMTSRegressor(CoxSurvivalMixin, TransformerMixin, DeepSurvivalBase):
                     )
                 )
             if self.segmentation:
-                scores["val_dice"] = float(np.mean(dice_score(truth, logits > 0)))
-                per_patient = dice_loss(
-                    torch.from_numpy(logits).unsqueeze(1), masks, squared=True, reduction="none"
-                )
+                scores["val_dice"] = float(np.mean(dice_score(truth[:, 0], logits[:, 0] > 0)))
+                if truth.shape[1] > 1:
+                    scores["val_dice_nodes"] = _dice_where_present(truth[:, 1], logits[:, 1] > 0)
+                per_patient = self._dice_loss(torch.from_numpy(logits), masks, reduction="none")
                 scores["val_dice_loss"] = float(per_patient.mean())
             return scores
 
@@ -614,16 +680,40 @@ class DeepMTSRegressor(CoxSurvivalMixin, TransformerMixin, DeepSurvivalBase):
         """Cumulative hazard functions through the Breslow baseline hazard."""
         return super().predict_cumulative_hazard_function(X, return_array=return_array)
 
-    @available_if(_segments)
-    def predict_proba_mask(self, X):
-        """Tumour probability map, ``(n_patients, D, H, W)`` float32 in [0, 1]."""
-        return torch.sigmoid(torch.from_numpy(self._forward(X, want_seg=True)[2])).numpy()
+    def _region_channel(self, region) -> int:
+        check_is_fitted(self, "network_")
+        if region not in self.regions_:
+            raise ValueError(
+                f"region must be one of {list(self.regions_)} (the regions this model was "
+                f"fitted to segment); got {region!r}."
+                + (
+                    " To segment the lymph nodes, fit with their labels in X (the "
+                    "nodes_field field, 'nodes' by default)."
+                    if region == "nodes"
+                    else ""
+                )
+            )
+        return self.regions_.index(region)
 
     @available_if(_segments)
-    def predict_mask(self, X):
-        """Binary tumour mask (probability > ``mask_threshold``), ``(n_patients, D, H, W)``
-        uint8."""
-        return (self.predict_proba_mask(X) > self.mask_threshold).astype(np.uint8)
+    def predict_proba_mask(self, X, region="tumour"):
+        """Probability map of one region, ``(n_patients, D, H, W)`` float32 in [0, 1].
+
+        Parameters
+        ----------
+        X : cohort
+        region : {"tumour", "nodes"}, default="tumour"
+            One of ``regions_``; ``"nodes"`` needs a model fitted with ``nodes_field`` in X.
+        """
+        channel = self._region_channel(region)
+        logits = self._forward(X, want_seg=True)[2][:, channel]
+        return torch.sigmoid(torch.from_numpy(logits)).numpy()
+
+    @available_if(_segments)
+    def predict_mask(self, X, region="tumour"):
+        """Binary mask of one region (probability > ``mask_threshold``), ``(n_patients, D,
+        H, W)`` uint8; ``region`` as in :meth:`predict_proba_mask`."""
+        return (self.predict_proba_mask(X, region) > self.mask_threshold).astype(np.uint8)
 
     @available_if(_has_survival_head)
     def transform(self, X):

@@ -38,9 +38,10 @@ class DeepMTSOutput(NamedTuple):
 
     Attributes
     ----------
-    seg_logits : Tensor (N, 1, D, H, W) or None
-        Tumour logit per voxel (``sigmoid`` gives the probability map); ``None`` without the
-        segmentation branch.
+    seg_logits : Tensor (N, n_regions, D, H, W) or None
+        One logit per voxel and region (channel 0 the tumour, channel 1 the lymph nodes when
+        ``n_regions=2``; ``sigmoid`` gives each region's probability map); ``None`` without
+        the segmentation branch.
     log_risk : Tensor (N,) or None
         Predicted log-risk (higher = earlier event); ``None`` without a survival head.
     features : Tensor (N, F)
@@ -61,8 +62,10 @@ class SegmentationBackbone(nn.Module):
     or :class:`~survseg.networks.blocks.PlainBlock`) with ``channels[k]`` channels and
     ``encoder_convs[k]`` 3x3x3 convolutions, followed by a 2x max-pool. Decoder block
     :math:`D_k` takes ``cat(upsample_nearest(x), E_k)`` and has ``channels[k]`` channels. A
-    1x1x1 convolution gives one tumour logit per voxel (a two-class softmax is the sigmoid of
-    the logit difference, so one channel is equivalent).
+    1x1x1 convolution gives one logit per voxel and region (a two-class softmax is the sigmoid
+    of the logit difference, so one channel per region is equivalent). With two regions
+    (tumour and nodes) each has its own sigmoid: the regions are scored independently, as
+    multi-label outputs.
 
     Hard-sharing features: ``GAP(ReLU(BN(conv1x1(E_k))))`` with ``feature_channels[k]``
     channels, concatenated over the levels (124 at the defaults); with
@@ -86,6 +89,9 @@ class SegmentationBackbone(nn.Module):
         Build the upsampling segmentation branch (``False``: encoder only, as in Sur-HS).
     hard_sharing : bool, default=True
         Compute the hard-sharing survival features.
+    n_regions : int, default=1
+        Segmented regions, one output channel each: 1 = the primary tumour (the paper), 2 =
+        tumour and metastatic lymph nodes (HECKTOR's GTVp and GTVn).
     seg_prior : float in (0, 1) or None, default=0.01
         Initial tumour probability: the segmentation head's bias starts at
         :math:`\log(\pi / (1 - \pi))` (the prior initialisation of Lin et al.'s focal-loss
@@ -118,9 +124,12 @@ class SegmentationBackbone(nn.Module):
         decoder: bool = True,
         hard_sharing: bool = True,
         seg_prior: float | None = 0.01,
+        n_regions: int = 1,
     ):
         super().__init__()
         channels = _check_positive("channels", channels)
+        _check_positive("n_regions", (n_regions,))
+        self.n_regions = int(n_regions)
         if seg_prior is not None and not 0 < seg_prior < 1:
             raise ValueError(f"seg_prior must be in (0, 1) or None; got {seg_prior}.")
         encoder_convs = _check_positive("encoder_convs", encoder_convs)
@@ -158,7 +167,7 @@ class SegmentationBackbone(nn.Module):
             for c, n in zip(channels[-2::-1], decoder_convs, strict=True):
                 self.decoder.append(make(prev + c, c, n))
                 prev = c
-            self.seg_head = nn.Conv3d(channels[0], 1, 1)
+            self.seg_head = nn.Conv3d(channels[0], self.n_regions, 1)
             if seg_prior is not None:
                 nn.init.constant_(self.seg_head.bias, math.log(seg_prior / (1 - seg_prior)))
 
@@ -267,6 +276,9 @@ class DeepMTS(nn.Module):
         Dropout before every FC layer.
     seg_prior : float or None, default=0.01
         Initial tumour probability, see :class:`SegmentationBackbone`.
+    n_regions : int, default=1
+        Segmented regions (1 = tumour, 2 = tumour and lymph nodes), see
+        :class:`SegmentationBackbone`. The cascade sees every region's probability map.
 
     Notes
     -----
@@ -312,6 +324,7 @@ class DeepMTS(nn.Module):
         fc_units: int = 64,
         fc_dropout: float = 0.5,
         seg_prior: float | None = 0.01,
+        n_regions: int = 1,
     ):
         super().__init__()
         if n_clinical < 0:
@@ -341,11 +354,12 @@ class DeepMTS(nn.Module):
                 decoder=segmentation,
                 hard_sharing=hard_sharing,
                 seg_prior=seg_prior,
+                n_regions=n_regions,
             )
         self.cascade = None
         if cascade:
             self.cascade = DenseNet3d(
-                in_channels + int(segmentation),
+                in_channels + int(segmentation) * int(n_regions),
                 dense_stem_channels,
                 dense_block_layers,
                 dense_transition_channels,
@@ -391,7 +405,7 @@ class DeepMTS(nn.Module):
             deep.append(shared)
             head.append(self.fc_shared(shared))
         if self.cascade is not None:
-            # cascade: the soft tumour map joins the images; gradients flow into the backbone
+            # cascade: the soft region maps join the images; gradients flow into the backbone
             x = images if logits is None else torch.cat([images, torch.sigmoid(logits)], dim=1)
             cascaded = self.cascade(x)
             deep.append(cascaded)

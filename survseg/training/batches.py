@@ -47,8 +47,9 @@ class CohortBatches:
     device : torch.device
     intensity : dict
         A parsed ``intensity`` (:func:`~survseg.training.inputs.check_intensity`).
-    mask_field : str or None
-        Field of the segmentation target, kept as a ``(n, 1, D, H, W)`` float32 tensor.
+    mask_field : str, sequence of str or None
+        Field(s) of the segmentation target, kept as a ``(n, K, D, H, W)`` float32 tensor,
+        one channel per field (e.g. ``("mask", "nodes")`` for tumour and lymph nodes).
     tabular : ndarray of shape (n_rows, n_features), optional
         Standardised tabular inputs of the training patients.
     augment : dict or None
@@ -83,7 +84,14 @@ class CohortBatches:
         rows = np.asarray(rows)
         shape = X[modalities[0]].shape[1:]
         self.crop = None if crop is None or tuple(crop) == tuple(shape) else tuple(crop)
-        n_vol = len(modalities) + (mask_field is not None)
+        mask_fields = (
+            []
+            if mask_field is None
+            else [mask_field]
+            if isinstance(mask_field, str)
+            else list(mask_field)
+        )
+        n_vol = len(modalities) + len(mask_fields)
         where = (
             device
             if self._on_device(storage, len(rows) * n_vol * int(np.prod(shape)) * 4)
@@ -91,8 +99,8 @@ class CohortBatches:
         )
         self.images = image_tensor(X, list(modalities), rows, device=where, intensity=intensity)
         self.masks = None
-        if mask_field is not None:
-            self.masks = image_tensor(X, [mask_field], rows, device=where)
+        if mask_fields:
+            self.masks = image_tensor(X, mask_fields, rows, device=where)
         self.tabular = None if tabular is None else torch.as_tensor(tabular, device=device)
 
     def _on_device(self, storage, nbytes) -> bool:
