@@ -12,7 +12,7 @@ from sklearn.utils._param_validation import Interval, StrOptions
 from sklearn.utils.metaestimators import available_if
 from sklearn.utils.validation import check_is_fitted
 
-from ..data.cohort import volume_shape
+from ..data.cohort import cohort_spacing, volume_shape
 from ..data.validation import check_cohort, check_fitted_cohort, check_survival
 from ..evaluation.metrics import dice_score
 from ..losses.cox import cox_partial_likelihood_loss
@@ -62,7 +62,7 @@ def _dice_where_present(truth, pred) -> float:
 
 
 def _has_survival_head(est) -> bool:
-    if not (est.hard_sharing or est.cascade):
+    if not est._survival:
         raise AttributeError(
             "this DeepMTSRegressor has no survival head (hard_sharing=False, cascade=False: the "
             "paper's Seg-Backbone); it only segments."
@@ -130,6 +130,29 @@ class DeepMTSRegressor(CoxSurvivalMixin, TransformerMixin, DeepSurvivalBase):
         Multiply the images by the manual mask (the paper's "using segmentation" Sur-
         models); the mask is then needed by ``predict`` too. Only with
         ``segmentation=False``.
+    survival_inputs : {"segmentation", "pooled", "pooled+segmentation"}, \
+            default="segmentation"
+        What the survival head sees. ``"segmentation"``: per segmented region, features of
+        the network's own predicted probability map :math:`p_r` (detached, so the Cox loss
+        cannot reshape the segmentation): :math:`\log(1 + V_r)`, :math:`\log(1 + U_r)` and
+        :math:`U_r / V_r`, with :math:`V_r = v \sum_x p_r(x)` the soft volume in ml (:math:`v`
+        the voxel volume from the cohort's ``spacing``, 1 mm^3 without one) and
+        :math:`U_r = v \sum_x p_r(x)\,\mathrm{SUV}(x)` the soft total uptake on the
+        *un-normalised* ``"pet"`` field (read next to the normalised images and augmented
+        with them). The hard-sharing and cascade branches are then not built.
+        ``"pooled"``: the paper's globally average-pooled encoder / cascade features
+        (``hard_sharing``, ``cascade``). ``"pooled+segmentation"``: both. Pooling over the
+        whole volume dilutes a small lesion, and the pooled features hardly vary between
+        patients; on development cohorts (150 patients, 32^3) the segmentation features
+        learned much more (``benchmarks/heads/RESULTS.md``). Needs ``segmentation=True``
+        and a ``"pet"`` modality unless ``"pooled"``.
+    feature_scaling : {"standardize"} or None, default="standardize"
+        z-score each survival branch's features before its FC layer, :math:`(x - \mu) /
+        \sigma`. The features change while the network trains end to end, so :math:`\mu,
+        \sigma` are running statistics of the training batches (momentum 0.05, about the
+        last 20 batches; the first batch sets them), used unchanged at prediction and saved
+        with the network. ``None``: no scaling (the paper). The paper's DeepMTS is
+        ``survival_inputs="pooled", feature_scaling=None``.
     network_params : dict or None, default=None
         Layer shapes passed to :class:`survseg.networks.deepmts.DeepMTS` (``channels``,
         ``encoder_convs``, ``decoder_convs``, ``feature_channels``, ``dense_*``, ``fc_units``,
@@ -263,6 +286,8 @@ class DeepMTSRegressor(CoxSurvivalMixin, TransformerMixin, DeepSurvivalBase):
         **DEEP_PARAMETER_CONSTRAINTS,
         "clinical": [None, list, tuple],
         "segmentation": ["boolean"],
+        "survival_inputs": [StrOptions({"segmentation", "pooled", "pooled+segmentation"})],
+        "feature_scaling": [None, StrOptions({"standardize"})],
         "hard_sharing": ["boolean"],
         "cascade": ["boolean"],
         "backbone": [StrOptions({"residual", "plain"})],
@@ -295,6 +320,8 @@ class DeepMTSRegressor(CoxSurvivalMixin, TransformerMixin, DeepSurvivalBase):
         backbone="residual",
         feature_convs=True,
         mask_input=False,
+        survival_inputs="segmentation",
+        feature_scaling="standardize",
         network_params=None,
         max_iter=15000,
         batch_size=8,
@@ -332,6 +359,8 @@ class DeepMTSRegressor(CoxSurvivalMixin, TransformerMixin, DeepSurvivalBase):
         self.backbone = backbone
         self.feature_convs = feature_convs
         self.mask_input = mask_input
+        self.survival_inputs = survival_inputs
+        self.feature_scaling = feature_scaling
         self.network_params = network_params
         self.max_iter = max_iter
         self.batch_size = batch_size
@@ -361,7 +390,23 @@ class DeepMTSRegressor(CoxSurvivalMixin, TransformerMixin, DeepSurvivalBase):
     # ------------------------------------------------------------------ parameters
     @property
     def _survival(self) -> bool:
+        if self.survival_inputs != "pooled":
+            return True
         return bool(self.hard_sharing or self.cascade)
+
+    def _branches(self) -> dict:
+        """The network's survival switches for ``survival_inputs``."""
+        pooled = self.survival_inputs != "segmentation"
+        return dict(
+            hard_sharing=bool(self.hard_sharing and pooled),
+            cascade=bool(self.cascade and pooled),
+            segmentation_features=self.survival_inputs != "pooled",
+            feature_scaling=self.feature_scaling == "standardize",
+        )
+
+    @property
+    def _uses_suv(self) -> bool:
+        return self.survival_inputs != "pooled"
 
     def _check_params(self) -> dict:
         """sklearn's constraints, then what they cannot express; returns the network shape."""
@@ -381,6 +426,17 @@ class DeepMTSRegressor(CoxSurvivalMixin, TransformerMixin, DeepSurvivalBase):
             raise ValueError(
                 "mask_input=True feeds the manual mask to the network (the paper's 'using "
                 "segmentation' Sur- models); it needs segmentation=False."
+            )
+        if self._uses_suv and not self.segmentation:
+            raise ValueError(
+                f"survival_inputs={self.survival_inputs!r} reads the survival features off the "
+                "predicted maps, which needs segmentation=True; the paper's single-task Sur- "
+                "models are survival_inputs='pooled'."
+            )
+        if self._uses_suv and "pet" not in modalities:
+            raise ValueError(
+                f"survival_inputs={self.survival_inputs!r} measures uptake in the 'pet' "
+                f"modality (SUV); modalities are {list(modalities)}."
             )
         if self.monitor == "loss" and not self._survival:
             raise ValueError("monitor='loss' (the Cox loss) needs a survival head.")
@@ -419,18 +475,32 @@ class DeepMTSRegressor(CoxSurvivalMixin, TransformerMixin, DeepSurvivalBase):
             else np.zeros((len(part), 0))
         )
 
-    def _net_inputs(self, images, masks, clinical):
+    def _net_inputs(self, images, masks, clinical, suv=None, voxel_ml=None):
+        if suv is not None:  # the network wants the raw PET and the voxel volumes
+            return self._image_inputs(images, masks), clinical, suv, voxel_ml
+        return self._image_inputs(images, masks), clinical
+
+    @staticmethod
+    def _voxel_ml(X) -> np.ndarray:
+        """Voxel volume of each patient in ml (1 mm^3 when the cohort has no spacing)."""
+        spacing = cohort_spacing(X)
+        if spacing is None:
+            return np.full(len(X), 1e-3, dtype=np.float32)
+        return (np.prod(spacing, axis=1) / 1000.0).astype(np.float32)
+
+    def _image_inputs(self, images, masks):
         if self.mask_input:  # image x (augmented) manual mask
             images = images * masks
         if self.channels_last:
             images = images.contiguous(memory_format=torch.channels_last_3d)
-        return images, clinical
+        return images
 
     def _outputs(self, net, X, intensity, scaler, want_seg=False):
         """Forward passes over ``X``: ``(log_risk, features, region logits (n, R, D, H, W))``."""
         device = next(net.parameters()).device
         clinical = scaler.transform(self._clinical(X)) if len(scaler.mean) else None
         modalities = list(self._modality_names())
+        voxel_ml = torch.from_numpy(self._voxel_ml(X))
 
         def fn(idx):
             images = image_tensor(X, modalities, idx, device=device, intensity=intensity)
@@ -438,8 +508,12 @@ class DeepMTSRegressor(CoxSurvivalMixin, TransformerMixin, DeepSurvivalBase):
                 image_tensor(X, [self.mask_field], idx, device=device) if self.mask_input else None
             )
             clin = None if clinical is None else torch.from_numpy(clinical[idx]).to(device)
+            suv = vox = None
+            if net.seg_features is not None:
+                suv = image_tensor(X, ["pet"], idx, device=device)
+                vox = voxel_ml[idx].to(device)
             with autocast(device, self.amp):
-                out = net(*self._net_inputs(images, masks, clin))
+                out = net(*self._net_inputs(images, masks, clin, suv, vox))
             n = images.shape[0]
             risk = out.log_risk.float() if out.log_risk is not None else images.new_zeros(n)
             seg = out.seg_logits.float() if want_seg else images.new_zeros(n)
@@ -493,9 +567,8 @@ class DeepMTSRegressor(CoxSurvivalMixin, TransformerMixin, DeepSurvivalBase):
                 len(modalities),
                 len(scaler.mean),
                 segmentation=self.segmentation,
-                hard_sharing=self.hard_sharing,
-                cascade=self.cascade,
                 backbone=self.backbone,
+                **self._branches(),
                 feature_convs=self.feature_convs,
                 n_regions=max(len(regions), 1),
                 **net_params,
@@ -512,6 +585,7 @@ class DeepMTSRegressor(CoxSurvivalMixin, TransformerMixin, DeepSurvivalBase):
                 device=device,
                 intensity=intensity,
                 mask_field=mask_fields if need_mask else None,
+                raw_fields=["pet"] if self._uses_suv else (),
                 tabular=tabular,
                 augment=dict(
                     max_translation=self.max_translation,
@@ -528,6 +602,7 @@ class DeepMTSRegressor(CoxSurvivalMixin, TransformerMixin, DeepSurvivalBase):
                 sampler = random_batches(len(train_idx), self.batch_size, rng)
             ev = torch.as_tensor(event[train_idx], device=device)
             tm = torch.as_tensor(time[train_idx], device=device)
+            vox = torch.as_tensor(self._voxel_ml(X[train_idx]), device=device)
             batches = (data.batch(local) for local in sampler)
             monitor = "dice" if self.monitor == "c_index" and not survival else self.monitor
             key, mode = monitor_key(monitor)
@@ -539,7 +614,7 @@ class DeepMTSRegressor(CoxSurvivalMixin, TransformerMixin, DeepSurvivalBase):
             result = train(
                 net,
                 batches,
-                lambda module, batch: self._loss(module, batch, ev, tm),
+                lambda module, batch: self._loss(module, batch, ev, tm, vox),
                 optimizer,
                 max_iter=self.max_iter,
                 device=device,
@@ -569,9 +644,12 @@ class DeepMTSRegressor(CoxSurvivalMixin, TransformerMixin, DeepSurvivalBase):
             state.update(self._baseline(risk, event, time))
         return assign_fitted(self, state)
 
-    def _loss(self, module, batch, event, time):
-        images, clinical = self._net_inputs(batch.images, batch.masks, batch.tabular)
-        out = module(images, clinical)
+    def _loss(self, module, batch, event, time, voxel_ml):
+        images, suv, vox = batch.images, None, None
+        if module.seg_features is not None:  # the raw PET rides as the last channel
+            images, suv = images[:, :-1], images[:, -1:]
+            vox = voxel_ml[batch.index]
+        out = module(*self._net_inputs(images, batch.masks, batch.tabular, suv, vox))
         parts = {}
         total = 0.0
         if out.log_risk is not None:
@@ -717,7 +795,9 @@ class DeepMTSRegressor(CoxSurvivalMixin, TransformerMixin, DeepSurvivalBase):
 
     @available_if(_has_survival_head)
     def transform(self, X):
-        """The deep features (hard-sharing then cascade; 124 + 112 = 236 at the defaults).
+        """The survival branches' input features, unscaled: hard-sharing then cascade (124 +
+        112 = 236 with ``survival_inputs="pooled"``), then the segmentation features (3 per
+        region: log soft volume, log soft total uptake, mean SUV).
 
         A pandas DataFrame with :meth:`get_feature_names_out` columns after
         ``set_output(transform="pandas")`` (as in :func:`make_survival_pipeline`), so deep
@@ -727,7 +807,8 @@ class DeepMTSRegressor(CoxSurvivalMixin, TransformerMixin, DeepSurvivalBase):
 
     @available_if(_has_survival_head)
     def get_feature_names_out(self, input_features=None):
-        """Names of :meth:`transform`'s columns: ``hs<level>_<k>`` and ``csn<level>_<k>``."""
+        """Names of :meth:`transform`'s columns: ``hs<level>_<k>``, ``csn<level>_<k>`` and
+        ``<region>_log_volume``, ``<region>_log_uptake``, ``<region>_mean_suv``."""
         check_is_fitted(self, "network_")
         net = self.network_
         names = []
@@ -742,5 +823,11 @@ class DeepMTSRegressor(CoxSurvivalMixin, TransformerMixin, DeepSurvivalBase):
                 f"csn{level + 1}_{k}"
                 for level, w in enumerate(net.cascade.feature_widths)
                 for k in range(w)
+            ]
+        if net.seg_features is not None:
+            names += [
+                f"{region}_{what}"
+                for region in self.regions_
+                for what in ("log_volume", "log_uptake", "mean_suv")
             ]
         return np.asarray(names, dtype=object)
