@@ -165,6 +165,13 @@ def _cmd_preprocess(args) -> int:
     if args.clinical:
         common["clinical_columns"] = args.clinical
     if args.manifest:
+        from .data.names import check_patient_ids
+
+        manifest = Path(args.manifest)
+        if manifest.is_file():  # ids name the predicted masks: refuse bad ones before the work
+            table = pd.read_csv(manifest, dtype=str)
+            if "patient_id" in table.columns:
+                check_patient_ids(table["patient_id"].fillna(""), manifest.name)
         if args.new_patients and prep.crop == "tumour":
             raise ValueError(
                 "--new-patients have no mask to centre the box on: use --crop fixed "

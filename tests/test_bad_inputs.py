@@ -738,6 +738,16 @@ def test_cli_traversal_id_never_becomes_a_path(dataset, tmp_path, capsys):
     assert not (tmp_path.parent / "escaped.nii.gz").exists()
 
 
+def test_cli_preprocess_refuses_unsafe_ids_before_preprocessing(tmp_path, capsys):
+    (tmp_path / "m.csv").write_text("patient_id,ct,pet,mask,time,event\n../x,a,b,c,1,1\n")
+    _one_error_line(
+        capsys,
+        ["preprocess", "--manifest", tmp_path / "m.csv", "--output", tmp_path / "ds"],
+        "patient id in m.csv '../x' cannot be used as a file name",
+    )
+    assert not (tmp_path / "ds").exists()
+
+
 def test_cli_benchmark_no_resume_flag():
     from survseg.cli import build_parser
 

@@ -29,7 +29,7 @@ def test_help_shows_defaults(capsys):
 
 def test_docs_list_the_parsers_demo_defaults():
     demo = build_parser().parse_args(["demo"])
-    line = re.search(r"`survseg demo (\[.*?)`", DOCS.read_text(), re.S).group(1)
+    line = re.search(r"`survseg demo (\[.*?)`", DOCS.read_text(encoding="utf-8"), re.S).group(1)
     documented = dict(re.findall(r"\[--([a-z-]+) ([^\].]+)\]", line))
     assert documented == {
         "output": demo.output,

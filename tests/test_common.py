@@ -6,10 +6,12 @@ import pytest
 
 from survseg.estimators import (
     AdaMSSRegressor,
+    BaggedIcareSurvival,
     ClinicalColumns,
     DeepMTSRegressor,
     DeepSurv,
     FoldEnsemble,
+    IcareSurvival,
     LassoCoxCV,
     RadiomicsCox,
 )
@@ -44,12 +46,14 @@ TINY = {
         intensity=_CT_PET,
         device="cpu",
     ),
+    "BaggedIcareSurvival": lambda: BaggedIcareSurvival(n_estimators=3, random_state=0),
     "ClinicalColumns": lambda: ClinicalColumns(columns=["age", "tnm_stage"]),
     "DeepMTSRegressor": lambda: DeepMTSRegressor(
         network_params=_DEEPMTS_NET, max_iter=2, batch_size=4, intensity=_CT_PET, device="cpu"
     ),
     "DeepSurv": lambda: DeepSurv((4,), max_iter=20),
     "FoldEnsemble": lambda: FoldEnsemble(DeepSurv((3,), max_iter=10), cv=2),
+    "IcareSurvival": lambda: IcareSurvival(),
     "LassoCoxCV": lambda: LassoCoxCV(n_alphas=10, cv=2),
     "RadiomicsCox": lambda: RadiomicsCox(
         RadiomicsExtractor(**_FAST_RADIOMICS), clinical=["age"], n_alphas=10, cv=2

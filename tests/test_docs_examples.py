@@ -17,7 +17,7 @@ _BLOCK = re.compile(r"^```python\n(.*?)^```", re.S | re.M)
 
 def _blocks():
     for page in PAGES:
-        text = (ROOT / page).read_text()
+        text = (ROOT / page).read_text(encoding="utf-8")
         found = list(_BLOCK.finditer(text))
         assert found, f"{page} has no python block"
         for match in found:

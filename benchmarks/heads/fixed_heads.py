@@ -33,6 +33,7 @@ from survseg.networks.heads import FeatureStandardizer, RiskMemoryBank  # noqa: 
 from survseg.training.sampling import balanced_batches, random_batches  # noqa: E402
 
 CACHE = Path("/tmp/heads_cache")
+PART = "part2"
 
 BASE = dict(
     inputs="gap", scale="raw", arch="deepmts", loss="cox", batch=8, dropout=0.5, l2=0.2,
@@ -158,6 +159,25 @@ CONFIGS = {
     ),
     "inputs gap+seg_both, z bank": dict(inputs="gap+seg_both", scale="z", loss="bank"),
     "iters 3000": dict(iters=3000),
+    # part 3: checks added after parts 1-2
+    "discrete-time, z, no dropout, L2 1e-4": dict(loss="discrete", scale="z", dropout=0.0, l2=1e-4),
+    "inputs seg_tumour, linear z, batch cox 8 (no bank)": dict(
+        inputs="seg_tumour", arch="linear", scale="z", dropout=0.0, l2=1e-4
+    ),
+    "inputs seg_both, linear z, full set": dict(
+        inputs="seg_both", arch="linear", scale="z", loss="cox_full", dropout=0.0, l2=1e-4
+    ),
+    "baseline, training seed +1": dict(seed_offset=1),
+    "baseline, training seed +2": dict(seed_offset=2),
+    # part 4: training-seed spread of the GAP-feature fixes
+    "scale z, training seed +1": dict(scale="z", seed_offset=1),
+    "scale z, training seed +2": dict(scale="z", seed_offset=2),
+    "no dropout, L2 1e-4, training seed +1": dict(dropout=0.0, l2=1e-4, seed_offset=1),
+    "no dropout, L2 1e-4, training seed +2": dict(dropout=0.0, l2=1e-4, seed_offset=2),
+    "loss memory bank, training seed +1": dict(loss="bank", seed_offset=1),
+    "loss memory bank, training seed +2": dict(loss="bank", seed_offset=2),
+    "inputs seg_both, z, training seed +1": dict(inputs="seg_both", scale="z", seed_offset=1),
+    "inputs seg_both, z, training seed +2": dict(inputs="seg_both", scale="z", seed_offset=2),
 }
 
 
@@ -197,15 +217,26 @@ def main(only=None):
                 feats = features(cfg["inputs"], data[s], k)
                 mu, sd = clin[tr].mean(0), clin[tr].std(0)
                 c = (clin - mu) / sd
-                risk[te] = fit_predict(feats[tr], c[tr], y[tr], feats[te], c[te], cfg, s * 10 + k)
+                risk[te] = fit_predict(
+                    feats[tr],
+                    c[tr],
+                    y[tr],
+                    feats[te],
+                    c[te],
+                    cfg,
+                    s * 10 + k + cfg.get("seed_offset", 0),
+                )
             row[s] = round(cindex(y, risk, fold), 3)
         row["mean"] = round(float(np.mean([row[s] for s in DEV_SEEDS])), 3)
         row["seconds"] = round(time.time() - t0, 1)
         results["configs"][name] = {"change": change, **row}
         print(f"{name:45s}", row, flush=True)
-        save_json("fixed_heads" + ("_part2" if only else ""), results)  # after each configuration
-    save_json("fixed_heads" + ("_part2" if only else ""), results)
+        save_json("fixed_heads" + (f"_{PART}" if only else ""), results)  # after each configuration
+    save_json("fixed_heads" + (f"_{PART}" if only else ""), results)
 
 
 if __name__ == "__main__":
-    main(sys.argv[1:] or None)
+    args = sys.argv[1:]
+    if args and args[0].startswith("--part="):
+        PART, args = args[0][len("--part=") :], args[1:]
+    main(args or None)

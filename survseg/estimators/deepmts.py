@@ -1,4 +1,9 @@
-r"""DeepMTSRegressor: joint tumour segmentation and Cox survival prediction from PET/CT."""
+r"""DeepMTSRegressor: joint tumour segmentation and Cox survival prediction from PET/CT.
+
+One class with its own parts only (network inputs, losses, validation scores, predictions);
+the training recipe is :mod:`survseg.training`'s. It is longer than 400 lines because its
+docstring carries every parameter with its paper value and the paper-table mapping.
+"""
 
 from __future__ import annotations
 

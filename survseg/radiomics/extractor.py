@@ -162,9 +162,10 @@ class RadiomicsExtractor(TransformerMixin, BaseEstimator):
         ``joblib.Memory``, its ``location``).
     backend : {"pyradiomics", "fastrad"}, default="pyradiomics"
         What computes the features: pyradiomics on the CPU, or the optional fastrad package
-        (PyTorch; on a CUDA device when there is one). fastrad covers the original image only,
-        with a fixed bin width and no resampling; other settings are refused at ``fit``. Same
-        column names either way; see :mod:`survseg.radiomics.backends`.
+        (PyTorch; on a CUDA device when there is one) for the per-modality features (shape
+        stays with pyradiomics). fastrad covers the original image only, with a fixed bin
+        width and no resampling; other settings are refused at ``fit``. Same column names
+        either way; see :mod:`survseg.radiomics.backends`.
 
     Attributes
     ----------

@@ -318,7 +318,7 @@ def test_hecktor_gives_label_1_as_mask_and_label_2_as_nodes(tmp_path):
     merged, _, _ = load_hecktor(
         tmp_path, labels=(1, 2), nodes_label=None, preprocessing=whole, patients=["MDA-010"]
     )
-    assert merged.dtype.names == ("ct", "pet", "mask")
+    assert merged.dtype.names == ("ct", "pet", "mask", "spacing")
     np.testing.assert_array_equal(merged["mask"][0], labels > 0)
     with pytest.raises(ValueError, match="nodes_label is empty"):
         load_hecktor(tmp_path, nodes_label=(), preprocessing=whole)

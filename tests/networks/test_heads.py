@@ -176,3 +176,17 @@ class TestRiskMemoryBank:
             bank.loss(torch.zeros(3), [0, 1])
         with pytest.raises(ValueError, match="one length"):
             RiskMemoryBank([1.0, 2.0], [True])
+
+
+def test_segmentation_features_match_the_generator_measurements():
+    """Volume and mean SUV of the ground-truth masks agree with the cohort's own truth table."""
+    from survseg.datasets import make_petct_cohort
+
+    X, _, truth = make_petct_cohort(4, (24, 24, 24), random_state=0, return_truth=True)
+    prob = torch.from_numpy(np.stack([X["mask"], truth.node_mask], 1).astype(np.float32))
+    suv = torch.from_numpy(X["pet"][:, None].copy())
+    f = SegmentationFeatures(voxel_ml=truth.spacing_mm**3 / 1000).eval()(prob, suv).numpy()
+    m = truth.measurements
+    np.testing.assert_allclose(np.expm1(f[:, 0]), m["tumour_volume_ml"], rtol=1e-5)
+    np.testing.assert_allclose(f[:, 2], m["suv_mean"], rtol=1e-4)
+    np.testing.assert_allclose(np.expm1(f[:, 3]), m["node_volume_ml"], rtol=1e-5)

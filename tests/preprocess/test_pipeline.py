@@ -292,19 +292,20 @@ def test_result_carries_the_output_spacing(tmp_path):
 
     cases = [write_patient(tmp_path, "p0", seed=0)]
     result = preprocess(cases, Preprocessing(spacing=(2.0, 3.0, 4.0), crop_size=(4, 4, 4)))
-    np.testing.assert_allclose(result.spacing, [[4.0, 3.0, 2.0]])  # x, y, z = 2, 3, 4 mm
+    np.testing.assert_allclose(result.spacing, [[2.0, 3.0, 4.0]])  # D, H, W = z, y, x
+    assert result.geometries[0].grid.spacing == (4.0, 3.0, 2.0)  # SimpleITK's (x, y, z)
     X = volumes(**result.volumes, spacing=result.spacing)
-    np.testing.assert_allclose(X["spacing"], [[4.0, 3.0, 2.0]])
+    np.testing.assert_allclose(X["spacing"], [[2.0, 3.0, 4.0]])
 
 
 def test_node_mask_goes_through_the_same_steps_as_the_tumour_mask():
     case = make_patient()
     case["nodes"] = case["mask"]  # one HECKTOR label image: 1 = tumour, 2 = nodes
-    size = (20, 18, 14)  # 40 x 36 x 28 mm around the tumour: the node is inside
+    size = (20, 18, 14)  # (x, y, z): 40 x 36 x 28 mm around the tumour, the node is inside
     p = Preprocessing(
         spacing=2.0,
         crop="tumour",
-        crop_size=size,
+        crop_size=size[::-1],  # (D, H, W)
         intensity=RAW,
         mask_labels=(1,),
         nodes_labels=(2,),

@@ -1,0 +1,45 @@
+"""The model registry behind the CLI and the demo."""
+
+import pytest
+from sklearn.base import BaseEstimator
+
+from survseg.commands import make_model as cli_model
+from survseg.demo import demo_models
+from survseg.radiomics import RadiomicsExtractor
+from survseg.registry import CPU_NETWORKS, MODEL_NAMES, PAPER_INTENSITY, make_model
+
+
+def _extractors(est):
+    """Every RadiomicsExtractor inside an estimator's parameters."""
+    return [v for v in est.get_params(deep=True).values() if isinstance(v, RadiomicsExtractor)]
+
+
+@pytest.mark.parametrize("name", MODEL_NAMES)
+def test_spacing_reaches_every_radiomics_extractor(name):
+    est = make_model(name, spacing=(3.0, 1.0, 1.0))
+    for extractor in _extractors(est):
+        assert extractor.spacing == (3.0, 1.0, 1.0)
+    has_radiomics = name.startswith("Radiomics") or name == "AdaMSS"
+    assert bool(_extractors(est)) == has_radiomics
+
+
+def test_paper_and_cpu_settings_and_units():
+    paper = make_model("AdaMSS")
+    assert paper.network_params is None and paper.lr == (1e-4, 5e-5)
+    assert paper.intensity == PAPER_INTENSITY["AdaMSS"]
+    assert make_model("AdaMSS", units="normalised").intensity is None
+    cpu = make_model("DeepMTS", settings="cpu", max_iter=7)
+    assert cpu.network_params == CPU_NETWORKS["DeepMTS"] and cpu.lr == 1e-3 and cpu.max_iter == 7
+    assert make_model("DeepMTS", {"max_iter": 3}).max_iter == 3
+    with pytest.raises(ValueError, match="unknown model"):
+        make_model("CoxNet")
+    with pytest.raises(ValueError, match="settings"):
+        make_model("DeepMTS", settings="gpu")
+
+
+def test_cli_and_demo_build_from_the_registry():
+    for name in MODEL_NAMES:
+        assert isinstance(cli_model(name), BaseEstimator)
+    demo = demo_models(iterations=5, spacing=2.0)
+    assert demo["AdaMSS"].max_iter == 5 and demo["AdaMSS"].extractor.spacing == 2.0
+    assert demo["RadiomicsCox"].extractor.image_types == ("original",)
