@@ -135,8 +135,8 @@ class DeepMTSRegressor(CoxSurvivalMixin, TransformerMixin, DeepSurvivalBase):
         Multiply the images by the manual mask (the paper's "using segmentation" Sur-
         models); the mask is then needed by ``predict`` too. Only with
         ``segmentation=False``.
-    survival_inputs : {"segmentation", "pooled", "pooled+segmentation"}, \
-            default="segmentation"
+    survival_inputs : {"pooled", "segmentation", "pooled+segmentation"}, \
+            default="pooled"
         What the survival head sees. ``"segmentation"``: per segmented region, features of
         the network's own predicted probability map :math:`p_r` (detached, so the Cox loss
         cannot reshape the segmentation): :math:`\log(1 + V_r)`, :math:`\log(1 + U_r)` and
@@ -151,13 +151,15 @@ class DeepMTSRegressor(CoxSurvivalMixin, TransformerMixin, DeepSurvivalBase):
         patients; on development cohorts (150 patients, 32^3) the segmentation features
         learned much more (``benchmarks/heads/RESULTS.md``). Needs ``segmentation=True``
         and a ``"pet"`` modality unless ``"pooled"``.
-    feature_scaling : {"standardize"} or None, default="standardize"
+    feature_scaling : {"standardize"} or None, default=None
         z-score each survival branch's features before its FC layer, :math:`(x - \mu) /
         \sigma`. The features change while the network trains end to end, so :math:`\mu,
         \sigma` are running statistics of the training batches (momentum 0.05, about the
         last 20 batches; the first batch sets them), used unchanged at prediction and saved
-        with the network. ``None``: no scaling (the paper). The paper's DeepMTS is
-        ``survival_inputs="pooled", feature_scaling=None``.
+        with the network. ``None``: no scaling (the paper). The defaults are the paper's DeepMTS; on 50-400
+        patients ``survival_inputs="segmentation", feature_scaling="standardize"`` learned
+        more in the development runs of ``benchmarks/heads/`` (not yet confirmed end to end
+        on an evaluation seed).
     network_params : dict or None, default=None
         Layer shapes passed to :class:`survseg.networks.deepmts.DeepMTS` (``channels``,
         ``encoder_convs``, ``decoder_convs``, ``feature_channels``, ``dense_*``, ``fc_units``,
@@ -325,8 +327,8 @@ class DeepMTSRegressor(CoxSurvivalMixin, TransformerMixin, DeepSurvivalBase):
         backbone="residual",
         feature_convs=True,
         mask_input=False,
-        survival_inputs="segmentation",
-        feature_scaling="standardize",
+        survival_inputs="pooled",
+        feature_scaling=None,
         network_params=None,
         max_iter=15000,
         batch_size=8,

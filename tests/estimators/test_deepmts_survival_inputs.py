@@ -55,6 +55,9 @@ def tiny(**kw):
         random_state=0,
         device="cpu",
         intensity={"pet": "zscore", "ct": "zscore"},
+        # the segmentation-derived head (the paper's "pooled" is the default)
+        survival_inputs="segmentation",
+        feature_scaling="standardize",
     )
     params.update(kw)
     return DeepMTSRegressor(**params)
