@@ -17,7 +17,7 @@ from sklearn.utils._param_validation import Interval, StrOptions
 from sklearn.utils.metaestimators import available_if
 from sklearn.utils.validation import check_is_fitted
 
-from ..data.cohort import volume_shape
+from ..data.cohort import cohort_spacing, volume_shape
 from ..data.validation import check_cohort, check_fitted_cohort, check_survival
 from ..evaluation.metrics import dice_score
 from ..losses.cox import cox_partial_likelihood_loss
@@ -53,12 +53,21 @@ _SHAPE_PARAMS = tuple(
     name
     for name, p in inspect.signature(DeepMTS.__init__).parameters.items()
     if p.kind is p.KEYWORD_ONLY
-    and name not in ("segmentation", "hard_sharing", "cascade", "backbone", "feature_convs")
+    and name
+    not in ("segmentation", "hard_sharing", "cascade", "backbone", "feature_convs", "n_regions")
 )
 
 
+def _dice_where_present(truth, pred) -> float:
+    """Mean Dice over the patients whose label is not empty (NaN when none is)."""
+    present = truth.reshape(len(truth), -1).any(axis=1)
+    if not present.any():
+        return float("nan")
+    return float(np.mean(dice_score(truth[present], pred[present])))
+
+
 def _has_survival_head(est) -> bool:
-    if not (est.hard_sharing or est.cascade):
+    if not est._survival:
         raise AttributeError(
             "this DeepMTSRegressor has no survival head (hard_sharing=False, cascade=False: the "
             "paper's Seg-Backbone); it only segments."
@@ -103,6 +112,13 @@ class DeepMTSRegressor(CoxSurvivalMixin, TransformerMixin, DeepSurvivalBase):
         z-scored with the training statistics.
     mask_field : str, default="mask"
         Field holding the tumour labels (needed by ``fit`` unless ``segmentation=False``).
+    nodes_field : str or None, default="nodes"
+        Field holding the lymph-node labels. When it is in ``X`` at ``fit`` (and
+        ``segmentation=True``) the network segments two regions, tumour and nodes (two output
+        channels, the Dice loss summed over the regions, as in the authors' AdaMSS code), and
+        the cascade sees both probability maps; otherwise only the tumour (the paper).
+        ``None``: the tumour only, even when the field is there. Patients without nodes
+        (an all-zero mask) are valid.
     segmentation : bool, default=True
         Train the segmentation branch (multi-task). ``False`` gives the paper's
         single-task "Sur-" models.
@@ -119,6 +135,31 @@ class DeepMTSRegressor(CoxSurvivalMixin, TransformerMixin, DeepSurvivalBase):
         Multiply the images by the manual mask (the paper's "using segmentation" Sur-
         models); the mask is then needed by ``predict`` too. Only with
         ``segmentation=False``.
+    survival_inputs : {"pooled", "segmentation", "pooled+segmentation"}, \
+            default="pooled"
+        What the survival head sees. ``"segmentation"``: per segmented region, features of
+        the network's own predicted probability map :math:`p_r` (detached, so the Cox loss
+        cannot reshape the segmentation): :math:`\log(1 + V_r)`, :math:`\log(1 + U_r)` and
+        :math:`U_r / V_r`, with :math:`V_r = v \sum_x p_r(x)` the soft volume in ml (:math:`v`
+        the voxel volume from the cohort's ``spacing``, 1 mm^3 without one) and
+        :math:`U_r = v \sum_x p_r(x)\,\mathrm{SUV}(x)` the soft total uptake on the
+        *un-normalised* ``"pet"`` field (read next to the normalised images and augmented
+        with them). The hard-sharing and cascade branches are then not built.
+        ``"pooled"``: the paper's globally average-pooled encoder / cascade features
+        (``hard_sharing``, ``cascade``). ``"pooled+segmentation"``: both. Pooling over the
+        whole volume dilutes a small lesion, and the pooled features hardly vary between
+        patients; on development cohorts (150 patients, 32^3) the segmentation features
+        learned much more (``benchmarks/heads/RESULTS.md``). Needs ``segmentation=True``
+        and a ``"pet"`` modality unless ``"pooled"``.
+    feature_scaling : {"standardize"} or None, default=None
+        z-score each survival branch's features before its FC layer, :math:`(x - \mu) /
+        \sigma`. The features change while the network trains end to end, so :math:`\mu,
+        \sigma` are running statistics of the training batches (momentum 0.05, about the
+        last 20 batches; the first batch sets them), used unchanged at prediction and saved
+        with the network. ``None``: no scaling (the paper). The defaults are the paper's DeepMTS; on 50-400
+        patients ``survival_inputs="segmentation", feature_scaling="standardize"`` learned
+        more in the development runs of ``benchmarks/heads/`` (not yet confirmed end to end
+        on an evaluation seed).
     network_params : dict or None, default=None
         Layer shapes passed to :class:`survseg.networks.deepmts.DeepMTS` (``channels``,
         ``encoder_convs``, ``decoder_convs``, ``feature_channels``, ``dense_*``, ``fc_units``,
@@ -165,7 +206,7 @@ class DeepMTSRegressor(CoxSurvivalMixin, TransformerMixin, DeepSurvivalBase):
         iteration. Without a survival head "c_index" falls back to "dice". The C-index of a
         small validation split is noisy; the Cox loss is a smoother criterion.
     mask_threshold : float, default=0.5
-        Probability above which :meth:`predict_mask` calls a voxel tumour.
+        Probability above which :meth:`predict_mask` calls a voxel part of a region.
     random_state : int, RandomState or None, default=None
         Seeds network initialisation, dropout, batch sampling, augmentation and the split.
     device : {"auto", "cpu", "cuda", "cuda:N"}, default="auto"
@@ -192,8 +233,13 @@ class DeepMTSRegressor(CoxSurvivalMixin, TransformerMixin, DeepSurvivalBase):
         The trained network (best checkpoint when validating).
     history_ : pandas.DataFrame
         Per iteration: ``stage``, ``iteration``, ``lr``, ``loss``, ``cox_loss``,
-        ``dice_loss``; at validation iterations ``val_c_index``, ``val_loss`` (Cox loss of
-        the validation patients), ``val_dice`` and ``val_dice_loss``.
+        ``dice_loss`` (summed over the regions); at validation iterations ``val_c_index``,
+        ``val_loss`` (Cox loss of the validation patients), ``val_dice`` (tumour),
+        ``val_dice_loss`` and, with two regions, ``val_dice_nodes`` (mean Dice of the
+        validation patients that have nodes; NaN when none has).
+    regions_ : tuple of str
+        The segmented regions, in output-channel order: ``("tumour",)`` or
+        ``("tumour", "nodes")`` (``()`` with ``segmentation=False``).
     best_iteration_ : dict
         ``{stage: iteration of the kept weights}``; the stage is ``"multitask"``,
         ``"survival"`` (``segmentation=False``) or ``"segmentation"`` (no survival head).
@@ -247,11 +293,14 @@ class DeepMTSRegressor(CoxSurvivalMixin, TransformerMixin, DeepSurvivalBase):
         **DEEP_PARAMETER_CONSTRAINTS,
         "clinical": [None, list, tuple],
         "segmentation": ["boolean"],
+        "survival_inputs": [StrOptions({"segmentation", "pooled", "pooled+segmentation"})],
+        "feature_scaling": [None, StrOptions({"standardize"})],
         "hard_sharing": ["boolean"],
         "cascade": ["boolean"],
         "backbone": [StrOptions({"residual", "plain"})],
         "feature_convs": ["boolean"],
         "mask_input": ["boolean"],
+        "nodes_field": [None, str],
         "balanced": ["boolean"],
         "lr": [Interval(numbers.Real, 0, None, closed="neither")],
         "lr_factors": [list, tuple],
@@ -271,12 +320,15 @@ class DeepMTSRegressor(CoxSurvivalMixin, TransformerMixin, DeepSurvivalBase):
         intensity=None,
         clinical=None,
         mask_field="mask",
+        nodes_field="nodes",
         segmentation=True,
         hard_sharing=True,
         cascade=True,
         backbone="residual",
         feature_convs=True,
         mask_input=False,
+        survival_inputs="pooled",
+        feature_scaling=None,
         network_params=None,
         max_iter=15000,
         batch_size=8,
@@ -307,12 +359,15 @@ class DeepMTSRegressor(CoxSurvivalMixin, TransformerMixin, DeepSurvivalBase):
         self.intensity = intensity
         self.clinical = clinical
         self.mask_field = mask_field
+        self.nodes_field = nodes_field
         self.segmentation = segmentation
         self.hard_sharing = hard_sharing
         self.cascade = cascade
         self.backbone = backbone
         self.feature_convs = feature_convs
         self.mask_input = mask_input
+        self.survival_inputs = survival_inputs
+        self.feature_scaling = feature_scaling
         self.network_params = network_params
         self.max_iter = max_iter
         self.batch_size = batch_size
@@ -342,7 +397,23 @@ class DeepMTSRegressor(CoxSurvivalMixin, TransformerMixin, DeepSurvivalBase):
     # ------------------------------------------------------------------ parameters
     @property
     def _survival(self) -> bool:
+        if self.survival_inputs != "pooled":
+            return True
         return bool(self.hard_sharing or self.cascade)
+
+    def _branches(self) -> dict:
+        """The network's survival switches for ``survival_inputs``."""
+        pooled = self.survival_inputs != "segmentation"
+        return dict(
+            hard_sharing=bool(self.hard_sharing and pooled),
+            cascade=bool(self.cascade and pooled),
+            segmentation_features=self.survival_inputs != "pooled",
+            feature_scaling=self.feature_scaling == "standardize",
+        )
+
+    @property
+    def _uses_suv(self) -> bool:
+        return self.survival_inputs != "pooled"
 
     def _check_params(self) -> dict:
         """sklearn's constraints, then what they cannot express; returns the network shape."""
@@ -362,6 +433,17 @@ class DeepMTSRegressor(CoxSurvivalMixin, TransformerMixin, DeepSurvivalBase):
             raise ValueError(
                 "mask_input=True feeds the manual mask to the network (the paper's 'using "
                 "segmentation' Sur- models); it needs segmentation=False."
+            )
+        if self._uses_suv and not self.segmentation:
+            raise ValueError(
+                f"survival_inputs={self.survival_inputs!r} reads the survival features off the "
+                "predicted maps, which needs segmentation=True; the paper's single-task Sur- "
+                "models are survival_inputs='pooled'."
+            )
+        if self._uses_suv and "pet" not in modalities:
+            raise ValueError(
+                f"survival_inputs={self.survival_inputs!r} measures uptake in the 'pet' "
+                f"modality (SUV); modalities are {list(modalities)}."
             )
         if self.monitor == "loss" and not self._survival:
             raise ValueError("monitor='loss' (the Cox loss) needs a survival head.")
@@ -400,18 +482,32 @@ class DeepMTSRegressor(CoxSurvivalMixin, TransformerMixin, DeepSurvivalBase):
             else np.zeros((len(part), 0))
         )
 
-    def _net_inputs(self, images, masks, clinical):
+    def _net_inputs(self, images, masks, clinical, suv=None, voxel_ml=None):
+        if suv is not None:  # the network wants the raw PET and the voxel volumes
+            return self._image_inputs(images, masks), clinical, suv, voxel_ml
+        return self._image_inputs(images, masks), clinical
+
+    @staticmethod
+    def _voxel_ml(X) -> np.ndarray:
+        """Voxel volume of each patient in ml (1 mm^3 when the cohort has no spacing)."""
+        spacing = cohort_spacing(X)
+        if spacing is None:
+            return np.full(len(X), 1e-3, dtype=np.float32)
+        return (np.prod(spacing, axis=1) / 1000.0).astype(np.float32)
+
+    def _image_inputs(self, images, masks):
         if self.mask_input:  # image x (augmented) manual mask
             images = images * masks
         if self.channels_last:
             images = images.contiguous(memory_format=torch.channels_last_3d)
-        return images, clinical
+        return images
 
     def _outputs(self, net, X, intensity, scaler, want_seg=False):
-        """Forward passes over ``X``: ``(log_risk, features, tumour logits)``."""
+        """Forward passes over ``X``: ``(log_risk, features, region logits (n, R, D, H, W))``."""
         device = next(net.parameters()).device
         clinical = scaler.transform(self._clinical(X)) if len(scaler.mean) else None
         modalities = list(self._modality_names())
+        voxel_ml = torch.from_numpy(self._voxel_ml(X))
 
         def fn(idx):
             images = image_tensor(X, modalities, idx, device=device, intensity=intensity)
@@ -419,11 +515,15 @@ class DeepMTSRegressor(CoxSurvivalMixin, TransformerMixin, DeepSurvivalBase):
                 image_tensor(X, [self.mask_field], idx, device=device) if self.mask_input else None
             )
             clin = None if clinical is None else torch.from_numpy(clinical[idx]).to(device)
+            suv = vox = None
+            if net.seg_features is not None:
+                suv = image_tensor(X, ["pet"], idx, device=device)
+                vox = voxel_ml[idx].to(device)
             with autocast(device, self.amp):
-                out = net(*self._net_inputs(images, masks, clin))
+                out = net(*self._net_inputs(images, masks, clin, suv, vox))
             n = images.shape[0]
             risk = out.log_risk.float() if out.log_risk is not None else images.new_zeros(n)
-            seg = out.seg_logits.float()[:, 0] if want_seg else images.new_zeros(n)
+            seg = out.seg_logits.float() if want_seg else images.new_zeros(n)
             return risk, out.features.float(), seg
 
         net.eval()
@@ -458,6 +558,7 @@ class DeepMTSRegressor(CoxSurvivalMixin, TransformerMixin, DeepSurvivalBase):
         survival = self._survival
         need_mask = self.segmentation or self.mask_input
         self._check_X(X, need_mask)
+        regions, mask_fields = self._regions(X)
         event, time = check_survival(y, len(X), require_events=survival)
         device = self._device()
         seed = seed_from(self.random_state)
@@ -473,10 +574,10 @@ class DeepMTSRegressor(CoxSurvivalMixin, TransformerMixin, DeepSurvivalBase):
                 len(modalities),
                 len(scaler.mean),
                 segmentation=self.segmentation,
-                hard_sharing=self.hard_sharing,
-                cascade=self.cascade,
                 backbone=self.backbone,
+                **self._branches(),
                 feature_convs=self.feature_convs,
+                n_regions=max(len(regions), 1),
                 **net_params,
             ).to(device)
             if self.channels_last:
@@ -490,7 +591,8 @@ class DeepMTSRegressor(CoxSurvivalMixin, TransformerMixin, DeepSurvivalBase):
                 modalities,
                 device=device,
                 intensity=intensity,
-                mask_field=self.mask_field if need_mask else None,
+                mask_field=mask_fields if need_mask else None,
+                raw_fields=["pet"] if self._uses_suv else (),
                 tabular=tabular,
                 augment=dict(
                     max_translation=self.max_translation,
@@ -507,16 +609,19 @@ class DeepMTSRegressor(CoxSurvivalMixin, TransformerMixin, DeepSurvivalBase):
                 sampler = random_batches(len(train_idx), self.batch_size, rng)
             ev = torch.as_tensor(event[train_idx], device=device)
             tm = torch.as_tensor(time[train_idx], device=device)
+            vox = torch.as_tensor(self._voxel_ml(X[train_idx]), device=device)
             batches = (data.batch(local) for local in sampler)
             monitor = "dice" if self.monitor == "c_index" and not survival else self.monitor
             key, mode = monitor_key(monitor)
             validate = None
             if len(val_idx):
-                validate = self._validator(X, val_idx, event, time, device, intensity, scaler)
+                validate = self._validator(
+                    X, val_idx, event, time, device, intensity, scaler, mask_fields
+                )
             result = train(
                 net,
                 batches,
-                lambda module, batch: self._loss(module, batch, ev, tm),
+                lambda module, batch: self._loss(module, batch, ev, tm, vox),
                 optimizer,
                 max_iter=self.max_iter,
                 device=device,
@@ -539,15 +644,19 @@ class DeepMTSRegressor(CoxSurvivalMixin, TransformerMixin, DeepSurvivalBase):
             tabular_mean_=scaler.mean,
             tabular_scale_=scaler.scale,
             image_shape_=volume_shape(X),
+            regions_=regions,
         )
         if survival:
             risk = self._outputs(net, X, intensity, scaler)[0].astype(np.float64)
             state.update(self._baseline(risk, event, time))
         return assign_fitted(self, state)
 
-    def _loss(self, module, batch, event, time):
-        images, clinical = self._net_inputs(batch.images, batch.masks, batch.tabular)
-        out = module(images, clinical)
+    def _loss(self, module, batch, event, time, voxel_ml):
+        images, suv, vox = batch.images, None, None
+        if module.seg_features is not None:  # the raw PET rides as the last channel
+            images, suv = images[:, :-1], images[:, -1:]
+            vox = voxel_ml[batch.index]
+        out = module(*self._net_inputs(images, batch.masks, batch.tabular, suv, vox))
         parts = {}
         total = 0.0
         if out.log_risk is not None:
@@ -556,17 +665,54 @@ class DeepMTSRegressor(CoxSurvivalMixin, TransformerMixin, DeepSurvivalBase):
             )
             total = total + parts["cox_loss"]
         if out.seg_logits is not None:
-            parts["dice_loss"] = dice_loss(out.seg_logits, batch.masks, squared=True)
+            parts["dice_loss"] = self._dice_loss(out.seg_logits, batch.masks)
             total = total + self.seg_loss_weight * parts["dice_loss"]
         return {"loss": total, **parts}
 
-    def _validator(self, X, val_idx, event, time, device, intensity, scaler):
+    @staticmethod
+    def _dice_loss(logits, masks, reduction="mean"):
+        r"""Squared-denominator Dice loss summed over the regions, averaged over patients.
+
+        The tumour channel is the paper's Eq. 2 unchanged. The nodes channel adds a smoothing
+        of 1 to numerator and denominator, :math:`1 - (2 \sum p g + 1) / (\sum p^2 + \sum g^2
+        + 1)`: without it a patient without nodes (empty label) gives a constant loss and no
+        gradient, so false-positive nodes would never be penalised.
+        """
+        per = dice_loss(logits[:, :1], masks[:, :1], squared=True, reduction="none")
+        if logits.shape[1] > 1:
+            nodes = dice_loss(
+                logits[:, 1:],
+                masks[:, 1:],
+                squared=True,
+                reduction="none",
+                smooth_nr=1.0,
+                smooth_dr=1.0,
+            )
+            per = torch.cat([per, nodes], dim=1)
+        per = per.sum(dim=1)
+        return per.mean() if reduction == "mean" else per
+
+    def _regions(self, X):
+        """``(region names, mask fields)`` the network segments, read from ``X`` at fit."""
+        if not self.segmentation:
+            return (), [self.mask_field]
+        names = X.dtype.names or ()
+        if self.nodes_field is not None and self.nodes_field in names:
+            if self.nodes_field == self.mask_field:
+                raise ValueError(
+                    f"nodes_field and mask_field are both {self.mask_field!r}; the tumour and "
+                    "the lymph nodes need two fields."
+                )
+            return ("tumour", "nodes"), [self.mask_field, self.nodes_field]
+        return ("tumour",), [self.mask_field]
+
+    def _validator(self, X, val_idx, event, time, device, intensity, scaler, mask_fields):
         """Validation scores of the held-out patients (whole volumes, no augmentation)."""
         Xv, ev, tm = X[val_idx], event[val_idx], time[val_idx]
-        truth = np.asarray(Xv[self.mask_field]) if self.segmentation else None
-        masks = (
-            torch.from_numpy(truth.astype(np.float32)).unsqueeze(1) if truth is not None else None
-        )
+        truth = None
+        if self.segmentation:
+            truth = np.stack([np.asarray(Xv[f]) for f in mask_fields], axis=1)
+        masks = torch.from_numpy(truth.astype(np.float32)) if truth is not None else None
 
         def validate(module):
             risk, _, logits = self._outputs(module, Xv, intensity, scaler, self.segmentation)
@@ -582,10 +728,10 @@ class DeepMTSRegressor(CoxSurvivalMixin, TransformerMixin, DeepSurvivalBase):
                     )
                 )
             if self.segmentation:
-                scores["val_dice"] = float(np.mean(dice_score(truth, logits > 0)))
-                per_patient = dice_loss(
-                    torch.from_numpy(logits).unsqueeze(1), masks, squared=True, reduction="none"
-                )
+                scores["val_dice"] = float(np.mean(dice_score(truth[:, 0], logits[:, 0] > 0)))
+                if truth.shape[1] > 1:
+                    scores["val_dice_nodes"] = _dice_where_present(truth[:, 1], logits[:, 1] > 0)
+                per_patient = self._dice_loss(torch.from_numpy(logits), masks, reduction="none")
                 scores["val_dice_loss"] = float(per_patient.mean())
             return scores
 
@@ -619,20 +765,46 @@ class DeepMTSRegressor(CoxSurvivalMixin, TransformerMixin, DeepSurvivalBase):
         """Cumulative hazard functions through the Breslow baseline hazard."""
         return super().predict_cumulative_hazard_function(X, return_array=return_array)
 
-    @available_if(_segments)
-    def predict_proba_mask(self, X):
-        """Tumour probability map, ``(n_patients, D, H, W)`` float32 in [0, 1]."""
-        return torch.sigmoid(torch.from_numpy(self._forward(X, want_seg=True)[2])).numpy()
+    def _region_channel(self, region) -> int:
+        check_is_fitted(self, "network_")
+        if region not in self.regions_:
+            raise ValueError(
+                f"region must be one of {list(self.regions_)} (the regions this model was "
+                f"fitted to segment); got {region!r}."
+                + (
+                    " To segment the lymph nodes, fit with their labels in X (the "
+                    "nodes_field field, 'nodes' by default)."
+                    if region == "nodes"
+                    else ""
+                )
+            )
+        return self.regions_.index(region)
 
     @available_if(_segments)
-    def predict_mask(self, X):
-        """Binary tumour mask (probability > ``mask_threshold``), ``(n_patients, D, H, W)``
-        uint8."""
-        return (self.predict_proba_mask(X) > self.mask_threshold).astype(np.uint8)
+    def predict_proba_mask(self, X, region="tumour"):
+        """Probability map of one region, ``(n_patients, D, H, W)`` float32 in [0, 1].
+
+        Parameters
+        ----------
+        X : cohort
+        region : {"tumour", "nodes"}, default="tumour"
+            One of ``regions_``; ``"nodes"`` needs a model fitted with ``nodes_field`` in X.
+        """
+        channel = self._region_channel(region)
+        logits = self._forward(X, want_seg=True)[2][:, channel]
+        return torch.sigmoid(torch.from_numpy(logits)).numpy()
+
+    @available_if(_segments)
+    def predict_mask(self, X, region="tumour"):
+        """Binary mask of one region (probability > ``mask_threshold``), ``(n_patients, D,
+        H, W)`` uint8; ``region`` as in :meth:`predict_proba_mask`."""
+        return (self.predict_proba_mask(X, region) > self.mask_threshold).astype(np.uint8)
 
     @available_if(_has_survival_head)
     def transform(self, X):
-        """The deep features (hard-sharing then cascade; 124 + 112 = 236 at the defaults).
+        """The survival branches' input features, unscaled: hard-sharing then cascade (124 +
+        112 = 236 with ``survival_inputs="pooled"``), then the segmentation features (3 per
+        region: log soft volume, log soft total uptake, mean SUV).
 
         A pandas DataFrame with :meth:`get_feature_names_out` columns after
         ``set_output(transform="pandas")`` (as in :func:`make_survival_pipeline`), so deep
@@ -642,7 +814,8 @@ class DeepMTSRegressor(CoxSurvivalMixin, TransformerMixin, DeepSurvivalBase):
 
     @available_if(_has_survival_head)
     def get_feature_names_out(self, input_features=None):
-        """Names of :meth:`transform`'s columns: ``hs<level>_<k>`` and ``csn<level>_<k>``."""
+        """Names of :meth:`transform`'s columns: ``hs<level>_<k>``, ``csn<level>_<k>`` and
+        ``<region>_log_volume``, ``<region>_log_uptake``, ``<region>_mean_suv``."""
         check_is_fitted(self, "network_")
         net = self.network_
         names = []
@@ -657,5 +830,11 @@ class DeepMTSRegressor(CoxSurvivalMixin, TransformerMixin, DeepSurvivalBase):
                 f"csn{level + 1}_{k}"
                 for level, w in enumerate(net.cascade.feature_widths)
                 for k in range(w)
+            ]
+        if net.seg_features is not None:
+            names += [
+                f"{region}_{what}"
+                for region in self.regions_
+                for what in ("log_volume", "log_uptake", "mean_suv")
             ]
         return np.asarray(names, dtype=object)

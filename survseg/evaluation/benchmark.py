@@ -186,6 +186,10 @@ def _fit_fold(
     }
     if hasattr(model, "predict_mask") and "mask" in (X.dtype.names or ()):
         out["dice"] = dice_score(X["mask"][test], model.predict_mask(X[test]))
+    if "nodes" in getattr(model, "regions_", ()) and "nodes" in (X.dtype.names or ()):
+        # NaN for a patient without nodes (dice_score's ignore_empty): averaged over the rest
+        pred = model.predict_mask(X[test], region="nodes")
+        out["dice_nodes"] = dice_score(X["nodes"][test], pred)
     if hasattr(model, "predict_survival_function") and times is not None and len(times) > 1:
         try:
             fns = model.predict_survival_function(X[test])
@@ -341,7 +345,9 @@ def benchmark(
         ``table`` has one row per model: ``cindex`` (pooled out-of-fold) with its bootstrap
         ``cindex_low``/``cindex_high``, ``cindex_fold_mean``/``cindex_fold_sd``,
         ``cindex_within_fold`` with ``_low``/``_high`` (only pairs of patients of the same
-        test fold count, so the folds' models need not share a risk scale), ``dice``,
+        test fold count, so the folds' models need not share a risk scale), ``dice``
+        (tumour, out of fold), ``dice_nodes`` (lymph nodes, over the patients that have
+        nodes, for models fitted to segment them; NaN otherwise),
         ``auc``, ``ibs``, ``fit_seconds`` (mean per fold), ``p_value`` against the reference
         on the pooled risks and ``p_value_within_fold`` on pairs within folds, and, with a
         test cohort, the ``test_*`` columns. Next to Harrell's C, ``cindex_uno`` is Uno's
@@ -456,6 +462,7 @@ def benchmark(
     for name in named:
         risk = np.empty(len(X))
         dice = np.full(len(X), np.nan)
+        dice_nodes = np.full(len(X), np.nan)
         fold_c, aucs, ibss, test_risks, test_dice, seconds = [], [], [], [], [], []
         surv_own = np.full(len(X), np.nan)
         surv_horizon = np.full(len(X), np.nan)
@@ -466,6 +473,8 @@ def benchmark(
                 seconds.append(float(out["fit_seconds"]))
             if "dice" in out:
                 dice[test] = out["dice"]
+            if "dice_nodes" in out:
+                dice_nodes[test] = out["dice_nodes"]
             if "surv_own" in out:  # absent for models without survival functions
                 surv_own[test] = out["surv_own"]
             if "surv_horizon" in out:
@@ -509,6 +518,7 @@ def benchmark(
             "cindex_within_fold_low": lo_w,
             "cindex_within_fold_high": hi_w,
             "dice": np.nanmean(dice) if np.isfinite(dice).any() else np.nan,
+            "dice_nodes": np.nanmean(dice_nodes) if np.isfinite(dice_nodes).any() else np.nan,
             "auc": np.nanmean(aucs) if np.isfinite(aucs).any() else np.nan,
             "ibs": np.nanmean(ibss) if np.isfinite(ibss).any() else np.nan,
             "fit_seconds": np.mean(seconds) if seconds else np.nan,

@@ -27,6 +27,7 @@ from torch import nn
 
 from .blocks import ConvBNReLU, PlainBlock, ResidualBlock
 from .densenet import DenseNet3d, _check_positive, _check_rate
+from .heads import FeatureStandardizer, SegmentationFeatures
 
 __all__ = ["DeepMTSOutput", "SegmentationBackbone", "DeepMTS"]
 
@@ -38,9 +39,10 @@ class DeepMTSOutput(NamedTuple):
 
     Attributes
     ----------
-    seg_logits : Tensor (N, 1, D, H, W) or None
-        Tumour logit per voxel (``sigmoid`` gives the probability map); ``None`` without the
-        segmentation branch.
+    seg_logits : Tensor (N, n_regions, D, H, W) or None
+        One logit per voxel and region (channel 0 the tumour, channel 1 the lymph nodes when
+        ``n_regions=2``; ``sigmoid`` gives each region's probability map); ``None`` without
+        the segmentation branch.
     log_risk : Tensor (N,) or None
         Predicted log-risk (higher = earlier event); ``None`` without a survival head.
     features : Tensor (N, F)
@@ -61,8 +63,10 @@ class SegmentationBackbone(nn.Module):
     or :class:`~survseg.networks.blocks.PlainBlock`) with ``channels[k]`` channels and
     ``encoder_convs[k]`` 3x3x3 convolutions, followed by a 2x max-pool. Decoder block
     :math:`D_k` takes ``cat(upsample_nearest(x), E_k)`` and has ``channels[k]`` channels. A
-    1x1x1 convolution gives one tumour logit per voxel (a two-class softmax is the sigmoid of
-    the logit difference, so one channel is equivalent).
+    1x1x1 convolution gives one logit per voxel and region (a two-class softmax is the sigmoid
+    of the logit difference, so one channel per region is equivalent). With two regions
+    (tumour and nodes) each has its own sigmoid: the regions are scored independently, as
+    multi-label outputs.
 
     Hard-sharing features: ``GAP(ReLU(BN(conv1x1(E_k))))`` with ``feature_channels[k]``
     channels, concatenated over the levels (124 at the defaults); with
@@ -86,6 +90,9 @@ class SegmentationBackbone(nn.Module):
         Build the upsampling segmentation branch (``False``: encoder only, as in Sur-HS).
     hard_sharing : bool, default=True
         Compute the hard-sharing survival features.
+    n_regions : int, default=1
+        Segmented regions, one output channel each: 1 = the primary tumour (the paper), 2 =
+        tumour and metastatic lymph nodes (HECKTOR's GTVp and GTVn).
     seg_prior : float in (0, 1) or None, default=0.01
         Initial tumour probability: the segmentation head's bias starts at
         :math:`\log(\pi / (1 - \pi))` (the prior initialisation of Lin et al.'s focal-loss
@@ -118,9 +125,12 @@ class SegmentationBackbone(nn.Module):
         decoder: bool = True,
         hard_sharing: bool = True,
         seg_prior: float | None = 0.01,
+        n_regions: int = 1,
     ):
         super().__init__()
         channels = _check_positive("channels", channels)
+        _check_positive("n_regions", (n_regions,))
+        self.n_regions = int(n_regions)
         if seg_prior is not None and not 0 < seg_prior < 1:
             raise ValueError(f"seg_prior must be in (0, 1) or None; got {seg_prior}.")
         encoder_convs = _check_positive("encoder_convs", encoder_convs)
@@ -158,7 +168,7 @@ class SegmentationBackbone(nn.Module):
             for c, n in zip(channels[-2::-1], decoder_convs, strict=True):
                 self.decoder.append(make(prev + c, c, n))
                 prev = c
-            self.seg_head = nn.Conv3d(channels[0], 1, 1)
+            self.seg_head = nn.Conv3d(channels[0], self.n_regions, 1)
             if seg_prior is not None:
                 nn.init.constant_(self.seg_head.bias, math.log(seg_prior / (1 - seg_prior)))
 
@@ -236,7 +246,7 @@ class _FC(nn.Sequential):
 
 
 class DeepMTS(nn.Module):
-    """The DeepMTS network and the ablations of the paper's Tables III-V.
+    r"""The DeepMTS network and the ablations of the paper's Tables III-V.
 
     Parameters
     ----------
@@ -267,6 +277,23 @@ class DeepMTS(nn.Module):
         Dropout before every FC layer.
     seg_prior : float or None, default=0.01
         Initial tumour probability, see :class:`SegmentationBackbone`.
+    n_regions : int, default=1
+        Segmented regions (1 = tumour, 2 = tumour and lymph nodes), see
+        :class:`SegmentationBackbone`. The cascade sees every region's probability map.
+    segmentation_features : bool, default=False
+        A third survival branch on the predicted maps (detached): per region
+        :math:`\log(1 + V_r)`, :math:`\log(1 + U_r)` and :math:`U_r / V_r` with :math:`V_r =
+        v\sum p_r` the soft volume (ml) and :math:`U_r = v\sum p_r\,\mathrm{SUV}` the soft
+        total uptake (:class:`~survseg.networks.heads.SegmentationFeatures`), then
+        dropout-FC(``fc_units``)-ReLU into FC-3. Needs ``segmentation`` and ``forward``'s
+        ``suv``. Not in the paper.
+    feature_scaling : bool, default=False
+        z-score each branch's features before its FC layer with running training statistics
+        (:class:`~survseg.networks.heads.FeatureStandardizer` with ``scaling_momentum``):
+        the pooled features have a spread of a few hundredths, too small for the head to
+        learn from under the paper's L2 and dropout. ``False``: the paper.
+    scaling_momentum : float, default=0.05
+        Momentum of the running statistics (about the last ``1 / momentum`` batches).
 
     Notes
     -----
@@ -312,15 +339,25 @@ class DeepMTS(nn.Module):
         fc_units: int = 64,
         fc_dropout: float = 0.5,
         seg_prior: float | None = 0.01,
+        n_regions: int = 1,
+        segmentation_features: bool = False,
+        feature_scaling: bool = False,
+        scaling_momentum: float = 0.05,
     ):
         super().__init__()
+        if segmentation_features and not segmentation:
+            raise ValueError(
+                "segmentation_features are computed from the predicted maps: they need "
+                "segmentation=True."
+            )
         if n_clinical < 0:
             raise ValueError(f"n_clinical must be >= 0; got {n_clinical}.")
-        if not (segmentation or hard_sharing or cascade):
+        survival = hard_sharing or cascade or segmentation_features
+        if not (segmentation or survival):
             raise ValueError(
                 "segmentation, hard_sharing and cascade are all off: nothing to build."
             )
-        if not (hard_sharing or cascade) and n_clinical:
+        if not survival and n_clinical:
             raise ValueError(
                 "clinical covariates need a survival head: switch on hard_sharing or cascade."
             )
@@ -341,11 +378,12 @@ class DeepMTS(nn.Module):
                 decoder=segmentation,
                 hard_sharing=hard_sharing,
                 seg_prior=seg_prior,
+                n_regions=n_regions,
             )
         self.cascade = None
         if cascade:
             self.cascade = DenseNet3d(
-                in_channels + int(segmentation),
+                in_channels + int(segmentation) * int(n_regions),
                 dense_stem_channels,
                 dense_block_layers,
                 dense_transition_channels,
@@ -357,27 +395,59 @@ class DeepMTS(nn.Module):
             _FC(self.backbone.n_features, fc_units, fc_dropout) if hard_sharing else None
         )
         self.fc_cascade = _FC(self.cascade.n_features, fc_units, fc_dropout) if cascade else None
-        n_head = fc_units * (int(hard_sharing) + int(cascade)) + self.n_clinical
+        n_branches = int(hard_sharing) + int(cascade) + int(segmentation_features)
+        n_head = fc_units * n_branches + self.n_clinical
         self.fc_risk = None
-        if hard_sharing or cascade:
+        if survival:
             self.fc_risk = nn.Sequential(nn.Dropout(fc_dropout), nn.Linear(n_head, 1))
         self.n_features = (self.backbone.n_features if hard_sharing else 0) + (
             self.cascade.n_features if cascade else 0
         )
+        # issue 14: built after the paper's modules, so the paper's initialisation is unchanged
+        self.seg_features = self.fc_seg = None
+        self.n_seg_features = 0
+        if segmentation_features:
+            self.seg_features = SegmentationFeatures(detach=True)
+            self.n_seg_features = 3 * int(n_regions)
+            self.fc_seg = _FC(self.n_seg_features, fc_units, fc_dropout)
+            self.n_features += self.n_seg_features
+        self.scale_shared = self.scale_cascade = self.scale_seg = None
+        if feature_scaling:
+            if hard_sharing:
+                self.scale_shared = FeatureStandardizer(self.backbone.n_features, scaling_momentum)
+            if cascade:
+                self.scale_cascade = FeatureStandardizer(self.cascade.n_features, scaling_momentum)
+            if segmentation_features:
+                self.scale_seg = FeatureStandardizer(self.n_seg_features, scaling_momentum)
 
     def head_weights(self) -> list[nn.Parameter]:
         """The FC kernels (weights, not biases) that the paper regularises with L2."""
         layers = [
             m
-            for fc in (self.fc_shared, self.fc_cascade, self.fc_risk)
+            for fc in (self.fc_shared, self.fc_cascade, self.fc_seg, self.fc_risk)
             if fc is not None
             for m in fc
             if isinstance(m, nn.Linear)
         ]
         return [layer.weight for layer in layers]
 
-    def forward(self, images: torch.Tensor, clinical: torch.Tensor | None = None) -> DeepMTSOutput:
+    @staticmethod
+    def _scaled(scaler, x):
+        return x if scaler is None else scaler(x)
+
+    def forward(
+        self,
+        images: torch.Tensor,
+        clinical: torch.Tensor | None = None,
+        suv: torch.Tensor | None = None,
+        voxel_ml: torch.Tensor | None = None,
+    ) -> DeepMTSOutput:
+        """``suv`` (N, 1, D, H, W), the un-normalised PET, and ``voxel_ml`` (N,) are needed
+        with ``segmentation_features`` only; ``features`` then ends with the 3R segmentation
+        features (before scaling)."""
         n = images.shape[0]
+        if self.seg_features is not None and suv is None:
+            raise ValueError("segmentation_features need the un-normalised PET as suv.")
         if self.n_clinical:
             if clinical is None or tuple(clinical.shape) != (n, self.n_clinical):
                 got = None if clinical is None else tuple(clinical.shape)
@@ -389,13 +459,17 @@ class DeepMTS(nn.Module):
         deep, head = [], []
         if self.fc_shared is not None:
             deep.append(shared)
-            head.append(self.fc_shared(shared))
+            head.append(self.fc_shared(self._scaled(self.scale_shared, shared)))
         if self.cascade is not None:
-            # cascade: the soft tumour map joins the images; gradients flow into the backbone
+            # cascade: the soft region maps join the images; gradients flow into the backbone
             x = images if logits is None else torch.cat([images, torch.sigmoid(logits)], dim=1)
             cascaded = self.cascade(x)
             deep.append(cascaded)
-            head.append(self.fc_cascade(cascaded))
+            head.append(self.fc_cascade(self._scaled(self.scale_cascade, cascaded)))
+        if self.seg_features is not None:
+            region = self.seg_features(torch.sigmoid(logits.float()), suv.float(), voxel_ml)
+            deep.append(region.to(logits.dtype))
+            head.append(self.fc_seg(self._scaled(self.scale_seg, region)).to(logits.dtype))
         log_risk = None
         if self.fc_risk is not None:
             if self.n_clinical:

@@ -47,8 +47,9 @@ class SegmentationFeatures(nn.Module):
 
     Parameters
     ----------
-    voxel_ml : float
-        Volume of one voxel in ml (``spacing_x * spacing_y * spacing_z / 1000`` for mm).
+    voxel_ml : float, default=1.0
+        Volume of one voxel in ml (``spacing_x * spacing_y * spacing_z / 1000`` for mm);
+        ``forward``'s ``voxel_ml`` (one per patient) overrides it.
     detach : bool, default=True
         Stop the survival loss's gradient at the probability maps, so that the survival head
         cannot change the segmentation (e.g. inflate a region to raise a risk); the maps are
@@ -56,19 +57,19 @@ class SegmentationFeatures(nn.Module):
 
     Notes
     -----
-    ``forward(prob, suv)`` with ``prob`` (N, R, D, H, W) in [0, 1] and ``suv`` (N, 1, D, H, W)
-    returns (N, 3R): for each region r, :math:`\log(1 + V_r)`, :math:`\log(1 + U_r)` and
+    ``forward(prob, suv, voxel_ml=None)`` with ``prob`` (N, R, D, H, W) in [0, 1], ``suv``
+    (N, 1, D, H, W) and optionally ``voxel_ml`` (N,) returns (N, 3R): for each region r, :math:`\log(1 + V_r)`, :math:`\log(1 + U_r)` and
     :math:`U_r / \max(V_r, v)`. A region with no probability anywhere gives 0, 0 and 0.
     """
 
-    def __init__(self, voxel_ml: float, detach: bool = True):
+    def __init__(self, voxel_ml: float = 1.0, detach: bool = True):
         super().__init__()
         if not voxel_ml > 0:
             raise ValueError(f"voxel_ml must be > 0; got {voxel_ml}.")
         self.voxel_ml = float(voxel_ml)
         self.detach = bool(detach)
 
-    def forward(self, prob: torch.Tensor, suv: torch.Tensor) -> torch.Tensor:
+    def forward(self, prob: torch.Tensor, suv: torch.Tensor, voxel_ml=None) -> torch.Tensor:
         if prob.ndim != 5 or suv.ndim != 5 or suv.shape[1] != 1:
             raise ValueError(
                 f"prob must be (N, R, D, H, W) and suv (N, 1, D, H, W); got "
@@ -80,9 +81,14 @@ class SegmentationFeatures(nn.Module):
             )
         if self.detach:
             prob = prob.detach()
-        volume = prob.sum(dim=(2, 3, 4)) * self.voxel_ml  # (N, R)
-        uptake = (prob * suv).sum(dim=(2, 3, 4)) * self.voxel_ml
-        mean = uptake / volume.clamp_min(self.voxel_ml)
+        v = self.voxel_ml
+        if voxel_ml is not None:
+            v = torch.as_tensor(voxel_ml, dtype=prob.dtype, device=prob.device).reshape(-1, 1)
+            if v.shape[0] != prob.shape[0] or not (v > 0).all():
+                raise ValueError(f"voxel_ml must be {prob.shape[0]} positive volumes.")
+        volume = prob.sum(dim=(2, 3, 4)) * v  # (N, R)
+        uptake = (prob * suv).sum(dim=(2, 3, 4)) * v
+        mean = uptake / torch.maximum(volume, v * torch.ones_like(volume))
         return torch.stack([torch.log1p(volume), torch.log1p(uptake), mean], dim=2).flatten(1)
 
 
@@ -92,6 +98,14 @@ class FeatureStandardizer(nn.Module):
     Parameters
     ----------
     n_features : int
+    momentum : float in (0, 1] or None, default=None
+        ``None``: fixed statistics, set by :meth:`set_statistics`. A number: running
+        statistics for features that change while they are used (a network trained end to
+        end): in training mode each batch updates
+        :math:`\mu \leftarrow (1 - m)\mu + m\,\bar x_B` and
+        :math:`\sigma^2 \leftarrow (1 - m)\sigma^2 + m\,s_B^2` (the first batch sets them)
+        *before* normalising, and the batch is normalised with these running values, never
+        with its own statistics alone (unlike BatchNorm), so train and eval apply one map.
 
     Notes
     -----
@@ -100,12 +114,30 @@ class FeatureStandardizer(nn.Module):
     :math:`\sigma = 1`. The statistics are buffers: saved with the module, not trained.
     """
 
-    def __init__(self, n_features: int):
+    def __init__(self, n_features: int, momentum: float | None = None):
         super().__init__()
         if n_features < 1:
             raise ValueError(f"n_features must be >= 1; got {n_features}.")
+        if momentum is not None and not 0 < momentum <= 1:
+            raise ValueError(f"momentum must be in (0, 1] or None; got {momentum}.")
+        self.momentum = momentum
         self.register_buffer("mean", torch.zeros(n_features))
         self.register_buffer("scale", torch.ones(n_features))
+        if momentum is not None:  # batches seen, saved with the module
+            self.register_buffer("n_updates", torch.zeros((), dtype=torch.long))
+
+    @torch.no_grad()
+    def _update(self, x: torch.Tensor) -> None:
+        x = x.detach().to(self.mean.dtype)
+        mean, var = x.mean(dim=0), x.var(dim=0, unbiased=False)
+        if self.n_updates == 0:
+            self.mean.copy_(mean)
+            self.scale.copy_(torch.sqrt(var + 1e-6))
+        else:
+            m = self.momentum
+            self.mean.mul_(1 - m).add_(m * mean)
+            self.scale.copy_(torch.sqrt((1 - m) * self.scale**2 + m * var + 1e-6))
+        self.n_updates += 1
 
     @torch.no_grad()
     def set_statistics(self, x: torch.Tensor) -> FeatureStandardizer:
@@ -120,7 +152,9 @@ class FeatureStandardizer(nn.Module):
         return self
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return (x - self.mean) / self.scale
+        if self.momentum is not None and self.training and x.shape[0] > 1:
+            self._update(x)
+        return (x - self.mean.to(x.dtype)) / self.scale.to(x.dtype)
 
 
 class RiskHead(nn.Module):

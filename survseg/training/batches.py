@@ -47,8 +47,12 @@ class CohortBatches:
     device : torch.device
     intensity : dict
         A parsed ``intensity`` (:func:`~survseg.training.inputs.check_intensity`).
-    mask_field : str or None
-        Field of the segmentation target, kept as a ``(n, 1, D, H, W)`` float32 tensor.
+    mask_field : str, sequence of str or None
+        Field(s) of the segmentation target, kept as a ``(n, K, D, H, W)`` float32 tensor,
+        one channel per field (e.g. ``("mask", "nodes")`` for tumour and lymph nodes).
+    raw_fields : sequence of str, default=()
+        Image fields appended as extra channels after ``modalities`` *without* intensity
+        normalisation (e.g. the PET in SUV for uptake features), augmented with the images.
     tabular : ndarray of shape (n_rows, n_features), optional
         Standardised tabular inputs of the training patients.
     augment : dict or None
@@ -72,6 +76,7 @@ class CohortBatches:
         device,
         intensity=None,
         mask_field=None,
+        raw_fields=(),
         tabular=None,
         augment=None,
         crop=None,
@@ -83,16 +88,26 @@ class CohortBatches:
         rows = np.asarray(rows)
         shape = X[modalities[0]].shape[1:]
         self.crop = None if crop is None or tuple(crop) == tuple(shape) else tuple(crop)
-        n_vol = len(modalities) + (mask_field is not None)
+        mask_fields = (
+            []
+            if mask_field is None
+            else [mask_field]
+            if isinstance(mask_field, str)
+            else list(mask_field)
+        )
+        n_vol = len(modalities) + len(mask_fields) + len(raw_fields)
         where = (
             device
             if self._on_device(storage, len(rows) * n_vol * int(np.prod(shape)) * 4)
             else torch.device("cpu")
         )
         self.images = image_tensor(X, list(modalities), rows, device=where, intensity=intensity)
+        if raw_fields:
+            raw = image_tensor(X, list(raw_fields), rows, device=where)
+            self.images = torch.cat([self.images, raw], dim=1)
         self.masks = None
-        if mask_field is not None:
-            self.masks = image_tensor(X, [mask_field], rows, device=where)
+        if mask_fields:
+            self.masks = image_tensor(X, mask_fields, rows, device=where)
         self.tabular = None if tabular is None else torch.as_tensor(tabular, device=device)
 
     def _on_device(self, storage, nbytes) -> bool:

@@ -31,6 +31,7 @@ RENAMED = {
     "AdaMSSRegressor(stage1_lr=(a, a*f1, a*f2), stage2_lr=(b, b*g1, b*g2))": "lr=(a, b), lr_factors=((f1, f2), (g1, g2))",
     "AdaMSSRegressor(l2=x)": "AdaMSSRegressor(head_l2=x)",
     "AdaMSSRegressor(monitor='nll')": "AdaMSSRegressor(monitor='loss')",
+    "DeepMTSRegressor() before issue 14 (pooled features, unscaled)": "DeepMTSRegressor(survival_inputs='pooled', feature_scaling=None)",
     "DeepSurv(early_stopping=True, validation_interval=k)": "validation_fraction=0.2, validate_every=k",
 }
 
@@ -49,7 +50,14 @@ DEEPMTS_TINY = dict(
     fc_units=5,
 )
 DEEPMTS_BASE = dict(
-    network_params=DEEPMTS_TINY, max_iter=3, batch_size=4, random_state=0, device="cpu"
+    network_params=DEEPMTS_TINY,
+    max_iter=3,
+    batch_size=4,
+    random_state=0,
+    device="cpu",
+    # the papers' head (issue 14 made segmentation-derived, scaled inputs the default)
+    survival_inputs="pooled",
+    feature_scaling=None,
 )
 
 # Meng et al. 2022, Tables II-V (docs/papers/deepmts.md), plus the training options.
