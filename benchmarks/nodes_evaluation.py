@@ -1,0 +1,191 @@
+"""Issue 14's targets: do the deep models beat tumour radiomics when they also see the nodes?
+
+A measurement, not a test. One synthetic cohort (``make_petct_cohort``, ``--patients`` at
+``--size``^3, its default 160 mm field of view), 3-fold cross-validation stratified on the
+event, within-fold Harrell's C (pairs of one test fold only) with bootstrap 95 % intervals
+and paired within-fold p-values against tumour-only RadiomicsCox, all from
+:func:`survseg.evaluation.benchmark`. Every model sees the same clinical covariates
+(age, HPV, stage). The rows:
+
+- ``true risk``: the generator's linear predictor on the same folds (the ceiling);
+- ``clinical Cox``: Cox on the clinical covariates alone;
+- ``RadiomicsCox``: the papers' baseline, ground-truth tumour mask;
+- ``RadiomicsCox-nodes``: the same on the tumour and the ground-truth nodes, plus node burden;
+- ``DeepMTS-tumour``: DeepMTS fitted with the tumour mask only (the papers' setting; the
+  node field is withheld), survival head on the segmentation features;
+- ``DeepMTS-nodes``: DeepMTS fitted with both masks (two-region segmentation);
+- ``DeepMTS-paper``: the paper's pooled head, tumour only (``--paper-rows``);
+- the same rows for AdaMSS where its estimator supports them (``--adamss``).
+
+The deep models use :data:`survseg.registry.CPU_NETWORKS` (the demo's CPU settings) and
+``--iterations`` training iterations. At prediction no model sees a mask: the deep models
+segment, the radiomics models read the ground-truth masks (their usual, advantaged setting).
+
+Seeds 2, 3, 7 and 2026 are kept for evaluation: they need ``--evaluation``, and no setting
+of this script was chosen on them. Fold results are kept in ``--output-dir`` so an interrupted
+run resumes (same estimator parameters, same data, same folds).
+
+Usage (from the repository root)::
+
+    PYTHONPATH=. python benchmarks/nodes_evaluation.py --seed 1            # development
+    PYTHONPATH=. python benchmarks/nodes_evaluation.py --seed 7 --evaluation
+
+Writes ``benchmarks/results/nodes_evaluation_seed<seed>.json``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import time
+
+RESULTS = os.path.join(os.path.dirname(os.path.abspath(__file__)), "results")
+EVALUATION_SEEDS = {2, 3, 7, 2026}
+CLINICAL = ("age", "hpv", "tnm_stage")
+#: the survival head that learned from 50-400 patients in benchmarks/heads/ (development)
+SMALL_DATA_HEAD = dict(survival_inputs="segmentation", feature_scaling="standardize")
+
+
+def models(args) -> dict:
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import StandardScaler
+    from sksurv.linear_model import CoxPHSurvivalAnalysis
+
+    from survseg.estimators import ClinicalColumns
+    from survseg.registry import make_model
+
+    common = dict(settings="cpu", units="physical", clinical=CLINICAL, fast_radiomics=True)
+    deep = dict(common, max_iter=args.iterations, random_state=args.train_seed)
+    out = {
+        "clinical Cox": make_pipeline(
+            ClinicalColumns(list(CLINICAL)), StandardScaler(), CoxPHSurvivalAnalysis()
+        ),
+        "RadiomicsCox": make_model("RadiomicsCox", **common),
+        "RadiomicsCox-nodes": make_model("RadiomicsCox-nodes", **common),
+        "DeepMTS-tumour": make_model("DeepMTS", dict(SMALL_DATA_HEAD, nodes_field=None), **deep),
+        "DeepMTS-nodes": make_model("DeepMTS", dict(SMALL_DATA_HEAD), **deep),
+    }
+    if args.paper_rows:
+        out["DeepMTS-paper"] = make_model("DeepMTS", {"nodes_field": None}, **deep)
+    if args.adamss:
+        out["AdaMSS-tumour"] = make_model("AdaMSS", {"nodes_field": None}, **deep)
+        out["AdaMSS-nodes"] = make_model("AdaMSS", {}, **deep)
+    if args.only:
+        out = {k: v for k, v in out.items() if k in args.only}
+    return out
+
+
+def main(argv=None) -> dict:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--patients", type=int, default=150)
+    parser.add_argument("--size", type=int, default=32)
+    parser.add_argument("--seed", type=int, default=1)
+    parser.add_argument("--evaluation", action="store_true", help="allow a reserved seed")
+    parser.add_argument("--folds", type=int, default=3)
+    parser.add_argument("--iterations", type=int, default=300)
+    parser.add_argument("--train-seed", type=int, default=0)
+    parser.add_argument("--paper-rows", action="store_true")
+    parser.add_argument("--adamss", action="store_true")
+    parser.add_argument("--only", nargs="+", help="run only these rows")
+    parser.add_argument("--n-bootstrap", type=int, default=1000)
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--output-dir", help="fold files (resume); default: under /tmp")
+    parser.add_argument("--output", help="JSON path (default under benchmarks/results/)")
+    args = parser.parse_args(argv)
+    if args.seed in EVALUATION_SEEDS and not args.evaluation:
+        parser.error(f"seed {args.seed} is reserved for evaluation; pass --evaluation.")
+    if args.evaluation and args.seed not in EVALUATION_SEEDS:
+        parser.error(f"--evaluation needs a reserved seed {sorted(EVALUATION_SEEDS)}.")
+
+    import numpy as np
+    import torch
+
+    torch.set_num_threads(args.threads)
+    from survseg.datasets import make_petct_cohort
+    from survseg.evaluation import benchmark, concordance_index
+
+    X, y, truth = make_petct_cohort(
+        args.patients, (args.size,) * 3, random_state=args.seed, return_truth=True
+    )
+    named = models(args)
+    out_dir = args.output_dir or f"/tmp/survseg_nodes_evaluation_seed{args.seed}"
+    start = time.perf_counter()
+    result = benchmark(
+        named,
+        X,
+        y,
+        cv=args.folds,
+        reference="RadiomicsCox" if "RadiomicsCox" in named else None,
+        n_bootstrap=args.n_bootstrap,
+        random_state=0,
+        output_dir=out_dir,
+        verbose=1,
+    )
+    seconds = time.perf_counter() - start
+    table = result.table.set_index("model")
+    predictions = result.predictions
+    first = predictions[predictions["model"] == next(iter(named))].sort_values("patient")
+    folds = first["fold"].to_numpy()
+    true_within = concordance_index(y, truth.risk, groups=folds)
+    keys = (
+        "cindex_within_fold",
+        "cindex_within_fold_low",
+        "cindex_within_fold_high",
+        "p_value_within_fold",
+        "cindex",
+        "dice",
+        "dice_nodes",
+        "fit_seconds",
+    )
+    rows = {}
+    for name in named:
+        row = table.loc[name]
+        rows[name] = {k: float(row[k]) for k in keys if k in row.index}
+        rows[name]["fraction_of_true"] = rows[name]["cindex_within_fold"] / true_within
+    reference = rows.get("RadiomicsCox", {}).get("cindex_within_fold", np.nan)
+    targets = {}
+    for name in named:
+        if not name.startswith(("DeepMTS", "AdaMSS")):
+            continue
+        c = rows[name]["cindex_within_fold"]
+        t = {"fraction_of_true >= 0.95": c / true_within}
+        t["minus RadiomicsCox"] = c - reference
+        if name.endswith("-nodes"):
+            t["tumour Dice >= 0.80"] = rows[name].get("dice")
+            t["node Dice >= 0.60"] = rows[name].get("dice_nodes")
+        targets[name] = t
+    out = {
+        "cohort": {
+            "patients": args.patients,
+            "shape": [args.size] * 3,
+            "seed": args.seed,
+            "evaluation_seed": args.evaluation,
+            "events": int(y["event"].sum()),
+            "patients_with_nodes": int((truth.measurements["n_nodes"] > 0).sum()),
+        },
+        "folds": args.folds,
+        "iterations": args.iterations,
+        "clinical": list(CLINICAL),
+        "true_risk": {"cindex_within_fold": true_within},
+        "models": rows,
+        "targets": targets,
+        "seconds": seconds,
+        "machine": {
+            "cpus": os.cpu_count(),
+            "torch_threads": args.threads,
+            "python": platform.python_version(),
+            "torch": torch.__version__,
+        },
+    }
+    path = args.output or os.path.join(RESULTS, f"nodes_evaluation_seed{args.seed}.json")
+    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+    with open(path, "w") as f:
+        json.dump(out, f, indent=1)
+    print(json.dumps(out, indent=1))
+    return out
+
+
+if __name__ == "__main__":
+    main()
