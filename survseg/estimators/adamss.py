@@ -565,6 +565,7 @@ class AdaMSSRegressor(DeepSurvivalBase):
             device=device,
         )  # fmt: skip
         nets, histories, best = {}, [], {}
+        fit.callbacks = training.bind_checkpoints(self.callbacks, self, X, y, device)
         with training.seeded(seed, device):
             rng, gen = training.make_generators(seed, device)
             fit.data = training.CohortBatches(
@@ -651,7 +652,8 @@ class AdaMSSRegressor(DeepSurvivalBase):
             max_iter=max_iter, device=fit.device, scheduler=sched, validate=validate,
             validate_every=training.validation_every(self.validate_every, max_iter), monitor=key,
             mode=mode, amp=self._amp(fit.device), verbose=self.verbose,
-            desc=stage.name, callbacks=self.callbacks or (),
+            desc=stage.name, callbacks=fit.callbacks,
+            random_sources=(rng, fit.data.generator, sampler),
         )  # fmt: skip
 
     def _monitor(self, stage: _Stage):

@@ -28,6 +28,7 @@ from ..training import (
     Standardiser,
     assign_fitted,
     balanced_batches,
+    bind_checkpoints,
     c_index_or_nan,
     check_intensity,
     forward_in_batches,
@@ -566,6 +567,7 @@ class DeepMTSRegressor(CoxSurvivalMixin, TransformerMixin, DeepSurvivalBase):
         train_idx, val_idx = validation_split(
             event, self.validation_fraction, seed, need_events=survival
         )
+        callbacks = bind_checkpoints(self.callbacks, self, X, y, device)
         scaler = Standardiser.fit(self._clinical(X, train_idx))
         tabular = scaler.transform(self._clinical(X, train_idx)) if len(scaler.mean) else None
 
@@ -633,7 +635,8 @@ class DeepMTSRegressor(CoxSurvivalMixin, TransformerMixin, DeepSurvivalBase):
                 amp=self._amp(device),
                 verbose=self.verbose,
                 desc=self._stage,
-                callbacks=self.callbacks or (),
+                callbacks=callbacks,
+                random_sources=(rng, gen, sampler),
             )
         state = dict(
             network_=net,

@@ -12,6 +12,7 @@ from sklearn.utils.validation import check_is_fitted, validate_data
 from ..data.validation import check_survival
 from ..losses.cox import cox_partial_likelihood_loss
 from ..networks.mlp import MLP
+from ..training.checkpoint import bind_checkpoints
 from ..training.device import make_generators, seed_from, seeded
 from ..training.loop import train
 from ..training.recipe import (
@@ -210,6 +211,7 @@ class DeepSurv(CoxSurvivalMixin, DeepSurvivalBase):
         device = self._device()
         seed = seed_from(self.random_state)
         rng, _ = make_generators(seed, device)
+        callbacks = bind_checkpoints(self.callbacks, self, X, y, device)
 
         fit_idx, val_idx = validation_split(event, self.validation_fraction, seed)
 
@@ -235,9 +237,12 @@ class DeepSurv(CoxSurvivalMixin, DeepSurvivalBase):
                 net.parameters(), lr=self.lr, weight_decay=self.weight_decay
             )
             if self.batch_size is None:
-                batches = (fit_idx[b] for b in _full_batches(len(fit_idx)))
+                sampler = _full_batches(len(fit_idx))
+                sources = ()
             else:
-                batches = (fit_idx[b] for b in random_batches(len(fit_idx), self.batch_size, rng))
+                sampler = random_batches(len(fit_idx), self.batch_size, rng)
+                sources = (rng, sampler)
+            batches = (fit_idx[b] for b in sampler)
 
             def compute_loss(module, index):
                 index = torch.as_tensor(index, device=device)
@@ -269,7 +274,8 @@ class DeepSurv(CoxSurvivalMixin, DeepSurvivalBase):
                 validate_every=validation_every(self.validate_every, self.max_iter),
                 monitor=monitor_key(self.monitor)[0] if validate is not None else None,
                 mode=monitor_key(self.monitor)[1],
-                callbacks=self.callbacks or (),
+                callbacks=callbacks,
+                random_sources=sources,
                 verbose=self.verbose,
                 desc="DeepSurv",
             )
