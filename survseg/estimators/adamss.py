@@ -268,11 +268,13 @@ class AdaMSSRegressor(DeepSurvivalBase):
     amp : {"auto", True, False}, default=False
         Mixed-precision training on CUDA ("auto": on when training on CUDA).
     verbose : int, default=0
-        ``> 0``: progress bars.
+        ``> 0``: progress bars of each stage's training (loss and the latest validation
+        scores) and of the radiomics extraction from the predicted masks.
     callbacks : list of callables or None, default=None
         Each called as ``callback(stage, iteration, row)`` after every training iteration of
         every stage (``row``: that iteration's history entries); raising stops ``fit``, which
-        then leaves the estimator as it was.
+        then leaves the estimator as it was. A :class:`~survseg.training.Checkpoint` saves
+        the training state of every stage and resumes an interrupted fit.
 
     Attributes
     ----------
@@ -800,9 +802,12 @@ class AdaMSSRegressor(DeepSurvivalBase):
             if self.extractor is None
             else self.extractor
         )
-        return clone(base).set_params(
+        extractor = clone(base).set_params(
             modalities=list(modalities), mask=lambda _: masks, empty_mask="nan"
         )
+        if self.verbose and "verbose" in extractor.get_params(deep=False):
+            extractor.set_params(verbose=self.verbose)  # the extraction's progress bar
+        return extractor
 
     def _radiomics_table(self, X, seg_net=None, modalities=None, intensity=None) -> pd.DataFrame:
         """pyradiomics features of ``X`` (as given) inside the masks ``seg_net`` predicts

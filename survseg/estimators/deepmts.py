@@ -220,13 +220,14 @@ class DeepMTSRegressor(CoxSurvivalMixin, TransformerMixin, DeepSurvivalBase):
         kept: ``True`` on the device, ``False`` in CPU memory (each batch copied over),
         "auto" = on the device unless it is a GPU they would fill by more than a fifth.
     verbose : int, default=0
-        ``> 0`` shows a progress bar.
+        ``> 0`` shows a progress bar with the loss and the latest validation scores.
     predict_batch_size : int, default=4
         Patients per forward pass at validation and prediction.
     callbacks : list of callables or None, default=None
         Each called as ``callback(stage, iteration, row)`` after every training iteration
         (``row``: that iteration's history entries); raising stops ``fit``, which then leaves
-        the estimator as it was.
+        the estimator as it was. A :class:`~survseg.training.Checkpoint` saves the training
+        state every ``every`` iterations and resumes an interrupted fit.
 
     Attributes
     ----------

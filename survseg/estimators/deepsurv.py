@@ -85,10 +85,12 @@ class DeepSurv(CoxSurvivalMixin, DeepSurvivalBase):
     device : {"cpu", "cuda", "auto"} or torch.device, default="cpu"
         Tabular networks this small train faster on the CPU.
     verbose : int, default=0
-        ``> 0`` shows a progress bar.
+        ``> 0`` shows a progress bar with the loss and the latest validation scores.
     callbacks : list of callables or None, default=None
         Each called as ``callback(stage, iteration, row)`` after every step; raising stops
-        ``fit``, which then leaves the estimator as it was.
+        ``fit``, which then leaves the estimator as it was. A
+        :class:`~survseg.training.Checkpoint` saves the training state and resumes an
+        interrupted fit.
 
     Attributes
     ----------

@@ -287,6 +287,7 @@ def train(
         scaler.step(optimizer)
         scaler.update()
         row = {"iteration": it, "lr": optimizer.param_groups[0]["lr"]}
+        validated = False
         row.update({k: float(v.detach()) for k, v in parts.items()})
         if scheduler is not None:
             scheduler.step()
@@ -297,6 +298,7 @@ def train(
             module.train()
             row.update({k: float(v) for k, v in scores.items()})
             shown = {k: float(v) for k, v in scores.items()}
+            validated = True
             if monitor is not None:
                 if monitor not in scores:
                     raise KeyError(
@@ -318,7 +320,7 @@ def train(
         if verbose:
             bar.set_postfix(
                 {"loss": f"{row['loss']:.4f}", **{k: f"{v:.4f}" for k, v in shown.items()}},
-                refresh=False,
+                refresh=validated,  # always shown when new scores come in
             )
     bar.close()
     if best_state is not None:
