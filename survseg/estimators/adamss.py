@@ -617,6 +617,12 @@ class AdaMSSRegressor(DeepSurvivalBase):
             **kw,
         )
 
+    def _networks_from_fitted(self) -> dict:
+        """The fitted networks' shapes, for :meth:`from_weights`."""
+        net = self._build_network(len(self.tabular_features_))
+        seg = net if self.learning_strategy == "mtl" else self._build_network(0)
+        return {"network_": net, "segmentation_network_": seg}
+
     def _train_stage(self, stage: _Stage, fit, nets, rng):
         """Build, initialise and train the network of one stage."""
         max_iter = self._stage_iter(stage)

@@ -573,16 +573,7 @@ class DeepMTSRegressor(CoxSurvivalMixin, TransformerMixin, DeepSurvivalBase):
         tabular = scaler.transform(self._clinical(X, train_idx)) if len(scaler.mean) else None
 
         with seeded(seed, device):
-            net = DeepMTS(
-                len(modalities),
-                len(scaler.mean),
-                segmentation=self.segmentation,
-                backbone=self.backbone,
-                **self._branches(),
-                feature_convs=self.feature_convs,
-                n_regions=max(len(regions), 1),
-                **net_params,
-            ).to(device)
+            net = self._build_network(len(scaler.mean), regions, net_params).to(device)
             if self.channels_last:
                 net = net.to(memory_format=torch.channels_last_3d)
             optimizer = head_l2_adam(net, net.head_weights(), self.lr, self.head_l2)
@@ -654,6 +645,22 @@ class DeepMTSRegressor(CoxSurvivalMixin, TransformerMixin, DeepSurvivalBase):
             risk = self._outputs(net, X, intensity, scaler)[0].astype(np.float64)
             state.update(self._baseline(risk, event, time))
         return assign_fitted(self, state)
+
+    def _build_network(self, n_tabular, regions, net_params) -> DeepMTS:
+        return DeepMTS(
+            len(self._modality_names()),
+            n_tabular,
+            segmentation=self.segmentation,
+            backbone=self.backbone,
+            **self._branches(),
+            feature_convs=self.feature_convs,
+            n_regions=max(len(regions), 1),
+            **net_params,
+        )
+
+    def _networks_from_fitted(self) -> dict:
+        net_params = dict(self.network_params or {})
+        return {"network_": self._build_network(len(self.tabular_mean_), self.regions_, net_params)}
 
     def _loss(self, module, batch, event, time, voxel_ml):
         images, suv, vox = batch.images, None, None

@@ -226,15 +226,7 @@ class DeepSurv(CoxSurvivalMixin, DeepSurvivalBase):
         Xt, et, tt = tensor(X), tensor(event, torch.bool), tensor(time, torch.float64)
 
         with seeded(seed, device):
-            net = MLP(
-                X.shape[1],
-                tuple(self.hidden_layer_sizes),
-                1,
-                dropout=self.dropout,
-                activation=self.activation,
-                batch_norm=self.batch_norm,
-                output_bias=False,
-            ).to(device)
+            net = self._build_network(X.shape[1]).to(device)
             optimizer = torch.optim.Adam(
                 net.parameters(), lr=self.lr, weight_decay=self.weight_decay
             )
@@ -305,6 +297,20 @@ class DeepSurv(CoxSurvivalMixin, DeepSurvivalBase):
                 **self._baseline(risk, event, time),
             ),
         )
+
+    def _build_network(self, n_features: int) -> MLP:
+        return MLP(
+            n_features,
+            tuple(self.hidden_layer_sizes),
+            1,
+            dropout=self.dropout,
+            activation=self.activation,
+            batch_norm=self.batch_norm,
+            output_bias=False,
+        )
+
+    def _networks_from_fitted(self) -> dict:
+        return {"network_": self._build_network(self.n_features_in_)}
 
     def _risk(self, X, net=None) -> np.ndarray:
         net = self._network() if net is None else net
