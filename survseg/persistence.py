@@ -29,7 +29,7 @@ models only from people you trust.
 pickle. :func:`save_weights` (or ``model.save_weights(path)``) writes a zip archive of
 ``header.json`` (class, parameters and every non-network fitted attribute as tagged JSON:
 arrays, the history, the Breslow baseline, time bins, feature names) and ``weights.pt``
-(the networks' ``state_dict``\ s, read back with ``torch.load(weights_only=True)``).
+(the networks' state dicts, read back with ``torch.load(weights_only=True)``).
 :func:`load_weights` (or ``DeepMTSRegressor.from_weights(path)``) rebuilds the networks from
 the parameters, loads the weights strictly and returns a fitted estimator that predicts as
 the saved one; it imports no class but survseg's own estimators and executes nothing from the
