@@ -32,6 +32,7 @@ _LAZY = {
     "calibration_at_horizon": "survseg.evaluation.calibration",
     "d_calibration": "survseg.evaluation.calibration",
     "Checkpoint": "survseg.training.checkpoint",
+    "EarlyStopping": "survseg.training.checkpoint",
     "save_weights": "survseg.persistence",
     "load_weights": "survseg.persistence",
 }

@@ -4,7 +4,7 @@ augmentation, checkpoints."""
 
 from .augment import random_affine, random_crop
 from .batches import Batch, CohortBatches, forward_in_batches
-from .checkpoint import Checkpoint, bind_checkpoints, fit_fingerprint
+from .checkpoint import Checkpoint, EarlyStopping, bind_checkpoints, fit_fingerprint
 from .device import make_generators, resolve_device, seed_from, seeded
 from .inputs import Standardiser, check_intensity, image_tensor, normalise
 from .loop import TrainingResult, train
@@ -25,6 +25,7 @@ __all__ = [
     "BalancedBatches",
     "Batch",
     "Checkpoint",
+    "EarlyStopping",
     "CohortBatches",
     "RandomBatches",
     "Standardiser",

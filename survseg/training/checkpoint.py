@@ -44,7 +44,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-__all__ = ["Checkpoint", "bind_checkpoints", "fit_fingerprint"]
+__all__ = ["Checkpoint", "EarlyStopping", "bind_checkpoints", "fit_fingerprint"]
 
 FORMAT = "survseg-checkpoint"
 FORMAT_VERSION = 1
@@ -88,6 +88,32 @@ class Checkpoint:
 
     def __repr__(self):
         return f"Checkpoint({os.fspath(self.dirname)!r}, every={self.every}, resume={self.resume})"
+
+
+class EarlyStopping:
+    """Stop a stage once its validation score has not improved for ``patience`` validations.
+
+    The score is the one that picks the kept weights (the estimator's ``monitor``: e.g.
+    ``val_c_index`` or ``val_loss``), so training stops ``patience`` validations after the
+    best one and ``fit`` keeps the best weights, as skorch's ``EarlyStopping`` with
+    ``load_best=True``. Needs validation (``validation_fraction > 0``); the history ends at the
+    stopping iteration. Works with :class:`Checkpoint` (a resumed fit stops where the
+    uninterrupted one does).
+
+    Parameters
+    ----------
+    patience : int, default=5
+        Validations without a new best before stopping (with ``validate_every=200``,
+        ``patience=5`` is 1,000 iterations).
+    """
+
+    def __init__(self, patience: int = 5):
+        if isinstance(patience, bool) or not isinstance(patience, int | np.integer) or patience < 1:
+            raise ValueError(f"EarlyStopping patience must be an integer >= 1; got {patience!r}.")
+        self.patience = int(patience)
+
+    def __repr__(self):
+        return f"EarlyStopping(patience={self.patience})"
 
 
 def fit_fingerprint(estimator, X, y, device=None) -> str:

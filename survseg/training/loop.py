@@ -69,14 +69,19 @@ def _autocast(device: torch.device, amp: bool):
 
 def _split_callbacks(callbacks):
     """``(checkpoints bound to this run, plain callables)``."""
-    from .checkpoint import Checkpoint, _BoundCheckpoint
+    from .checkpoint import Checkpoint, EarlyStopping, _BoundCheckpoint
 
-    checkpoints, plain = [], []
+    checkpoints, stoppers, plain = [], [], []
     for callback in callbacks or ():
         if isinstance(callback, Checkpoint):
             callback = _BoundCheckpoint(callback, None)
-        (checkpoints if isinstance(callback, _BoundCheckpoint) else plain).append(callback)
-    return checkpoints, plain
+        if isinstance(callback, _BoundCheckpoint):
+            checkpoints.append(callback)
+        elif isinstance(callback, EarlyStopping):
+            stoppers.append(callback)
+        else:
+            plain.append(callback)
+    return checkpoints, stoppers, plain
 
 
 def _latest_scores(rows) -> dict:
@@ -96,7 +101,7 @@ def _rng_tensors(device):
 
 
 def _save(checkpoint, desc, it, max_iter, module, optimizer, scheduler, scaler, sources,
-          device, rows, recent, best_iter, best_score, best_state):  # fmt: skip
+          device, rows, recent, best_iter, best_score, best_state, progress):  # fmt: skip
     from .checkpoint import source_states
 
     source_tensors, source_plain = source_states(sources)
@@ -118,6 +123,7 @@ def _save(checkpoint, desc, it, max_iter, module, optimizer, scheduler, scaler, 
         "best_iteration": best_iter,
         "best_score": best_score,
         "random_sources": source_plain,
+        **progress,
     }
     checkpoint.save(desc, tensors, meta)
 
@@ -151,6 +157,7 @@ def _restore(checkpoints, desc, module, optimizer, scheduler, scaler, sources, d
         int(meta["best_iteration"]),
         float(meta["best_score"]),
         best_state,
+        {"stale": int(meta.get("stale", 0)), "stopped": bool(meta.get("stopped", False))},
     )
 
 
@@ -211,7 +218,9 @@ def train(
         (losses, ``lr`` and any validation scores). A callback may raise to stop training.
         A :class:`~survseg.training.checkpoint.Checkpoint` among them is not called: the loop
         saves the training state through it every ``every`` iterations and at the last one,
-        and, with ``resume=True``, starts from the state it finds for ``desc``.
+        and, with ``resume=True``, starts from the state it finds for ``desc``. An
+        :class:`~survseg.training.checkpoint.EarlyStopping` ends training once ``monitor``
+        has not improved for ``patience`` validations (the history then ends there).
     random_sources : sequence
         What ``batches`` draws from: numpy and torch generators and
         samplers with ``state_dict`` / ``load_state_dict`` (:class:`~survseg.training.
@@ -242,13 +251,19 @@ def train(
     best_state, best_iter, best_score = None, max_iter, math.nan
     rows = []
     recent = deque(maxlen=_WINDOW)
-    checkpoints, plain = _split_callbacks(callbacks)
+    checkpoints, stoppers, plain = _split_callbacks(callbacks)
+    if stoppers and (validate is None or monitor is None):
+        raise ValueError(
+            "EarlyStopping watches the validation score that picks the kept weights: it needs "
+            "validation (validation_fraction > 0) and a monitor."
+        )
+    progress = {"stale": 0, "stopped": False}  # validations without a new best; stopped early
     start = 1
     restored = _restore(
         checkpoints, desc, module, optimizer, scheduler, scaler, random_sources, device
     )
     if restored is not None:
-        start, rows, recent, best_iter, best_score, best_state = restored
+        start, rows, recent, best_iter, best_score, best_state, progress = restored
         if start - 1 > max_iter:
             raise ValueError(
                 f"the checkpoint of stage {desc!r} is at iteration {start - 1}, past max_iter="
@@ -265,6 +280,8 @@ def train(
     )
     module.train()
     for it in bar:
+        if progress["stopped"]:  # restored from a checkpoint of a run that stopped early
+            break
         batch = next(batches)
         with _autocast(device, amp):
             parts = compute_loss(module, batch)
@@ -310,18 +327,26 @@ def train(
                 ):
                     best_score, best_iter = value, it
                     best_state = cpu_state_dict(module)
+                    progress["stale"] = 0
+                else:
+                    progress["stale"] += 1
+                if any(progress["stale"] >= s.patience for s in stoppers):
+                    progress["stopped"] = True
         rows.append(row)
         for callback in plain:
             callback(desc, it, row)
         for checkpoint in checkpoints:
-            if it == max_iter or it % checkpoint.every == 0:
+            if it == max_iter or it % checkpoint.every == 0 or progress["stopped"]:
                 _save(checkpoint, desc, it, max_iter, module, optimizer, scheduler, scaler,
-                      random_sources, device, rows, recent, best_iter, best_score, best_state)  # fmt: skip
+                      random_sources, device, rows, recent, best_iter, best_score, best_state,
+                      progress)  # fmt: skip
         if verbose:
             bar.set_postfix(
                 {"loss": f"{row['loss']:.4f}", **{k: f"{v:.4f}" for k, v in shown.items()}},
                 refresh=validated,  # always shown when new scores come in
             )
+        if progress["stopped"]:
+            break
     bar.close()
     if best_state is not None:
         module.load_state_dict(best_state)

@@ -14,7 +14,7 @@ from sksurv.datasets import load_whas500
 from survseg.estimators.adamss import AdaMSSRegressor
 from survseg.estimators.deepmts import DeepMTSRegressor
 from survseg.estimators.deepsurv import DeepSurv
-from survseg.training import Checkpoint, random_batches
+from survseg.training import Checkpoint, random_batches, train
 from tests.estimators.test_adamss_estimator import TINY as ADAMSS_TINY
 from tests.estimators.test_adamss_estimator import _normalise
 from tests.estimators.test_deepmts_estimator import TINY as DEEPMTS_TINY
@@ -212,3 +212,58 @@ def test_bad_every_is_named(whas, tmp_path):
     X, y = whas
     with pytest.raises(ValueError, match="every must be an integer >= 1"):
         DeepSurv(max_iter=2, callbacks=[Checkpoint(tmp_path, every=0)]).fit(X, y)
+
+
+def _scripted(scores, max_iter, callbacks):
+    """A linear model trained with validation scores given in advance."""
+    g = torch.Generator().manual_seed(0)
+    X = torch.randn(32, 3, generator=g)
+    y = X @ torch.tensor([1.0, -2.0, 0.5])
+    model = torch.nn.Linear(3, 1)
+    opt = torch.optim.SGD(model.parameters(), lr=0.05)
+    it = iter(scores)
+    weights = []
+
+    def validate(m):
+        weights.append(m.weight.detach().clone())
+        return {"val_score": next(it)}
+
+    result = train(
+        model,
+        iter(lambda: (X, y), None),
+        lambda m, b: {"loss": ((m(b[0]).squeeze(1) - b[1]) ** 2).mean()},
+        opt,
+        max_iter=max_iter,
+        device=torch.device("cpu"),
+        validate=validate,
+        validate_every=1,
+        monitor="val_score",
+        mode="max",
+        callbacks=callbacks,
+    )
+    return model, result, weights
+
+
+def test_early_stopping_stops_patience_validations_after_the_best(tmp_path):
+    from survseg.training import EarlyStopping
+
+    scores = [1.0, 3.0, 2.0, 2.5, 2.9, 9.0, 9.0]  # best at iteration 2, then 3 worse
+    model, result, weights = _scripted(scores, 7, [EarlyStopping(patience=3)])
+    assert len(result.history) == 5 and result.best_iteration == 2  # stopped at 2 + 3
+    torch.testing.assert_close(model.weight.detach(), weights[1])
+    # with a checkpoint: the stop is saved, and resuming does not train on
+    _scripted(scores, 7, [EarlyStopping(3), Checkpoint(tmp_path, every=100)])
+    meta = json.loads((tmp_path / "training.ckpt.json").read_text())
+    assert meta["iteration"] == 5 and meta["stopped"] is True
+    _, again, seen = _scripted(scores, 7, [EarlyStopping(3), Checkpoint(tmp_path, resume=True)])
+    assert seen == [] and again.best_iteration == 2 and len(again.history) == 5
+
+
+def test_early_stopping_needs_validation(whas):
+    from survseg.training import EarlyStopping
+
+    X, y = whas
+    with pytest.raises(ValueError, match="EarlyStopping .* needs validation"):
+        DeepSurv(max_iter=2, callbacks=[EarlyStopping(2)]).fit(X, y)
+    with pytest.raises(ValueError, match="patience must be an integer"):
+        EarlyStopping(0)
