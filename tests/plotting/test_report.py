@@ -162,6 +162,9 @@ def test_deep_models_figures(tmp_path):
         "overlay_DeepMTS.png",
         "attention_AdaMSS.png",
         "fusion_AdaMSS.png",
+        "calibration.png",
+        "dcal_AdaMSS.png",
+        "dcal_DeepMTS.png",
     }
     assert all(_not_blank(p) for p in written.values())
 
