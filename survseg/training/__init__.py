@@ -3,9 +3,9 @@ head-only L2, step schedule, monitors), one batch builder, device/seed handling,
 augmentation."""
 
 from .augment import random_affine, random_crop
-from .batches import Batch, CohortBatches, forward_in_batches
+from .batches import PRELOAD_BUDGET, Batch, CohortBatches, forward_in_batches, preload_storage
 from .device import make_generators, resolve_device, seed_from, seeded
-from .inputs import Standardiser, check_intensity, image_tensor, normalise
+from .inputs import Standardiser, check_intensity, image_tensor, mask_tensor, normalise
 from .loop import TrainingResult, train
 from .recipe import (
     MONITORS,
@@ -21,6 +21,7 @@ from .sampling import balanced_batches, random_batches
 
 __all__ = [
     "MONITORS",
+    "PRELOAD_BUDGET",
     "Batch",
     "CohortBatches",
     "Standardiser",
@@ -33,8 +34,10 @@ __all__ = [
     "head_l2_adam",
     "image_tensor",
     "make_generators",
+    "mask_tensor",
     "monitor_key",
     "normalise",
+    "preload_storage",
     "random_affine",
     "random_batches",
     "random_crop",
