@@ -13,6 +13,7 @@ from .cohort import (
     image_fields,
     mask_fields,
 )
+from .mapped import release_pages
 
 __all__ = [
     "check_cohort",
@@ -134,15 +135,23 @@ def check_cohort(
                 )
     cohort_spacing(X)  # a malformed 'spacing' field names the patient
     if check_values:
-        for start in range(0, len(X), _CHUNK):
-            chunk = X[start : start + _CHUNK]
-            for name in images:
-                finite = np.isfinite(chunk[name]).reshape(len(chunk), -1).all(axis=1)
-                if not finite.all():
-                    i = start + int(np.flatnonzero(~finite)[0])
-                    raise ValueError(
-                        f"image field {name!r} has NaN or infinite voxels for patient {i}."
-                    )
+        # a chunk of patients at a time (X[start:stop] is a view); integer images cannot hold
+        # NaN; the pages read from a memory-mapped cohort are released after each chunk, so
+        # that a full scan does not leave the whole file resident in this process
+        floating = [n for n in images if np.issubdtype(X.dtype.fields[n][0].base, np.inexact)]
+        try:
+            for start in range(0, len(X), _CHUNK):
+                chunk = X[start : start + _CHUNK]
+                for name in floating:
+                    finite = np.isfinite(chunk[name]).reshape(len(chunk), -1).all(axis=1)
+                    if not finite.all():
+                        i = start + int(np.flatnonzero(~finite)[0])
+                        raise ValueError(
+                            f"image field {name!r} has NaN or infinite voxels for patient {i}."
+                        )
+                release_pages(X)
+        finally:
+            release_pages(X)
         if require_mask:
             check_masks(X, mask_field)
         if NODES_FIELD in X.dtype.names:
@@ -152,6 +161,13 @@ def check_cohort(
 
 def check_masks(X, mask_field: str = "mask") -> None:
     """Raise if a mask is not binary or is empty for some patient (names the patient)."""
+    try:
+        _check_masks(X, mask_field)
+    finally:
+        release_pages(X)
+
+
+def _check_masks(X, mask_field):
     for start in range(0, len(X), _CHUNK):
         m = np.asarray(X[mask_field][start : start + _CHUNK])
         nonbinary = ~np.isin(m, (0, 1)).reshape(len(m), -1).all(axis=1)
@@ -172,6 +188,13 @@ def check_nodes(X, field: str = NODES_FIELD) -> None:
 
     Empty node masks are valid: many patients have no involved nodes.
     """
+    try:
+        _check_nodes(X, field)
+    finally:
+        release_pages(X)
+
+
+def _check_nodes(X, field):
     for start in range(0, len(X), _CHUNK):
         m = np.asarray(X[field][start : start + _CHUNK])
         bad = ((m != 0) & (m != 1)).reshape(len(m), -1).any(axis=1)

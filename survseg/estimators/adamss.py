@@ -61,6 +61,7 @@ from sklearn.utils.validation import check_is_fitted
 
 from .. import training
 from ..data.cohort import clinical_frame, volume_shape
+from ..data.mapped import release_pages
 from ..data.validation import check_cohort, check_fitted_cohort, check_survival
 from ..evaluation.metrics import dice_score
 from ..losses.discrete_time import (
@@ -267,6 +268,13 @@ class AdaMSSRegressor(DeepSurvivalBase):
     device : {"auto", "cpu", "cuda", "cuda:N"}, default="auto"
     amp : {"auto", True, False}, default=False
         Mixed-precision training on CUDA ("auto": on when training on CUDA).
+    preload : {"auto", True, False}, default="auto"
+        Whether the training volumes are read and intensity-normalised once at the start of
+        ``fit`` and kept in memory: ``True`` on the device; ``False`` not kept, each batch's
+        patients read from ``X`` (a memory-mapped cohort is then never resident); "auto" =
+        preloaded on a GPU when they take less than a fifth of its memory, else in CPU memory
+        when they take at most :data:`survseg.training.PRELOAD_BUDGET`, else read per batch.
+        Both ways give the same batches and the same model (as in DeepMTS).
     verbose : int, default=0
         ``> 0``: progress bars of each stage's training (loss and the latest validation
         scores) and of the radiomics extraction from the predicted masks.
@@ -350,6 +358,7 @@ class AdaMSSRegressor(DeepSurvivalBase):
             tuple,
         ],
         "augmentation": [None, dict, "boolean"],
+        "preload": [StrOptions({"auto"}), "boolean"],
     }
 
     def __init__(
@@ -387,6 +396,7 @@ class AdaMSSRegressor(DeepSurvivalBase):
         random_state=None,
         device="auto",
         amp=False,
+        preload="auto",
         verbose=0,
         callbacks=None,
     ):
@@ -422,6 +432,7 @@ class AdaMSSRegressor(DeepSurvivalBase):
         self.random_state = random_state
         self.device = device
         self.amp = amp
+        self.preload = preload
         self.verbose = verbose
         self.callbacks = callbacks
 
@@ -574,6 +585,7 @@ class AdaMSSRegressor(DeepSurvivalBase):
                 X, train_idx, modalities, device=device, intensity=intensity,
                 mask_field=self.mask_field, augment=self._augment(shape),
                 crop=self._crop(shape, multiple), generator=gen,
+                storage=training.preload_storage(self.preload),
             )  # fmt: skip
             fit.val_images = training.image_tensor(
                 X, list(modalities), val_idx, device=device, intensity=intensity
@@ -738,6 +750,7 @@ class AdaMSSRegressor(DeepSurvivalBase):
         """
         masks = fit.X[self.mask_field]
         voxels = sum(int(np.count_nonzero(masks[i])) for i in fit.train_idx)
+        release_pages(fit.X)  # the masks just read, of a memory-mapped cohort
         pi = voxels / (len(fit.train_idx) * float(np.prod(masks.shape[1:])))
         pi = min(max(pi, 1e-4), 0.5)
         with torch.no_grad():

@@ -3,10 +3,10 @@ head-only L2, step schedule, monitors), one batch builder, device/seed handling,
 augmentation, checkpoints."""
 
 from .augment import random_affine, random_crop
-from .batches import Batch, CohortBatches, forward_in_batches
+from .batches import PRELOAD_BUDGET, Batch, CohortBatches, forward_in_batches, preload_storage
 from .checkpoint import Checkpoint, EarlyStopping, bind_checkpoints, fit_fingerprint
 from .device import make_generators, resolve_device, seed_from, seeded
-from .inputs import Standardiser, check_intensity, image_tensor, normalise
+from .inputs import Standardiser, check_intensity, image_tensor, mask_tensor, normalise
 from .loop import TrainingResult, train
 from .recipe import (
     MONITORS,
@@ -22,6 +22,7 @@ from .sampling import BalancedBatches, RandomBatches, balanced_batches, random_b
 
 __all__ = [
     "MONITORS",
+    "PRELOAD_BUDGET",
     "BalancedBatches",
     "Batch",
     "Checkpoint",
@@ -40,8 +41,10 @@ __all__ = [
     "head_l2_adam",
     "image_tensor",
     "make_generators",
+    "mask_tensor",
     "monitor_key",
     "normalise",
+    "preload_storage",
     "random_affine",
     "random_batches",
     "random_crop",
