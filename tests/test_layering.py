@@ -20,29 +20,20 @@ import pytest
 
 PACKAGE = Path(__file__).resolve().parents[1] / "survseg"
 
+_ABOVE_PREPROCESS = {
+    "datasets",
+    "radiomics",
+    "losses",
+    "networks",
+    "training",
+    "estimators",
+    "evaluation",
+    "plotting",
+}
 # unit -> the survseg units it must never import (directly, lazily or through others)
 FORBIDDEN = {
-    "data": {
-        "preprocess",
-        "datasets",
-        "radiomics",
-        "losses",
-        "networks",
-        "training",
-        "estimators",
-        "evaluation",
-        "plotting",
-    },
-    "preprocess": {
-        "datasets",
-        "radiomics",
-        "losses",
-        "networks",
-        "training",
-        "estimators",
-        "evaluation",
-        "plotting",
-    },
+    "data": {"preprocess", *_ABOVE_PREPROCESS},
+    "preprocess": _ABOVE_PREPROCESS,
     "datasets": {"networks", "training", "estimators", "evaluation", "plotting"},
     "losses": {"preprocess", "networks", "training", "estimators", "evaluation"},
     "networks": {"preprocess", "training", "estimators", "evaluation"},

@@ -53,6 +53,27 @@ DEEPMTS_FAST = dict(
 #: The papers' survival head (issue 14 made segmentation-derived, scaled inputs the default).
 PAPER_HEAD = dict(survival_inputs="pooled", feature_scaling=None)
 
+#: The ablation rows of Meng et al. 2022, Tables II-V (docs/papers/deepmts.md): the
+#: DeepMTSRegressor parameters that differ from the full model's.
+DEEPMTS_ABLATIONS = {
+    "DeepMTS": {},
+    "MT-HS": dict(cascade=False),
+    "MT-CasNet": dict(hard_sharing=False),
+    "Seg-Backbone": dict(hard_sharing=False, cascade=False),
+    "Sur-HS": dict(segmentation=False, cascade=False),
+    "Sur-HS (using segmentation)": dict(segmentation=False, cascade=False, mask_input=True),
+    "Sur-CasNet": dict(segmentation=False, hard_sharing=False),
+    "Sur-CasNet (using segmentation)": dict(
+        segmentation=False, hard_sharing=False, mask_input=True
+    ),
+    "U-net": dict(hard_sharing=False, cascade=False, backbone="plain"),
+    "Sur-HS (U-net)": dict(segmentation=False, cascade=False, backbone="plain"),
+    "MT-HS (U-net)": dict(cascade=False, backbone="plain"),
+    "MT-CasNet (U-net)": dict(hard_sharing=False, backbone="plain"),
+    "DeepMTS (U-net)": dict(backbone="plain"),
+    "MT-HS (Baseline)": dict(cascade=False, feature_convs=False),
+}
+
 #: AdaMSS's network at two levels of a few channels (the golden size).
 ADAMSS_NETWORK = dict(
     single_channels=(2, 4), fuse_channels=(4, 8), n_convs=(1, 1), hidden_features=8

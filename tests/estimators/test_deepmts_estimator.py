@@ -10,7 +10,13 @@ from sksurv.metrics import concordance_index_censored
 
 from survseg.data.cohort import volumes
 from survseg.estimators.deepmts import DeepMTSRegressor
-from tests.tiny_models import DEEPMTS_FAST, DEEPMTS_SHAPE, PAPER_HEAD, deepmts_cohort
+from tests.tiny_models import (
+    DEEPMTS_ABLATIONS,
+    DEEPMTS_FAST,
+    DEEPMTS_SHAPE,
+    PAPER_HEAD,
+    deepmts_cohort,
+)
 
 
 def _with_params(est, **params):
@@ -148,25 +154,10 @@ def test_same_seed_same_model_and_clone(cohort):
     assert clone(a).get_params() == a.get_params()
 
 
-VARIANTS = {
-    "MT-HS": dict(cascade=False),
-    "MT-CasNet": dict(hard_sharing=False),
-    "Seg-Backbone": dict(hard_sharing=False, cascade=False),
-    "Sur-HS": dict(segmentation=False, cascade=False),
-    "Sur-HS (using segmentation)": dict(segmentation=False, cascade=False, mask_input=True),
-    "Sur-CasNet": dict(segmentation=False, hard_sharing=False),
-    "Sur-CasNet (using segmentation)": dict(
-        segmentation=False, hard_sharing=False, mask_input=True
-    ),
-    "DeepMTS (U-net)": dict(backbone="plain"),
-    "MT-HS (baseline)": dict(cascade=False, feature_convs=False),
-}
-
-
-@pytest.mark.parametrize("name", list(VARIANTS))
+@pytest.mark.parametrize("name", list(DEEPMTS_ABLATIONS))
 def test_each_ablation_trains(name, cohort):
     X, y = cohort
-    kw = VARIANTS[name]
+    kw = DEEPMTS_ABLATIONS[name]
     est = tiny(max_iter=2, **kw).fit(X, y)
     survival = kw.get("hard_sharing", True) or kw.get("cascade", True)
     segments = kw.get("segmentation", True)

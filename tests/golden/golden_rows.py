@@ -17,6 +17,7 @@ import numpy as np
 
 from tests.tiny_models import (
     ADAMSS_FAST,
+    DEEPMTS_ABLATIONS,
     DEEPMTS_FAST,
     FAST_RADIOMICS,
     PAPER_HEAD,
@@ -44,24 +45,9 @@ RERECORDED = {("deepsurv", "early stopping"): "sorted validation split (dropout 
 
 DEEPMTS_BASE = {**DEEPMTS_FAST, **PAPER_HEAD}
 
-# Meng et al. 2022, Tables II-V (docs/papers/deepmts.md), plus the training options.
+# Meng et al. 2022, Tables II-V, plus the training options.
 DEEPMTS_ROWS = {
-    "DeepMTS": {},
-    "MT-HS": dict(cascade=False),
-    "MT-CasNet": dict(hard_sharing=False),
-    "Seg-Backbone": dict(hard_sharing=False, cascade=False),
-    "Sur-HS": dict(segmentation=False, cascade=False),
-    "Sur-HS (using segmentation)": dict(segmentation=False, cascade=False, mask_input=True),
-    "Sur-CasNet": dict(segmentation=False, hard_sharing=False),
-    "Sur-CasNet (using segmentation)": dict(
-        segmentation=False, hard_sharing=False, mask_input=True
-    ),
-    "U-net": dict(hard_sharing=False, cascade=False, backbone="plain"),
-    "Sur-HS (U-net)": dict(segmentation=False, cascade=False, backbone="plain"),
-    "MT-HS (U-net)": dict(cascade=False, backbone="plain"),
-    "MT-CasNet (U-net)": dict(hard_sharing=False, backbone="plain"),
-    "DeepMTS (U-net)": dict(backbone="plain"),
-    "MT-HS (Baseline)": dict(cascade=False, feature_convs=False),
+    **DEEPMTS_ABLATIONS,
     "clinical + validation": dict(
         clinical=["age"], validation_fraction=0.4, validate_every=2, max_iter=4
     ),
