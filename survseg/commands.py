@@ -140,8 +140,8 @@ def _geometries(raw):
 
 
 def _cmd_preprocess(args) -> int:
-    from .data.loaders import load_hecktor, load_manifest
     from .data.store import save_dataset
+    from .datasets import load_hecktor, load_manifest
     from .preprocess import Preprocessing
 
     size = tuple(args.crop_size) * (3 if len(args.crop_size) == 1 else 1)

@@ -25,7 +25,6 @@ from survseg.data import cohort as cohort_module
 from survseg.data import store as store_module
 from survseg.data.cohort import load_cohort, save_cohort, volumes
 from survseg.data.io import read_image
-from survseg.data.loaders import load_hecktor, load_manifest
 from survseg.data.names import resolve_inside, safe_file_name
 from survseg.data.store import load_dataset, save_dataset
 from survseg.data.validation import (
@@ -35,6 +34,7 @@ from survseg.data.validation import (
     check_survival,
     cohort_signature,
 )
+from survseg.datasets import load_hecktor, load_manifest
 from survseg.evaluation.benchmark import benchmark
 from survseg.persistence import (
     ModelFileError,

@@ -21,6 +21,7 @@ import SimpleITK as sitk
 import torch
 
 from survseg.cli import main
+from tests.tiny_models import DEEPMTS_NETWORK
 
 N_PATIENTS = 10
 CT_SIZE = (40, 40, 30)  # (x, y, z) voxels
@@ -30,19 +31,7 @@ FLIPPED = (-1.0, 0.0, 0.0, 0.0, -1.0, 0.0, 0.0, 0.0, 1.0)  # x and y axes revers
 CROP = 24  # voxels of the preprocessed box (DeepMTS's DenseNet needs >= 19), at PREP_SPACING mm
 PREP_SPACING = 2.0
 
-TINY_DEEPMTS = dict(
-    channels=(4, 6, 8),
-    encoder_convs=(1, 1, 1),
-    decoder_convs=(1, 1),
-    feature_channels=(2, 3, 4),
-    dense_stem_channels=6,
-    dense_block_layers=(1, 1, 1),
-    dense_transition_channels=(3, 4, 5),
-    dense_growth_rate=4,
-    dense_bottleneck_channels=8,
-    fc_units=5,
-)
-DEEPMTS_PARAMS = [f"network_params={TINY_DEEPMTS!r}", "max_iter=2", "batch_size=4", "device=cpu"]
+DEEPMTS_PARAMS = [f"network_params={DEEPMTS_NETWORK!r}", "max_iter=2", "batch_size=4", "device=cpu"]
 
 
 def _image(array_zyx, origin, spacing, direction=None):

@@ -17,21 +17,10 @@ from survseg.estimators import (
 )
 from survseg.radiomics import RadiomicsExtractor
 from survseg.utils.estimator_checks import CHECK_NAMES, all_estimators, estimator_checks
+from tests.tiny_models import DEEPMTS_NETWORK_MINI
 
 _FAST_RADIOMICS = dict(
     feature_classes=["firstorder"], image_types=["original"], settings={"binCount": 8}
-)
-_DEEPMTS_NET = dict(
-    channels=(2, 3, 4),
-    encoder_convs=(1, 1, 1),
-    decoder_convs=(1, 1),
-    feature_channels=(2, 2, 2),
-    dense_stem_channels=4,
-    dense_block_layers=(1, 1, 1),
-    dense_transition_channels=(2, 2, 2),
-    dense_growth_rate=2,
-    dense_bottleneck_channels=4,
-    fc_units=3,
 )
 _CT_PET = {"pet": "zscore", "ct": "window"}
 
@@ -49,7 +38,11 @@ TINY = {
     "BaggedIcareSurvival": lambda: BaggedIcareSurvival(n_estimators=3, random_state=0),
     "ClinicalColumns": lambda: ClinicalColumns(columns=["age", "tnm_stage"]),
     "DeepMTSRegressor": lambda: DeepMTSRegressor(
-        network_params=_DEEPMTS_NET, max_iter=2, batch_size=4, intensity=_CT_PET, device="cpu"
+        network_params=DEEPMTS_NETWORK_MINI,
+        max_iter=2,
+        batch_size=4,
+        intensity=_CT_PET,
+        device="cpu",
     ),
     "DeepSurv": lambda: DeepSurv((4,), max_iter=20),
     "FoldEnsemble": lambda: FoldEnsemble(DeepSurv((3,), max_iter=10), cv=2),

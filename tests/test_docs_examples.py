@@ -28,11 +28,11 @@ def _blocks():
 def _user_files(code: str, folder: Path) -> None:
     """The files a block names, as tiny stand-ins for the user's data."""
     if "cohort.csv" in code:
-        from tests.data.test_loaders import write_manifest
+        from tests.datasets.cohort_files import write_manifest
 
         write_manifest(folder)
     if "hecktor2022/" in code:
-        from tests.data.test_loaders import write_hecktor
+        from tests.datasets.cohort_files import write_hecktor
 
         write_hecktor(folder / "hecktor2022")
 

@@ -1,4 +1,5 @@
-"""Cohort data model, validation, reading and loading of PET/CT data."""
+"""Cohort data model, validation, reading of PET/CT images and SUV, dataset folders (the loaders
+of cohorts from disk are in :mod:`survseg.datasets`)."""
 
 from .cohort import (
     clinical_fields,

@@ -33,6 +33,7 @@ from sklearn.base import clone
 from sklearn.model_selection import KFold, StratifiedKFold, check_cv
 
 from .._parallel import parallel_run
+from ..data.store import atomic_path
 from ..data.validation import check_survival
 from .calibration import calibration_at_horizon, d_calibration, survival_at
 from .compare import compare_concordance, concordance_ci
@@ -451,8 +452,6 @@ def benchmark(
         done[(name, k)] = (out, model)
         path = fold_path(name, k)
         if path is not None:
-            from ..data.store import atomic_path
-
             with atomic_path(path) as tmp, open(tmp, "wb") as fh:
                 np.savez(fh, test_index=test, resume_key=np.str_(keys[(name, k)]), **out)
 

@@ -1,5 +1,5 @@
 """Training losses: Cox partial likelihood, segmentation (Dice, focal), discrete-time survival."""
 
-from .cox import CoxLoss, cox_partial_likelihood_loss
+from .cox import cox_partial_likelihood_loss
 
-__all__ = ["CoxLoss", "cox_partial_likelihood_loss"]
+__all__ = ["cox_partial_likelihood_loss"]

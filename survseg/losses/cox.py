@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import torch
 
-__all__ = ["cox_partial_likelihood_loss", "CoxLoss"]
+__all__ = ["cox_partial_likelihood_loss"]
 
 
 def cox_partial_likelihood_loss(
@@ -108,17 +108,3 @@ def cox_partial_likelihood_loss(
 
     loss = -log_lik
     return loss / n_events.to(loss.dtype) if reduction == "mean" else loss
-
-
-class CoxLoss(torch.nn.Module):
-    """:func:`cox_partial_likelihood_loss` as a module (``ties``, ``reduction`` fixed)."""
-
-    def __init__(self, ties: str = "efron", reduction: str = "mean"):
-        super().__init__()
-        self.ties = ties
-        self.reduction = reduction
-
-    def forward(self, log_risk, event, time):
-        return cox_partial_likelihood_loss(
-            log_risk, event, time, ties=self.ties, reduction=self.reduction
-        )

@@ -45,13 +45,11 @@ from __future__ import annotations
 import numpy as np
 import torch
 import torch.nn.functional as F
-from torch import nn
 
 __all__ = [
     "time_bin_edges",
     "encode_survival",
     "discrete_time_nll",
-    "DiscreteTimeLoss",
     "survival_at_edges",
     "predicted_time",
 ]
@@ -172,17 +170,6 @@ def discrete_time_nll(
     if reduction == "none":
         return per_patient
     return per_patient.sum() if reduction == "sum" else per_patient.mean()
-
-
-class DiscreteTimeLoss(nn.Module):
-    """Module form of :func:`discrete_time_nll`."""
-
-    def __init__(self, reduction: str = "mean"):
-        super().__init__()
-        self.reduction = reduction
-
-    def forward(self, logits, s, f):
-        return discrete_time_nll(logits, s, f, reduction=self.reduction)
 
 
 def survival_at_edges(p) -> np.ndarray:

@@ -9,7 +9,7 @@ lead predictions back to each patient's original space (:func:`to_original_space
 Writing a predicted mask in the patient's original space::
 
     from survseg.data.io import write_image
-    from survseg.data.loaders import load_hecktor
+    from survseg.datasets import load_hecktor
     from survseg.preprocess import to_original_space
 
     X, y, ids, geometries = load_hecktor(root, return_geometry=True)

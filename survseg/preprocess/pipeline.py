@@ -43,6 +43,7 @@ from tqdm.auto import tqdm
 
 from .._parallel import parallel_run
 from ..data.io import read_image, read_pet, select_labels
+from ..data.store import atomic_path
 from .crop import box_around_point, crop_grid, mask_centroid
 from .geometry import CaseGeometry, Grid
 from .intensity import window, zscore
@@ -462,8 +463,6 @@ def _cache_read(path: str):
 
 
 def _cache_write(path: str, arrays: dict, geometry: CaseGeometry) -> None:
-    from ..data.store import atomic_path
-
     os.makedirs(os.path.dirname(path), exist_ok=True)
     with atomic_path(path) as tmp, open(tmp, "wb") as fh:
         np.savez(fh, **arrays, **{_GEOMETRY_KEY: np.str_(_geometry_to_json(geometry))})

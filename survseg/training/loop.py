@@ -35,14 +35,12 @@ class TrainingResult:
         One row per iteration: ``iteration``, ``lr``, every loss part, and the validation
         metrics at the iterations where validation ran (NaN elsewhere).
     best_iteration : int
-        Iteration of the kept checkpoint (the last one without validation).
-    best_score : float
-        Its monitored validation value (NaN without validation).
+        Iteration of the kept checkpoint (the last one without a monitored validation); its
+        monitored value is ``history.loc[history.iteration == best_iteration, monitor]``.
     """
 
     history: pd.DataFrame
     best_iteration: int
-    best_score: float = math.nan
 
 
 #: A loss this many times its running median (over the last ``_WINDOW`` iterations) has
@@ -352,8 +350,4 @@ def train(
         module.load_state_dict(best_state)
     module.eval()
     history = pd.DataFrame(rows)
-    return TrainingResult(
-        history=history,
-        best_iteration=best_iter,
-        best_score=best_score if best_state is not None else math.nan,
-    )
+    return TrainingResult(history=history, best_iteration=best_iter)

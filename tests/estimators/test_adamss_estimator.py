@@ -14,18 +14,11 @@ from survseg.datasets import make_petct_cohort
 from survseg.estimators.adamss import AdaMSSRegressor, transfer_pretrained_weights
 from survseg.networks.adamss import AdaMSS
 from survseg.radiomics import RadiomicsExtractor
+from tests.tiny_models import ADAMSS_FAST as TINY
+from tests.tiny_models import ADAMSS_NETWORK as NET
+from tests.tiny_models import FAST_RADIOMICS as FAST_RADIOMICS_SETTINGS
 
-NET = dict(single_channels=(2, 4), fuse_channels=(4, 8), n_convs=(1, 1), hidden_features=8)
-TINY = dict(
-    network_params=NET,
-    max_iter=4,
-    random_state=0,
-    radiomics=False,
-    device="cpu",
-)
-FAST_RADIOMICS = RadiomicsExtractor(
-    feature_classes=["firstorder", "shape"], image_types=["original"], settings={"binCount": 16}
-)
+FAST_RADIOMICS = RadiomicsExtractor(**FAST_RADIOMICS_SETTINGS)
 
 
 def _normalise(X):

@@ -7,45 +7,16 @@ from sklearn.base import clone
 from sklearn.pipeline import Pipeline
 from sksurv.linear_model import CoxPHSurvivalAnalysis
 from sksurv.metrics import concordance_index_censored
-from sksurv.util import Surv
 
 from survseg.data.cohort import volumes
 from survseg.estimators.deepmts import DeepMTSRegressor
-
-SHAPE = (20, 20, 20)  # divisible by 4 (3-level U-Net) and >= 19 (DenseNet stem and pools)
-TINY = dict(
-    channels=(4, 6, 8),
-    encoder_convs=(1, 1, 1),
-    decoder_convs=(1, 1),
-    feature_channels=(2, 3, 4),
-    dense_stem_channels=6,
-    dense_block_layers=(1, 1, 1),
-    dense_transition_channels=(3, 4, 5),
-    dense_growth_rate=4,
-    dense_bottleneck_channels=8,
-    fc_units=5,
+from tests.tiny_models import (
+    DEEPMTS_ABLATIONS,
+    DEEPMTS_FAST,
+    DEEPMTS_SHAPE,
+    PAPER_HEAD,
+    deepmts_cohort,
 )
-
-
-def sphere_cohort(n=12, shape=SHAPE, seed=0, events=None):
-    """Noisy PET/CT with one spherical tumour each; larger tumours progress earlier."""
-    rng = np.random.default_rng(seed)
-    zz, yy, xx = np.indices(shape)
-    centre = np.asarray(shape) / 2 + rng.uniform(-2, 2, (n, 3))
-    radius = rng.uniform(2.5, 5.0, n)
-    dist = np.sqrt(
-        sum((g[None] - centre[:, i, None, None, None]) ** 2 for i, g in enumerate((zz, yy, xx)))
-    )
-    mask = (dist <= radius[:, None, None, None]).astype(np.uint8)
-    pet = rng.normal(0, 1, (n, *shape)) + 3.0 * mask
-    ct = rng.normal(0, 1, (n, *shape)) + 1.0 * mask
-    time = 100 * np.exp(-(radius - 3.5)) * rng.uniform(0.8, 1.2, n)
-    event = np.ones(n, dtype=bool)
-    event[::3] = False
-    if events is not None:
-        event = events
-    X = volumes(pet=pet, ct=ct, mask=mask, age=rng.uniform(40, 80, n), stage=rng.integers(3, 5, n))
-    return X, Surv.from_arrays(event, time)
 
 
 def _with_params(est, **params):
@@ -59,21 +30,12 @@ def _with_params(est, **params):
 
 def tiny(**kw):
     # the papers' head; the issue-14 defaults are tested in test_deepmts_nodes.py
-    params = dict(
-        network_params=TINY,
-        max_iter=3,
-        batch_size=4,
-        random_state=0,
-        survival_inputs="pooled",
-        feature_scaling=None,
-    )
-    params.update(kw)
-    return DeepMTSRegressor(**params)
+    return DeepMTSRegressor(**{**DEEPMTS_FAST, **PAPER_HEAD, **kw})
 
 
 @pytest.fixture(scope="module")
 def cohort():
-    return sphere_cohort()
+    return deepmts_cohort()
 
 
 @pytest.fixture(scope="module")
@@ -95,7 +57,7 @@ def test_predict_score_transform(fitted, cohort):
 
 
 def test_paper_defaults_give_236_feature_names():
-    X, y = sphere_cohort(n=4, shape=(32, 32, 32))
+    X, y = deepmts_cohort(n=4, shape=(32, 32, 32))
     est = DeepMTSRegressor(
         max_iter=1,
         batch_size=2,
@@ -112,7 +74,7 @@ def test_paper_defaults_give_236_feature_names():
 def test_masks(fitted, cohort):
     X, _ = cohort
     prob = fitted.predict_proba_mask(X)
-    assert prob.shape == (12, *SHAPE) and prob.dtype == np.float32
+    assert prob.shape == (12, *DEEPMTS_SHAPE) and prob.dtype == np.float32
     assert prob.min() >= 0 and prob.max() <= 1
     np.testing.assert_array_equal(fitted.predict_mask(X), (prob > 0.5).astype(np.uint8))
     np.testing.assert_array_equal(
@@ -164,7 +126,7 @@ def test_monitor_selects_the_checkpoint(monitor, pick, cohort):
 
 def test_lr_schedule_is_the_paper_schedule_scaled():
     # 15k iterations with drops at 2.5k, 5k, 10k scaled to 6: drops after iterations 1, 2 and 4
-    X, y = sphere_cohort(n=8)
+    X, y = deepmts_cohort(n=8)
     est = tiny(max_iter=6, segmentation=False, cascade=False).fit(X, y)
     np.testing.assert_allclose(est.history_["lr"], [1e-4, 5e-5, 1e-5, 1e-5, 1e-6, 1e-6])
 
@@ -192,25 +154,10 @@ def test_same_seed_same_model_and_clone(cohort):
     assert clone(a).get_params() == a.get_params()
 
 
-VARIANTS = {
-    "MT-HS": dict(cascade=False),
-    "MT-CasNet": dict(hard_sharing=False),
-    "Seg-Backbone": dict(hard_sharing=False, cascade=False),
-    "Sur-HS": dict(segmentation=False, cascade=False),
-    "Sur-HS (using segmentation)": dict(segmentation=False, cascade=False, mask_input=True),
-    "Sur-CasNet": dict(segmentation=False, hard_sharing=False),
-    "Sur-CasNet (using segmentation)": dict(
-        segmentation=False, hard_sharing=False, mask_input=True
-    ),
-    "DeepMTS (U-net)": dict(backbone="plain"),
-    "MT-HS (baseline)": dict(cascade=False, feature_convs=False),
-}
-
-
-@pytest.mark.parametrize("name", list(VARIANTS))
+@pytest.mark.parametrize("name", list(DEEPMTS_ABLATIONS))
 def test_each_ablation_trains(name, cohort):
     X, y = cohort
-    kw = VARIANTS[name]
+    kw = DEEPMTS_ABLATIONS[name]
     est = tiny(max_iter=2, **kw).fit(X, y)
     survival = kw.get("hard_sharing", True) or kw.get("cascade", True)
     segments = kw.get("segmentation", True)
@@ -220,7 +167,7 @@ def test_each_ablation_trains(name, cohort):
         assert np.isfinite(est.predict(X)).all()
         assert "cox_loss" in est.history_
     if segments:
-        assert est.predict_mask(X).shape == (12, *SHAPE)
+        assert est.predict_mask(X).shape == (12, *DEEPMTS_SHAPE)
         assert "dice_loss" in est.history_
     else:
         assert "dice_loss" not in est.history_
@@ -263,7 +210,7 @@ def test_head_l2_acts_on_fc_kernels_only(cohort):
 def test_batches_without_events_give_zero_cox_loss():
     events = np.zeros(8, dtype=bool)
     events[0] = True
-    X, y = sphere_cohort(n=8, events=events)
+    X, y = deepmts_cohort(n=8, events=events)
     est = tiny(balanced=False, batch_size=2, max_iter=6, segmentation=False, cascade=False).fit(
         X, y
     )

@@ -8,20 +8,9 @@ from sksurv.util import Surv
 from survseg.data.cohort import volumes
 from survseg.estimators.deepmts import DeepMTSRegressor
 from survseg.networks.deepmts import DeepMTS
-
-SHAPE = (20, 20, 20)
-TINY = dict(
-    channels=(4, 6, 8),
-    encoder_convs=(1, 1, 1),
-    decoder_convs=(1, 1),
-    feature_channels=(2, 3, 4),
-    dense_stem_channels=6,
-    dense_block_layers=(1, 1, 1),
-    dense_transition_channels=(3, 4, 5),
-    dense_growth_rate=4,
-    dense_bottleneck_channels=8,
-    fc_units=5,
-)
+from tests.tiny_models import DEEPMTS_FAST
+from tests.tiny_models import DEEPMTS_NETWORK as TINY
+from tests.tiny_models import DEEPMTS_SHAPE as SHAPE
 
 
 def nodes_cohort(n=12, seed=0):
@@ -42,9 +31,7 @@ def nodes_cohort(n=12, seed=0):
 
 
 def tiny(**kw):
-    params = dict(network_params=TINY, max_iter=3, batch_size=4, random_state=0, device="cpu")
-    params.update(kw)
-    return DeepMTSRegressor(**params)
+    return DeepMTSRegressor(**{**DEEPMTS_FAST, **kw})
 
 
 def _dice(a, b):

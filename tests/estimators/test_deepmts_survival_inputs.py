@@ -12,20 +12,9 @@ from survseg.data.cohort import volumes
 from survseg.estimators.deepmts import DeepMTSRegressor
 from survseg.networks.deepmts import DeepMTS
 from survseg.networks.heads import FeatureStandardizer, SegmentationFeatures
-
-SHAPE = (20, 20, 20)
-TINY = dict(
-    channels=(4, 6, 8),
-    encoder_convs=(1, 1, 1),
-    decoder_convs=(1, 1),
-    feature_channels=(2, 3, 4),
-    dense_stem_channels=6,
-    dense_block_layers=(1, 1, 1),
-    dense_transition_channels=(3, 4, 5),
-    dense_growth_rate=4,
-    dense_bottleneck_channels=8,
-    fc_units=5,
-)
+from tests.tiny_models import DEEPMTS_FAST
+from tests.tiny_models import DEEPMTS_NETWORK as TINY
+from tests.tiny_models import DEEPMTS_SHAPE as SHAPE
 
 
 def volume_cohort(n=24, seed=0):
@@ -49,18 +38,13 @@ def volume_cohort(n=24, seed=0):
 
 def tiny(**kw):
     params = dict(
-        network_params=TINY,
-        max_iter=3,
-        batch_size=4,
-        random_state=0,
-        device="cpu",
+        DEEPMTS_FAST,
         intensity={"pet": "zscore", "ct": "zscore"},
         # the segmentation-derived head (the paper's "pooled" is the default)
         survival_inputs="segmentation",
         feature_scaling="standardize",
     )
-    params.update(kw)
-    return DeepMTSRegressor(**params)
+    return DeepMTSRegressor(**{**params, **kw})
 
 
 @pytest.fixture(scope="module")

@@ -14,6 +14,7 @@ from sksurv.metrics import concordance_index_censored
 from survseg.data.cohort import volumes
 from survseg.estimators.deepmts import DeepMTSRegressor
 from survseg.estimators.ensemble import FoldEnsemble
+from tests.tiny_models import DEEPMTS_NETWORK_MINI
 
 
 @pytest.fixture(scope="module")
@@ -132,20 +133,10 @@ def test_works_with_deepmts_on_a_cohort():
         pet=rng.normal(size=(n, *shape)) + 2 * mask, ct=rng.normal(size=(n, *shape)), mask=mask
     )
     y = Surv.from_arrays(np.arange(n) % 2 == 0, rng.uniform(1, 10, n))
-    tiny = dict(
-        channels=(2, 3, 4),
-        encoder_convs=(1, 1, 1),
-        decoder_convs=(1, 1),
-        feature_channels=(1, 1, 1),
-        dense_stem_channels=2,
-        dense_block_layers=(1, 1, 1),
-        dense_transition_channels=(1, 1, 1),
-        dense_growth_rate=2,
-        dense_bottleneck_channels=2,
-        fc_units=2,
-    )
     ens = FoldEnsemble(
-        DeepMTSRegressor(network_params=tiny, max_iter=1, batch_size=2), cv=2, random_state=0
+        DeepMTSRegressor(network_params=DEEPMTS_NETWORK_MINI, max_iter=1, batch_size=2),
+        cv=2,
+        random_state=0,
     ).fit(X, y)
     assert ens.predict(X).shape == (n,)
     prob = np.mean([m.predict_proba_mask(X) for m in ens.estimators_], axis=0)

@@ -11,21 +11,9 @@ import torch
 from survseg.datasets import make_petct_cohort
 from survseg.estimators.adamss import AdaMSSRegressor
 from survseg.estimators.deepmts import DeepMTSRegressor
+from tests.tiny_models import ADAMSS_NETWORK, DEEPMTS_NETWORK
 
 pytestmark = pytest.mark.gpu
-
-DEEPMTS_TINY = dict(
-    channels=(4, 6, 8),
-    encoder_convs=(1, 1, 1),
-    decoder_convs=(1, 1),
-    feature_channels=(2, 3, 4),
-    dense_stem_channels=6,
-    dense_block_layers=(1, 1, 1),
-    dense_transition_channels=(3, 4, 5),
-    dense_growth_rate=4,
-    dense_bottleneck_channels=8,
-    fc_units=5,
-)
 
 
 @pytest.fixture(scope="module")
@@ -37,7 +25,7 @@ def cohort():
     "make",
     [
         lambda: DeepMTSRegressor(
-            network_params=DEEPMTS_TINY,
+            network_params=DEEPMTS_NETWORK,
             max_iter=4,
             batch_size=4,
             amp=True,
@@ -46,9 +34,7 @@ def cohort():
             random_state=0,
         ),
         lambda: AdaMSSRegressor(
-            network_params=dict(
-                single_channels=(2, 4), fuse_channels=(4, 8), n_convs=(1, 1), hidden_features=8
-            ),
+            network_params=ADAMSS_NETWORK,
             radiomics=False,
             max_iter=4,
             amp=True,

@@ -10,26 +10,9 @@ from survseg.estimators.adamss import AdaMSSRegressor
 from survseg.estimators.deepmts import DeepMTSRegressor
 from survseg.preprocess import window, zscore
 from survseg.training import check_intensity, image_tensor
+from tests.tiny_models import ADAMSS_NETWORK, DEEPMTS_NETWORK
 
-DEEPMTS_TINY = dict(
-    channels=(4, 6, 8),
-    encoder_convs=(1, 1, 1),
-    decoder_convs=(1, 1),
-    feature_channels=(2, 3, 4),
-    dense_stem_channels=6,
-    dense_block_layers=(1, 1, 1),
-    dense_transition_channels=(3, 4, 5),
-    dense_growth_rate=4,
-    dense_bottleneck_channels=8,
-    fc_units=5,
-)
-ADAMSS_TINY = dict(
-    network_params=dict(
-        single_channels=(2, 4), fuse_channels=(4, 8), n_convs=(1, 1), hidden_features=8
-    ),
-    radiomics=False,
-    device="cpu",
-)
+ADAMSS_TINY = dict(network_params=ADAMSS_NETWORK, radiomics=False, device="cpu")
 
 
 @pytest.fixture(scope="module")
@@ -61,7 +44,7 @@ def test_tensor_normalisation_matches_hand_formulas(raw):
 def test_deepmts_on_raw_images_equals_normalised_cohort(raw):
     X, y = raw
     params = dict(
-        network_params=DEEPMTS_TINY, max_iter=3, batch_size=4, random_state=0, device="cpu"
+        network_params=DEEPMTS_NETWORK, max_iter=3, batch_size=4, random_state=0, device="cpu"
     )
     a = DeepMTSRegressor(intensity={"pet": "zscore", "ct": "zscore"}, **params).fit(X, y)
     b = DeepMTSRegressor(**params).fit(_normalised(X, "zscore"), y)
@@ -94,7 +77,7 @@ def test_bad_intensity_is_named(raw, intensity, message):
     X, y = raw
     for est in (
         DeepMTSRegressor(
-            network_params=DEEPMTS_TINY, max_iter=1, intensity=intensity, device="cpu"
+            network_params=DEEPMTS_NETWORK, max_iter=1, intensity=intensity, device="cpu"
         ),
         AdaMSSRegressor(**ADAMSS_TINY, max_iter=1, intensity=intensity),
     ):

@@ -14,9 +14,15 @@ cohort order and each gets a different dropout draw than before (risks moved by 
 from __future__ import annotations
 
 import numpy as np
-from sksurv.util import Surv
 
-from survseg.data.cohort import volumes
+from tests.tiny_models import (
+    ADAMSS_FAST,
+    DEEPMTS_ABLATIONS,
+    DEEPMTS_FAST,
+    FAST_RADIOMICS,
+    PAPER_HEAD,
+    deepmts_cohort,
+)
 
 # Old parameter -> the new parameter (and value) that reproduces it, for the CHANGELOG.
 RENAMED = {
@@ -37,47 +43,11 @@ RENAMED = {
 
 RERECORDED = {("deepsurv", "early stopping"): "sorted validation split (dropout draw order)"}
 
-DEEPMTS_TINY = dict(
-    channels=(4, 6, 8),
-    encoder_convs=(1, 1, 1),
-    decoder_convs=(1, 1),
-    feature_channels=(2, 3, 4),
-    dense_stem_channels=6,
-    dense_block_layers=(1, 1, 1),
-    dense_transition_channels=(3, 4, 5),
-    dense_growth_rate=4,
-    dense_bottleneck_channels=8,
-    fc_units=5,
-)
-DEEPMTS_BASE = dict(
-    network_params=DEEPMTS_TINY,
-    max_iter=3,
-    batch_size=4,
-    random_state=0,
-    device="cpu",
-    # the papers' head (issue 14 made segmentation-derived, scaled inputs the default)
-    survival_inputs="pooled",
-    feature_scaling=None,
-)
+DEEPMTS_BASE = {**DEEPMTS_FAST, **PAPER_HEAD}
 
-# Meng et al. 2022, Tables II-V (docs/papers/deepmts.md), plus the training options.
+# Meng et al. 2022, Tables II-V, plus the training options.
 DEEPMTS_ROWS = {
-    "DeepMTS": {},
-    "MT-HS": dict(cascade=False),
-    "MT-CasNet": dict(hard_sharing=False),
-    "Seg-Backbone": dict(hard_sharing=False, cascade=False),
-    "Sur-HS": dict(segmentation=False, cascade=False),
-    "Sur-HS (using segmentation)": dict(segmentation=False, cascade=False, mask_input=True),
-    "Sur-CasNet": dict(segmentation=False, hard_sharing=False),
-    "Sur-CasNet (using segmentation)": dict(
-        segmentation=False, hard_sharing=False, mask_input=True
-    ),
-    "U-net": dict(hard_sharing=False, cascade=False, backbone="plain"),
-    "Sur-HS (U-net)": dict(segmentation=False, cascade=False, backbone="plain"),
-    "MT-HS (U-net)": dict(cascade=False, backbone="plain"),
-    "MT-CasNet (U-net)": dict(hard_sharing=False, backbone="plain"),
-    "DeepMTS (U-net)": dict(backbone="plain"),
-    "MT-HS (Baseline)": dict(cascade=False, feature_convs=False),
+    **DEEPMTS_ABLATIONS,
     "clinical + validation": dict(
         clinical=["age"], validation_fraction=0.4, validate_every=2, max_iter=4
     ),
@@ -98,21 +68,7 @@ DEEPMTS_ROWS = {
     ),
 }
 
-ADAMSS_BASE = dict(
-    network_params=dict(
-        single_channels=(2, 4), fuse_channels=(4, 8), n_convs=(1, 1), hidden_features=8
-    ),
-    max_iter=4,
-    random_state=0,
-    radiomics=False,
-    device="cpu",
-    intensity={"pet": "zscore", "ct": "window"},
-)
-FAST_RADIOMICS = {
-    "feature_classes": ["firstorder", "shape"],
-    "image_types": ["original"],
-    "settings": {"binCount": 16},
-}
+ADAMSS_BASE = {**ADAMSS_FAST, "intensity": {"pet": "zscore", "ct": "window"}}
 
 
 def _fast_extractor():
@@ -156,25 +112,6 @@ DEEPSURV_ROWS = {
     "mini-batch": dict(batch_size=64, hidden_layer_sizes=(8, 4), activation="selu"),
     "early stopping": dict(validation_fraction=0.2, validate_every=5, batch_norm=True),
 }
-
-
-def deepmts_cohort(n=12, shape=(20, 20, 20), seed=0):
-    """Noisy PET/CT with one spherical tumour each; larger tumours progress earlier."""
-    rng = np.random.default_rng(seed)
-    zz, yy, xx = np.indices(shape)
-    centre = np.asarray(shape) / 2 + rng.uniform(-2, 2, (n, 3))
-    radius = rng.uniform(2.5, 5.0, n)
-    dist = np.sqrt(
-        sum((g[None] - centre[:, i, None, None, None]) ** 2 for i, g in enumerate((zz, yy, xx)))
-    )
-    mask = (dist <= radius[:, None, None, None]).astype(np.uint8)
-    pet = rng.normal(0, 1, (n, *shape)) + 3.0 * mask
-    ct = rng.normal(0, 1, (n, *shape)) + 1.0 * mask
-    time = 100 * np.exp(-(radius - 3.5)) * rng.uniform(0.8, 1.2, n)
-    event = np.ones(n, dtype=bool)
-    event[::3] = False
-    X = volumes(pet=pet, ct=ct, mask=mask, age=rng.uniform(40, 80, n))
-    return X, Surv.from_arrays(event, time)
 
 
 def adamss_cohort():

@@ -8,7 +8,6 @@ import torch
 import torch.nn.functional as F
 
 from survseg.losses.discrete_time import (
-    DiscreteTimeLoss,
     discrete_time_nll,
     encode_survival,
     predicted_time,
@@ -62,9 +61,6 @@ def test_loss_by_hand():
     )
     torch.testing.assert_close(
         discrete_time_nll(*args, reduction="sum"), torch.tensor(sum(expected), dtype=torch.float64)
-    )
-    torch.testing.assert_close(
-        DiscreteTimeLoss("sum")(*args), torch.tensor(sum(expected), dtype=torch.float64)
     )
 
 

@@ -10,20 +10,10 @@ from sklearn.utils.validation import check_is_fitted
 from survseg.estimators import AdaMSSRegressor, DeepMTSRegressor, DeepSurv
 from survseg.training import train
 from survseg.utils.estimator_checks import make_check_cohort, make_check_tabular
+from tests.tiny_models import DEEPMTS_NETWORK_MINI
 
 _DEEPMTS = dict(
-    network_params=dict(
-        channels=(2, 3, 4),
-        encoder_convs=(1, 1, 1),
-        decoder_convs=(1, 1),
-        feature_channels=(2, 2, 2),
-        dense_stem_channels=4,
-        dense_block_layers=(1, 1, 1),
-        dense_transition_channels=(2, 2, 2),
-        dense_growth_rate=2,
-        dense_bottleneck_channels=4,
-        fc_units=3,
-    ),
+    network_params=DEEPMTS_NETWORK_MINI,
     batch_size=4,
     intensity={"pet": "zscore", "ct": "window"},
     device="cpu",

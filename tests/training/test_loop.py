@@ -36,7 +36,8 @@ def test_train_fits_least_squares_and_records_history():
     h = res.history
     assert list(h.columns[:3]) == ["iteration", "lr", "loss"] and len(h) == 300
     assert h["mse"].notna().sum() == 6
-    assert res.best_score == h["mse"].min()
+    # the kept checkpoint is the validation with the lowest MSE
+    assert res.best_iteration == h.loc[h["mse"].idxmin(), "iteration"]
     assert not model.training
 
 
