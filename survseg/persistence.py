@@ -450,11 +450,13 @@ def _survseg_class(name: str, *, estimator_only: bool = True):
         cls = getattr(importlib.import_module(module), qualname)
     except (ImportError, AttributeError):
         raise ModelFileError(f"{name} is not a class of this survseg version.") from None
-    if estimator_only:
-        from .estimators._deep import DeepSurvivalBase
-
-        if not (isinstance(cls, type) and issubclass(cls, DeepSurvivalBase)):
-            raise ModelFileError(f"{name} is not a survseg deep estimator.")
+    # the deep estimators' protocol, checked without importing survseg.estimators: they call
+    # this module, so importing them here would close an import cycle
+    deep = isinstance(cls, type) and all(
+        callable(getattr(cls, m, None)) for m in ("_networks_from_fitted", "from_weights")
+    )
+    if estimator_only and not (deep and module.startswith("survseg.estimators")):
+        raise ModelFileError(f"{name} is not a survseg deep estimator.")
     return cls
 
 

@@ -19,9 +19,9 @@ from survseg.estimators.deepsurv import DeepSurv
 from survseg.persistence import ModelFileError, load_weights, save_weights
 from survseg.training import Checkpoint
 from tests.estimators.test_adamss_estimator import FAST_RADIOMICS, _normalise
-from tests.estimators.test_adamss_estimator import TINY as ADAMSS_TINY
-from tests.estimators.test_deepmts_estimator import TINY as DEEPMTS_TINY
-from tests.estimators.test_deepmts_estimator import sphere_cohort
+from tests.tiny_models import ADAMSS_FAST as ADAMSS_TINY
+from tests.tiny_models import DEEPMTS_NETWORK as DEEPMTS_TINY
+from tests.tiny_models import deepmts_cohort as sphere_cohort
 
 
 def _same_params(a, b):

@@ -15,10 +15,10 @@ from survseg.estimators.adamss import AdaMSSRegressor
 from survseg.estimators.deepmts import DeepMTSRegressor
 from survseg.estimators.deepsurv import DeepSurv
 from survseg.training import Checkpoint, random_batches, train
-from tests.estimators.test_adamss_estimator import TINY as ADAMSS_TINY
 from tests.estimators.test_adamss_estimator import _normalise
-from tests.estimators.test_deepmts_estimator import TINY as DEEPMTS_TINY
-from tests.estimators.test_deepmts_estimator import sphere_cohort
+from tests.tiny_models import ADAMSS_FAST as ADAMSS_TINY
+from tests.tiny_models import DEEPMTS_NETWORK as DEEPMTS_TINY
+from tests.tiny_models import deepmts_cohort as sphere_cohort
 
 
 class Interrupted(Exception):
