@@ -70,9 +70,16 @@ from ..losses.discrete_time import (
     survival_at_edges,
     time_bin_edges,
 )
-from ..losses.segmentation import dice_loss, focal_loss
+from ..losses.segmentation import focal_loss, region_dice_loss
 from ..networks.adamss import AdaMSS
-from ._deep import DEEP_PARAMETER_CONSTRAINTS, DeepSurvivalBase, autocast
+from ._deep import (
+    DEEP_PARAMETER_CONSTRAINTS,
+    DeepSurvivalBase,
+    autocast,
+    mean_dice,
+    region_channel,
+    segmented_regions,
+)
 
 __all__ = ["AdaMSSRegressor", "transfer_pretrained_weights", "PAPER_AUGMENTATION"]
 
@@ -91,7 +98,6 @@ _NETWORK_PARAMS = (
     "n_convs",
     "hidden_features",
     "dropout",
-    "seg_channels",
 )
 _PAPER_NETWORK = dict(
     single_channels=(8, 16, 32, 64, 128),
@@ -175,6 +181,14 @@ class AdaMSSRegressor(DeepSurvivalBase):
         images as given.
     mask_field : str, default="mask"
         Tumour-mask field used as the segmentation target at ``fit``.
+    nodes_field : str or None, default="nodes"
+        Field holding the lymph-node labels. When it is in ``X`` at ``fit`` the network
+        segments two regions, tumour and nodes (two output channels, as the authors' code
+        does with HECKTOR's labels 1 = GTVp and 2 = GTVn), the segmentation loss is summed
+        over the regions, and the stage-II radiomics describe both predicted regions plus
+        the node burden; otherwise only the tumour (the paper's setting). ``None``: the
+        tumour only, even when the field is there. Patients without nodes (an all-zero
+        mask) are valid. Same meaning as :class:`~survseg.estimators.DeepMTSRegressor`'s.
     clinical : list of str or None, default=None
         Clinical fields of ``X`` (numeric) joined to the survival head, z-scored on the
         training data.
@@ -211,8 +225,9 @@ class AdaMSSRegressor(DeepSurvivalBase):
         Shape of :class:`survseg.networks.AdaMSS`: ``single_channels``, ``fuse_channels``,
         ``n_convs`` (widths and depths per level; paper (8, 16, 32, 64, 128),
         (16, 32, 64, 128, 256), (2, 3, 3, 4, 4)), ``hidden_features`` (128, the survival
-        head's hidden layer), ``dropout`` (0.5, before each layer of the survival head) and
-        ``seg_channels`` (1, segmented regions). Volumes must be divisible by
+        head's hidden layer) and ``dropout`` (0.5, before each layer of the survival head);
+        the segmentation outputs are the ``regions_`` (see ``nodes_field``). Volumes must be
+        divisible by
         :math:`2^{L-1}` (16 for five levels).
     head_l2 : float, default=0.1
         The paper's :math:`\\lambda` of the L2 penalty :math:`\\lambda \\lVert W \rVert^2` on the
@@ -327,6 +342,7 @@ class AdaMSSRegressor(DeepSurvivalBase):
     _parameter_constraints = {
         **DEEP_PARAMETER_CONSTRAINTS,
         "clinical": [None, list, tuple],
+        "nodes_field": [None, str],
         "learning_strategy": [StrOptions(set(STRATEGIES))],
         "fusion": [StrOptions({"adaptive", "early", "late", "intermediate"})],
         "radiomics": ["boolean"],
@@ -356,6 +372,7 @@ class AdaMSSRegressor(DeepSurvivalBase):
         modalities=("pet", "ct"),
         intensity=None,
         mask_field="mask",
+        nodes_field="nodes",
         clinical=None,
         learning_strategy="ssl",
         fusion="adaptive",
@@ -391,6 +408,7 @@ class AdaMSSRegressor(DeepSurvivalBase):
         self.modalities = modalities
         self.intensity = intensity
         self.mask_field = mask_field
+        self.nodes_field = nodes_field
         self.clinical = clinical
         self.learning_strategy = learning_strategy
         self.fusion = fusion
@@ -441,6 +459,12 @@ class AdaMSSRegressor(DeepSurvivalBase):
         modalities = self._modality_names()
         training.check_intensity(self.intensity, modalities)
         unknown = sorted(set(self.network_params or {}) - set(_NETWORK_PARAMS))
+        if "seg_channels" in unknown:
+            raise ValueError(
+                "network_params['seg_channels'] is not a parameter: the segmentation outputs "
+                "are the regions found at fit (the tumour, and the lymph nodes when "
+                "nodes_field is in X)."
+            )
         if unknown:
             raise ValueError(f"unknown network_params {unknown}; allowed: {list(_NETWORK_PARAMS)}.")
         n_lr = len(self.lr_milestones)
@@ -542,6 +566,7 @@ class AdaMSSRegressor(DeepSurvivalBase):
             clinical=clinical,
         )
         event, time = check_survival(y, len(X))
+        regions, mask_fields = segmented_regions(X, self.mask_field, self.nodes_field)
         shape = volume_shape(X)
         multiple = 2 ** (len(self._network_kwargs()["n_convs"]) - 1)
         if any(s % multiple for s in shape):
@@ -562,14 +587,14 @@ class AdaMSSRegressor(DeepSurvivalBase):
             X=X, modalities=modalities, clinical=clinical, intensity=intensity, bins=bins,
             event=event, time=time, s=torch.from_numpy(s).to(device),
             f=torch.from_numpy(f).to(device), train_idx=train_idx, val_idx=val_idx,
-            device=device,
+            device=device, regions=regions, mask_fields=mask_fields,
         )  # fmt: skip
         nets, histories, best = {}, [], {}
         with training.seeded(seed, device):
             rng, gen = training.make_generators(seed, device)
             fit.data = training.CohortBatches(
                 X, train_idx, modalities, device=device, intensity=intensity,
-                mask_field=self.mask_field, augment=self._augment(shape),
+                mask_field=mask_fields, augment=self._augment(shape),
                 crop=self._crop(shape, multiple), generator=gen,
             )  # fmt: skip
             fit.val_images = training.image_tensor(
@@ -601,16 +626,18 @@ class AdaMSSRegressor(DeepSurvivalBase):
                 tabular_scale_=fit.scaler.scale,
                 history_=pd.concat(histories, ignore_index=True),
                 best_iteration_=best,
+                regions_=regions,
             ),
         )
 
-    def _build_network(self, n_extra=0) -> AdaMSS:
+    def _build_network(self, n_regions, n_extra=0) -> AdaMSS:
         kw = self._network_kwargs()
         return AdaMSS(
             n_modalities=len(self._modality_names()),
             n_intervals=self.n_intervals,
             n_extra_features=n_extra,
             fusion=self.fusion,
+            seg_channels=n_regions,
             **kw,
         )
 
@@ -618,7 +645,7 @@ class AdaMSSRegressor(DeepSurvivalBase):
         """Build, initialise and train the network of one stage."""
         max_iter = self._stage_iter(stage)
         n_extra = len(fit.tabular_names) if stage.survive else 0
-        net = self._build_network(n_extra)
+        net = self._build_network(len(fit.regions), n_extra)
         if stage.init_from is not None:
             transfer_pretrained_weights(nets[stage.init_from], net)
         if stage.segment:
@@ -666,9 +693,8 @@ class AdaMSSRegressor(DeepSurvivalBase):
         out = module(batch.images, batch.tabular if stage.survive else None, task=task)
         parts, total = {}, 0.0
         if stage.segment:
-            parts["dice_loss"] = dice_loss(out.seg_logits, batch.masks)
-            parts["focal_loss"] = focal_loss(
-                out.seg_logits, batch.masks, alpha=self.focal_alpha, gamma=self.focal_gamma
+            parts["dice_loss"], parts["focal_loss"] = self._segmentation_loss(
+                out.seg_logits, batch.masks
             )
             total = parts["dice_loss"] + parts["focal_loss"]
         if stage.survive:
@@ -682,6 +708,22 @@ class AdaMSSRegressor(DeepSurvivalBase):
             total = total + parts["nll"]
         return {"loss": total, **parts}
 
+    def _segmentation_loss(self, logits, masks):
+        r"""``(Dice, focal)`` losses summed over the regions, each averaged over patients.
+
+        :math:`L_{seg} = \sum_r \big(L^{Dice}_r + L^{focal}_r\big)`: the soft Dice of each
+        region as the authors' MONAI ``DiceLoss`` (smoothing 0 / 1e-5,
+        :func:`~survseg.losses.segmentation.region_dice_loss` with ``node_smoothing=0``) and
+        the focal loss's voxel mean per region. A patient without nodes has a constant node
+        Dice term (no gradient); its false-positive nodes are penalised by the focal loss.
+        With one region this is the paper's Dice + focal loss unchanged.
+        """
+        dice = region_dice_loss(logits, masks, node_smoothing=0.0)
+        focal = focal_loss(
+            logits, masks, alpha=self.focal_alpha, gamma=self.focal_gamma, reduction="none"
+        )
+        return dice, focal.sum(dim=1).mean()
+
     def _val_scores(self, module, stage: _Stage, fit) -> dict:
         """Validation scores of one stage's network on the held-out patients (whole volumes)."""
         task = "both" if stage.segment and stage.survive else stage.name
@@ -691,7 +733,7 @@ class AdaMSSRegressor(DeepSurvivalBase):
             e = None if extra is None else extra[idx]
             out = module(fit.val_images[idx], e, task=task)
             n = len(idx)
-            seg = out.seg_logits[:, 0].float() if stage.segment else fit.val_images.new_zeros(n)
+            seg = out.seg_logits.float() if stage.segment else fit.val_images.new_zeros(n)
             surv = out.survival_logits.float() if stage.survive else fit.val_images.new_zeros(n)
             return seg, surv
 
@@ -702,7 +744,10 @@ class AdaMSSRegressor(DeepSurvivalBase):
         if stage.segment:
             pred = torch.sigmoid(torch.from_numpy(seg_logits)).numpy() > self.mask_threshold
             truth = np.asarray(fit.X[self.mask_field][fit.val_idx])
-            scores["val_dice"] = float(np.mean(dice_score(truth, pred)))
+            scores["val_dice"] = float(np.mean(dice_score(truth, pred[:, 0])))
+            if len(fit.regions) > 1:  # over the validation patients that have nodes
+                nodes = np.asarray(fit.X[fit.mask_fields[1]][fit.val_idx])
+                scores["val_dice_nodes"] = mean_dice(nodes, pred[:, 1])
         if stage.survive:
             logits = torch.from_numpy(surv_logits)
             rows = torch.as_tensor(fit.val_idx, device=fit.s.device)
@@ -721,17 +766,19 @@ class AdaMSSRegressor(DeepSurvivalBase):
         r"""Start the tumour head at the training foreground fraction instead of :math:`p = 0.5`.
 
         The head's bias is set to :math:`\operatorname{logit}(\pi)`, with :math:`\pi` the
-        share of tumour voxels in the training masks (clipped to [1e-4, 0.5]): the prior
+        share of tumour voxels in the training masks (clipped to [1e-4, 0.5]; per region, the
+        nodes' bias from the share of node voxels): the prior
         initialisation of RetinaNet's focal loss (Lin et al., 2017). At :math:`p = 0.5`
         everywhere, the background alone makes the soft Dice close to 0, and its
         gradient is too small for Adam to take the background down within a short schedule.
         """
-        masks = fit.X[self.mask_field]
-        voxels = sum(int(np.count_nonzero(masks[i])) for i in fit.train_idx)
-        pi = voxels / (len(fit.train_idx) * float(np.prod(masks.shape[1:])))
-        pi = min(max(pi, 1e-4), 0.5)
-        with torch.no_grad():
-            net.seg_head.bias.fill_(math.log(pi / (1.0 - pi)))
+        for channel, field in enumerate(fit.mask_fields):
+            masks = fit.X[field]
+            voxels = sum(int(np.count_nonzero(masks[i])) for i in fit.train_idx)
+            pi = voxels / (len(fit.train_idx) * float(np.prod(masks.shape[1:])))
+            pi = min(max(pi, 1e-4), 0.5)
+            with torch.no_grad():
+                net.seg_head.bias[channel].fill_(math.log(pi / (1.0 - pi)))
 
     def _init_survival_bias(self, net, fit):
         r"""Start the survival head at the population curve instead of :math:`p_j = 0.5`.
@@ -755,7 +802,8 @@ class AdaMSSRegressor(DeepSurvivalBase):
         radiomics + clinical; sets ``fit.tabular`` (training rows) and ``fit.val_tabular``."""
         parts, names = [], []
         if seg_net is not None:
-            table = self._radiomics_table(fit.X, seg_net, fit.modalities, fit.intensity)
+            masks = self._region_masks(seg_net, fit.X, fit.modalities, fit.intensity, fit.regions)
+            table = self._radiomics_table(fit.X, masks, fit.modalities)
             rows = fit.train_idx
             fit.radiomics_features = self._select_radiomics(
                 table.iloc[rows], fit.event[rows], fit.time[rows]
@@ -780,9 +828,7 @@ class AdaMSSRegressor(DeepSurvivalBase):
             return None
         parts = []
         if self.radiomics_features_:
-            table = self._radiomics_table(
-                X, self._module("segmentation_network_"), self.modalities_, self.intensity_
-            )
+            table = self._radiomics_table(X)
             parts.append(table[self.radiomics_features_].to_numpy(np.float64))
         if self.clinical_:
             parts.append(clinical_frame(X, self.clinical_).to_numpy(np.float64))
@@ -790,7 +836,9 @@ class AdaMSSRegressor(DeepSurvivalBase):
             np.hstack(parts)
         )
 
-    def _radiomics_extractor(self, masks, modalities):
+    def _radiomics_extractor(self, masks: dict, modalities):
+        """The configured extractor on the predicted ``masks`` ({region: (n, D, H, W)}):
+        ``regions=("tumour", "nodes")`` (node burden included) when the nodes are segmented."""
         from ..radiomics import RadiomicsExtractor
 
         base = (
@@ -798,24 +846,44 @@ class AdaMSSRegressor(DeepSurvivalBase):
             if self.extractor is None
             else self.extractor
         )
-        return clone(base).set_params(
-            modalities=list(modalities), mask=lambda _: masks, empty_mask="nan"
-        )
+        tumour = masks["tumour"]
+        params = dict(modalities=list(modalities), mask=lambda _: tumour, empty_mask="nan")
+        if "nodes" in masks:
+            nodes = masks["nodes"]
+            params.update(regions=("tumour", "nodes"), nodes=lambda _: nodes)
+        else:
+            params.update(regions=("tumour",))
+        return clone(base).set_params(**params)
 
-    def _radiomics_table(self, X, seg_net=None, modalities=None, intensity=None) -> pd.DataFrame:
-        """pyradiomics features of ``X`` (as given) inside the masks ``seg_net`` predicts
-        (default: the fitted segmentation network)."""
-        if seg_net is None:
-            seg_net = self._module("segmentation_network_")
-            modalities, intensity = self.modalities_, self.intensity_
-        masks = self._masks(seg_net, X, modalities, intensity, nonempty=True)
+    def _radiomics_table(self, X, masks: dict | None = None, modalities=None) -> pd.DataFrame:
+        """pyradiomics features of ``X`` (as given) inside the predicted region ``masks``
+        (default: those the fitted segmentation network predicts)."""
+        if masks is None:
+            modalities = self.modalities_
+            masks = self._region_masks(
+                self._module("segmentation_network_"),
+                X,
+                modalities,
+                self.intensity_,
+                self.regions_,
+            )
         return self._radiomics_extractor(masks, modalities).fit(X).transform(X)
+
+    def _region_masks(self, net, X, modalities, intensity, regions) -> dict:
+        """``{region: masks}`` ``net`` predicts for radiomics: the tumour never empty (see
+        :meth:`_masks`), the nodes as predicted (all zero = no nodes)."""
+        prob = self._probabilities(net, X, modalities, intensity)
+        return {
+            region: self._masks(prob[:, c], nonempty=region == "tumour")
+            for c, region in enumerate(regions)
+        }
 
     def _select_radiomics(self, table, event, time) -> list:
         """z-score -> Spearman filter -> Lasso-Cox path, on the training patients only.
 
-        Features that pyradiomics could not compute for some training patient, or that are
-        constant, are dropped first. The Lasso penalty is the smallest on the path that keeps
+        Tumour features that pyradiomics could not compute for some training patient, and
+        constant features, are dropped first; node features it could not compute (a tiny
+        predicted node region) take the training mean (patients without nodes have 0). The Lasso penalty is the smallest on the path that keeps
         at most ``max_radiomics_features`` features (with a few dozen patients, choosing it
         by cross-validation is noisy), or with ``None`` the cross-validated one.
         """
@@ -825,6 +893,16 @@ class AdaMSSRegressor(DeepSurvivalBase):
         from ..radiomics import CorrelationFilter
 
         values = table.to_numpy(np.float64)
+        # a predicted node region pyradiomics rejects (a voxel or two) gets NaN features:
+        # imputed by the training mean (0 after z-scoring, as at predict), not dropped
+        nodes = np.asarray([str(c).startswith("nodes_") for c in table.columns])
+        seen = np.isfinite(values).sum(axis=0) >= 2
+        fill = nodes & seen & ~np.isfinite(values).all(axis=0)
+        if fill.any():
+            values = values.copy()
+            values[:, fill] = np.where(
+                np.isfinite(values[:, fill]), values[:, fill], np.nanmean(values[:, fill], axis=0)
+            )
         usable = np.isfinite(values).all(axis=0) & (np.nanstd(values, axis=0) > 0)
         if not usable.any():
             return []
@@ -879,13 +957,14 @@ class AdaMSSRegressor(DeepSurvivalBase):
         return training.forward_in_batches(step, len(X), self.predict_batch_size)
 
     def _probabilities(self, net, X, modalities, intensity):
+        """Probability maps of every region, ``(n, n_regions, D, H, W)`` float32."""
         return self._run(
             net, X, modalities, intensity,
-            lambda n, images, e: torch.sigmoid(n(images, task="segmentation").seg_logits[:, 0].float()),
+            lambda n, images, e: torch.sigmoid(n(images, task="segmentation").seg_logits.float()),
         )  # fmt: skip
 
-    def _masks(self, net, X, modalities, intensity, nonempty):
-        prob = self._probabilities(net, X, modalities, intensity)
+    def _masks(self, prob, nonempty):
+        """Binary masks of one region's probabilities ``(n, D, H, W)``."""
         masks = (prob > self.mask_threshold).astype(np.uint8)
         if nonempty:
             # radiomics need a region: where nothing passes the threshold, take the voxels
@@ -981,27 +1060,29 @@ class AdaMSSRegressor(DeepSurvivalBase):
             return values
         return np.array([StepFunction(self.time_bins_, v) for v in values], dtype=object)
 
-    def predict_proba_mask(self, X):
-        """Tumour probability per voxel, shape (n_patients, D, H, W), float32."""
+    def predict_proba_mask(self, X, region="tumour"):
+        """Probability per voxel of one region, shape (n_patients, D, H, W), float32.
+
+        Parameters
+        ----------
+        X : cohort
+        region : {"tumour", "nodes"}, default="tumour"
+            One of ``regions_``; ``"nodes"`` needs a model fitted with ``nodes_field`` in X.
+        """
+        channel = region_channel(self, region)
         self._check_X(X)
         return self._probabilities(
             self._module("segmentation_network_"), X, self.modalities_, self.intensity_
-        )
+        )[:, channel]
 
-    def predict_mask(self, X):
-        """Tumour masks (probability > ``mask_threshold``), uint8 of shape (n_patients, D, H, W).
+    def predict_mask(self, X, region="tumour"):
+        """Masks of one region (probability > ``mask_threshold``), uint8 of shape
+        (n_patients, D, H, W); ``region`` as in :meth:`predict_proba_mask`.
 
         For ``"ssl"`` and ``"stl"`` these come from the stage-I network (stage II is tuned
         for survival only), for ``"mtl"`` from the multi-task network.
         """
-        self._check_X(X)
-        return self._masks(
-            self._module("segmentation_network_"),
-            X,
-            self.modalities_,
-            self.intensity_,
-            nonempty=False,
-        )
+        return self._masks(self.predict_proba_mask(X, region), nonempty=False)
 
     def fusion_weights(self, X, stage="survival", per_patient=False):
         r"""Mean fusion-gate weight :math:`w_{fuse}` of each encoder level (the paper's Table IV).
