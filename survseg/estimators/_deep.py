@@ -14,7 +14,7 @@ from sklearn.utils._param_validation import Interval, StrOptions
 from sklearn.utils.validation import check_is_fitted
 
 from ..base import SurvivalMixin
-from ..data.cohort import NODES_FIELD
+from ..data.cohort import NODES_FIELD, cohort_spacing
 from ..data.validation import check_nodes
 from ..evaluation.metrics import dice_score
 from ..training.device import resolve_device
@@ -26,6 +26,7 @@ __all__ = [
     "mean_dice",
     "region_channel",
     "segmented_regions",
+    "voxel_ml",
 ]
 
 #: Constraints of the parameters every cohort deep estimator has, under one vocabulary.
@@ -94,6 +95,14 @@ def region_channel(est, region) -> int:
             )
         )
     return est.regions_.index(region)
+
+
+def voxel_ml(X) -> np.ndarray:
+    """Voxel volume of each patient in ml (1 mm^3 when the cohort has no spacing)."""
+    spacing = cohort_spacing(X)
+    if spacing is None:
+        return np.full(len(X), 1e-3, dtype=np.float32)
+    return (np.prod(spacing, axis=1) / 1000.0).astype(np.float32)
 
 
 def mean_dice(truth, pred) -> float:

@@ -72,6 +72,7 @@ from ..losses.discrete_time import (
 )
 from ..losses.segmentation import focal_loss, region_dice_loss
 from ..networks.adamss import AdaMSS
+from ..networks.heads import SegmentationFeatures
 from ._deep import (
     DEEP_PARAMETER_CONSTRAINTS,
     DeepSurvivalBase,
@@ -79,6 +80,7 @@ from ._deep import (
     mean_dice,
     region_channel,
     segmented_regions,
+    voxel_ml,
 )
 
 __all__ = ["AdaMSSRegressor", "transfer_pretrained_weights", "PAPER_AUGMENTATION"]
@@ -219,6 +221,30 @@ class AdaMSSRegressor(DeepSurvivalBase):
         selects no more than this many. ``None``: the penalty with the best inner
         cross-validated C-index (:class:`~survseg.estimators.lasso_cox.LassoCoxCV`), which with
         a few dozen training patients is noisy and often keeps no feature.
+    survival_inputs : {"pooled", "segmentation", "pooled+segmentation"}, default="pooled"
+        What the survival head sees besides the radiomics and clinical inputs.
+        ``"pooled"``: the paper's globally average-pooled decoder features.
+        ``"segmentation"``: per segmented region (``regions_``), features of the stage-I
+        network's predicted probability map :math:`p_r` (the map :meth:`predict_proba_mask`
+        gives): :math:`\\log(1 + V_r)`, :math:`\\log(1 + U_r)` and :math:`U_r / V_r`, with
+        :math:`V_r = v \\sum_x p_r(x)` the soft volume in ml (:math:`v` the voxel volume from
+        the cohort's ``spacing``, 1 mm^3 without one) and :math:`U_r = v \\sum_x p_r(x)\\,
+        \\mathrm{SUV}(x)` the soft total uptake on the *un-normalised* ``"pet"`` field
+        (:class:`~survseg.networks.heads.SegmentationFeatures`). They are computed once per
+        patient on the whole volume (stage I is fixed during stage II, as for the radiomics),
+        so random crops cannot cut a lesion out of them; the stage-II network then trains
+        only its head. ``"pooled+segmentation"``: both. Same meaning as
+        :class:`~survseg.estimators.DeepMTSRegressor`'s; needs a stage I (not ``"mtl"``) and a
+        ``"pet"`` modality unless ``"pooled"``. Pooling over the whole volume dilutes a small
+        lesion; on DeepMTS's development cohorts the segmentation features learned much more
+        (``benchmarks/heads/RESULTS.md``; not yet measured for AdaMSS on an evaluation seed).
+    feature_scaling : {"standardize"} or None, default=None
+        z-score the head's image-derived inputs, :math:`(x - \\mu) / \\sigma`: the pooled
+        decoder features with running statistics of the training batches (momentum 0.05, the
+        first batch sets them; they change while the network trains), the segmentation
+        features with the training patients' statistics (they are fixed). ``None``: no
+        scaling (the paper; the pooled features then have standard deviations around 0.2).
+        The radiomics and clinical inputs are always z-scored on the training data.
     n_intervals : int, default=10
         Number of discrete survival intervals :math:`N`.
     network_params : dict or None, default=None
@@ -302,7 +328,12 @@ class AdaMSSRegressor(DeepSurvivalBase):
     radiomics_features_ : list of str
         Selected radiomics features (empty without radiomics).
     tabular_features_ : list of str
-        Tabular inputs of the survival head: selected radiomics, then clinical.
+        Tabular inputs of the survival head: the segmentation features
+        (``<region>_log_volume``, ``<region>_log_uptake``, ``<region>_mean_suv``; with
+        ``survival_inputs`` other than ``"pooled"``), the selected radiomics, then clinical.
+    regions_ : tuple of str
+        The segmented regions, in output-channel order: ``("tumour",)`` or
+        ``("tumour", "nodes")``.
     tabular_mean_, tabular_scale_ : ndarray
         Their standardisation (training statistics).
     intensity_ : dict
@@ -311,8 +342,10 @@ class AdaMSSRegressor(DeepSurvivalBase):
         The times of the arrays of ``predict_survival_function`` and
         ``predict_cumulative_hazard_function`` with ``return_array=True``: ``time_bins_``.
     history_ : pandas.DataFrame
-        Per-iteration losses, learning rates and validation scores (``val_dice``,
-        ``val_c_index``, ``val_nll``, ``val_loss``, ``val_dice_c_index``), with a ``stage``
+        Per-iteration losses (``dice_loss`` and ``focal_loss`` summed over the regions),
+        learning rates and validation scores (``val_dice`` of the tumour,
+        ``val_dice_nodes`` over the validation patients that have nodes (two regions only;
+        NaN when none has), ``val_c_index``, ``val_nll``, ``val_loss``, ``val_dice_c_index``), with a ``stage``
         column.
     best_iteration_ : dict
         Stage name -> iteration of the kept weights.
@@ -349,6 +382,8 @@ class AdaMSSRegressor(DeepSurvivalBase):
         "extractor": [None, HasMethods(["fit", "transform"])],
         "correlation_threshold": [Interval(numbers.Real, 0, 1, closed="right")],
         "max_radiomics_features": [None, Interval(numbers.Integral, 1, None, closed="left")],
+        "survival_inputs": [StrOptions({"pooled", "segmentation", "pooled+segmentation"})],
+        "feature_scaling": [None, StrOptions({"standardize"})],
         "n_intervals": [Interval(numbers.Integral, 1, None, closed="left")],
         "max_iter_segmentation": [None, Interval(numbers.Integral, 1, None, closed="left")],
         "max_iter_survival": [None, Interval(numbers.Integral, 1, None, closed="left")],
@@ -380,6 +415,8 @@ class AdaMSSRegressor(DeepSurvivalBase):
         extractor=None,
         correlation_threshold=0.7,
         max_radiomics_features=10,
+        survival_inputs="pooled",
+        feature_scaling=None,
         n_intervals=10,
         network_params=None,
         head_l2=0.1,
@@ -416,6 +453,8 @@ class AdaMSSRegressor(DeepSurvivalBase):
         self.extractor = extractor
         self.correlation_threshold = correlation_threshold
         self.max_radiomics_features = max_radiomics_features
+        self.survival_inputs = survival_inputs
+        self.feature_scaling = feature_scaling
         self.n_intervals = n_intervals
         self.network_params = network_params
         self.head_l2 = head_l2
@@ -457,6 +496,17 @@ class AdaMSSRegressor(DeepSurvivalBase):
                 "(stage I always keeps its best validation Dice)."
             )
         modalities = self._modality_names()
+        if self._seg_features and self.learning_strategy == "mtl":
+            raise ValueError(
+                f"survival_inputs={self.survival_inputs!r} reads the stage-I network's predicted "
+                "maps; learning_strategy='mtl' has no stage I (use 'ssl' or 'stl', or "
+                "survival_inputs='pooled')."
+            )
+        if self._seg_features and "pet" not in modalities:
+            raise ValueError(
+                f"survival_inputs={self.survival_inputs!r} measures uptake in the 'pet' "
+                f"modality (SUV); modalities are {list(modalities)}."
+            )
         training.check_intensity(self.intensity, modalities)
         unknown = sorted(set(self.network_params or {}) - set(_NETWORK_PARAMS))
         if "seg_channels" in unknown:
@@ -490,6 +540,10 @@ class AdaMSSRegressor(DeepSurvivalBase):
                     f"mask to its own predicted masks); got {type(self.extractor).__name__}."
                 )
         return modalities
+
+    @property
+    def _seg_features(self) -> bool:
+        return self.survival_inputs != "pooled"
 
     def _network_kwargs(self) -> dict:
         return {**_PAPER_NETWORK, **(self.network_params or {})}
@@ -603,7 +657,7 @@ class AdaMSSRegressor(DeepSurvivalBase):
             for stage in STRATEGIES[self.learning_strategy]:
                 if stage.survive and fit.tabular is None:
                     seg_net = nets.get("segmentation")
-                    self._fit_tabular(fit, seg_net if self.radiomics else None)
+                    self._fit_tabular(fit, seg_net)
                 net, result = self._train_stage(stage, fit, nets, rng)
                 nets[stage.name] = net
                 histories.append(result.history.assign(stage=stage.name))
@@ -630,8 +684,13 @@ class AdaMSSRegressor(DeepSurvivalBase):
             ),
         )
 
-    def _build_network(self, n_regions, n_extra=0) -> AdaMSS:
+    def _build_network(self, n_regions, n_extra=0, survive=False) -> AdaMSS:
         kw = self._network_kwargs()
+        if survive:  # the survival stage's head inputs
+            kw.update(
+                pooled_features=self.survival_inputs != "segmentation",
+                feature_scaling=self.feature_scaling == "standardize",
+            )
         return AdaMSS(
             n_modalities=len(self._modality_names()),
             n_intervals=self.n_intervals,
@@ -645,7 +704,7 @@ class AdaMSSRegressor(DeepSurvivalBase):
         """Build, initialise and train the network of one stage."""
         max_iter = self._stage_iter(stage)
         n_extra = len(fit.tabular_names) if stage.survive else 0
-        net = self._build_network(len(fit.regions), n_extra)
+        net = self._build_network(len(fit.regions), n_extra, survive=stage.survive)
         if stage.init_from is not None:
             transfer_pretrained_weights(nets[stage.init_from], net)
         if stage.segment:
@@ -798,10 +857,16 @@ class AdaMSSRegressor(DeepSurvivalBase):
 
     # ------------------------------------------------------------------ tabular inputs
     def _fit_tabular(self, fit, seg_net):
-        """Select radiomics of ``seg_net``'s masks (training patients only) and standardise
-        radiomics + clinical; sets ``fit.tabular`` (training rows) and ``fit.val_tabular``."""
+        """The survival head's tabular inputs: segmentation features of ``seg_net``'s maps,
+        radiomics of its masks (selected on the training patients only) and clinical,
+        standardised; sets ``fit.tabular`` (training rows) and ``fit.val_tabular``."""
         parts, names = [], []
-        if seg_net is not None:
+        n_seg = 0
+        if self._seg_features:
+            parts.append(self._segmentation_features(seg_net, fit.X, fit.modalities, fit.intensity))
+            names += self._segmentation_feature_names(fit.regions)
+            n_seg = len(names)
+        if self.radiomics and seg_net is not None:
             masks = self._region_masks(seg_net, fit.X, fit.modalities, fit.intensity, fit.regions)
             table = self._radiomics_table(fit.X, masks, fit.modalities)
             rows = fit.train_idx
@@ -816,6 +881,8 @@ class AdaMSSRegressor(DeepSurvivalBase):
         fit.tabular_names = names
         values = np.hstack(parts) if parts else np.zeros((len(fit.X), 0))
         fit.scaler = training.Standardiser.fit(values[fit.train_idx])
+        if n_seg and self.feature_scaling is None:  # the segmentation features unscaled
+            fit.scaler.mean[:n_seg], fit.scaler.scale[:n_seg] = 0.0, 1.0
         if names:
             z = torch.from_numpy(fit.scaler.transform(values)).to(fit.device)
             fit.data.tabular = z[torch.as_tensor(fit.train_idx, device=fit.device)]
@@ -827,6 +894,12 @@ class AdaMSSRegressor(DeepSurvivalBase):
         if not self.tabular_features_:
             return None
         parts = []
+        if self._seg_features:
+            parts.append(
+                self._segmentation_features(
+                    self._module("segmentation_network_"), X, self.modalities_, self.intensity_
+                )
+            )
         if self.radiomics_features_:
             table = self._radiomics_table(X)
             parts.append(table[self.radiomics_features_].to_numpy(np.float64))
@@ -835,6 +908,30 @@ class AdaMSSRegressor(DeepSurvivalBase):
         return training.Standardiser(self.tabular_mean_, self.tabular_scale_).transform(
             np.hstack(parts)
         )
+
+    def _segmentation_features(self, net, X, modalities, intensity) -> np.ndarray:
+        """``(n, 3 R)`` soft volume / uptake / mean-SUV features of ``net``'s region maps on
+        the whole volumes (:class:`~survseg.networks.heads.SegmentationFeatures`)."""
+        device = next(net.parameters()).device
+        features = SegmentationFeatures(detach=True)
+        vox = torch.from_numpy(voxel_ml(X))
+        net.eval()
+
+        def step(idx):
+            images = training.image_tensor(
+                X, list(modalities), idx, device=device, intensity=intensity
+            )
+            suv = training.image_tensor(X, ["pet"], idx, device=device)
+            with autocast(device, self.amp):
+                logits = net(images, task="segmentation").seg_logits
+            return features(torch.sigmoid(logits.float()), suv.float(), vox[idx].to(device))
+
+        out = training.forward_in_batches(step, len(X), self.predict_batch_size)
+        return out.astype(np.float64)
+
+    @staticmethod
+    def _segmentation_feature_names(regions) -> list:
+        return [f"{r}_{what}" for r in regions for what in ("log_volume", "log_uptake", "mean_suv")]
 
     def _radiomics_extractor(self, masks: dict, modalities):
         """The configured extractor on the predicted ``masks`` ({region: (n, D, H, W)}):

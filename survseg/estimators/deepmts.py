@@ -17,7 +17,7 @@ from sklearn.utils._param_validation import Interval, StrOptions
 from sklearn.utils.metaestimators import available_if
 from sklearn.utils.validation import check_is_fitted
 
-from ..data.cohort import cohort_spacing, volume_shape
+from ..data.cohort import volume_shape
 from ..data.validation import check_cohort, check_fitted_cohort, check_survival
 from ..evaluation.metrics import dice_score
 from ..losses.cox import cox_partial_likelihood_loss
@@ -51,6 +51,7 @@ from ._deep import (
     mean_dice,
     region_channel,
     segmented_regions,
+    voxel_ml,
 )
 
 __all__ = ["DeepMTSRegressor"]
@@ -486,14 +487,6 @@ class DeepMTSRegressor(CoxSurvivalMixin, TransformerMixin, DeepSurvivalBase):
             return self._image_inputs(images, masks), clinical, suv, voxel_ml
         return self._image_inputs(images, masks), clinical
 
-    @staticmethod
-    def _voxel_ml(X) -> np.ndarray:
-        """Voxel volume of each patient in ml (1 mm^3 when the cohort has no spacing)."""
-        spacing = cohort_spacing(X)
-        if spacing is None:
-            return np.full(len(X), 1e-3, dtype=np.float32)
-        return (np.prod(spacing, axis=1) / 1000.0).astype(np.float32)
-
     def _image_inputs(self, images, masks):
         if self.mask_input:  # image x (augmented) manual mask
             images = images * masks
@@ -506,7 +499,7 @@ class DeepMTSRegressor(CoxSurvivalMixin, TransformerMixin, DeepSurvivalBase):
         device = next(net.parameters()).device
         clinical = scaler.transform(self._clinical(X)) if len(scaler.mean) else None
         modalities = list(self._modality_names())
-        voxel_ml = torch.from_numpy(self._voxel_ml(X))
+        vox_ml = torch.from_numpy(voxel_ml(X))
 
         def fn(idx):
             images = image_tensor(X, modalities, idx, device=device, intensity=intensity)
@@ -517,7 +510,7 @@ class DeepMTSRegressor(CoxSurvivalMixin, TransformerMixin, DeepSurvivalBase):
             suv = vox = None
             if net.seg_features is not None:
                 suv = image_tensor(X, ["pet"], idx, device=device)
-                vox = voxel_ml[idx].to(device)
+                vox = vox_ml[idx].to(device)
             with autocast(device, self.amp):
                 out = net(*self._net_inputs(images, masks, clin, suv, vox))
             n = images.shape[0]
@@ -608,7 +601,7 @@ class DeepMTSRegressor(CoxSurvivalMixin, TransformerMixin, DeepSurvivalBase):
                 sampler = random_batches(len(train_idx), self.batch_size, rng)
             ev = torch.as_tensor(event[train_idx], device=device)
             tm = torch.as_tensor(time[train_idx], device=device)
-            vox = torch.as_tensor(self._voxel_ml(X[train_idx]), device=device)
+            vox = torch.as_tensor(voxel_ml(X[train_idx]), device=device)
             batches = (data.batch(local) for local in sampler)
             monitor = "dice" if self.monitor == "c_index" and not survival else self.monitor
             key, mode = monitor_key(monitor)
