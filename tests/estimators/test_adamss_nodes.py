@@ -246,3 +246,39 @@ def test_benchmark_reports_node_dice(cohort):
         pred = model.predict_mask(X[test], region="nodes")
         per_patient += [_dice(X["nodes"][i], pred[j]) for j, i in enumerate(test) if i % 2 == 0]
     np.testing.assert_allclose(table.loc["adamss", "dice_nodes"], np.mean(per_patient), rtol=1e-6)
+
+
+def test_cross_fitted_radiomics_masks_come_from_networks_that_did_not_see_the_patient(cohort):
+    """radiomics_cv=2: the radiomics masks of the training patients are not the full stage-I
+    network's (which saw them); without it they are (the paper's in-sample masks)."""
+    X, y = cohort
+    params = dict(radiomics=True, extractor=FAST_RADIOMICS, max_iter=3, validation_fraction=0)
+    seen = {}
+    est = tiny(**params, radiomics_cv=2)
+    original = est._radiomics_table
+
+    def spy(X_, masks=None, modalities=None):
+        if masks is not None:
+            seen["masks"] = {k: v.copy() for k, v in masks.items()}
+        return original(X_, masks, modalities)
+
+    est._radiomics_table = spy
+    est.fit(X, y)
+    full = est.predict_mask(X)  # the full stage-I network (trained on every patient)
+    cross = seen["masks"]["tumour"]
+    assert cross.shape == full.shape and not np.array_equal(cross, full)
+    assert est.regions_ == ("tumour", "nodes") and "nodes" in seen["masks"]
+    # the paper's behaviour (in-sample masks) stays the default
+    paper = tiny(**params)
+    seen.clear()
+    paper._radiomics_table = lambda X_, masks=None, modalities=None: (
+        seen.setdefault("masks", masks),
+        original.__func__(paper, X_, masks, modalities),
+    )[1]
+    paper.fit(X, y)
+    np.testing.assert_array_equal(
+        seen["masks"]["tumour"][paper.predict_mask(X).reshape(12, -1).any(axis=1)],
+        paper.predict_mask(X)[paper.predict_mask(X).reshape(12, -1).any(axis=1)],
+    )
+    with pytest.raises(ValueError, match="radiomics=True"):
+        tiny(radiomics_cv=2).fit(X, y)
