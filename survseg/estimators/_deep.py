@@ -7,15 +7,27 @@ from __future__ import annotations
 import numbers
 import os
 
+import numpy as np
 import torch
 from sklearn.base import BaseEstimator
 from sklearn.utils._param_validation import Interval, StrOptions
 from sklearn.utils.validation import check_is_fitted
 
 from ..base import SurvivalMixin
+from ..data.cohort import NODES_FIELD, cohort_spacing
+from ..data.validation import check_nodes
+from ..evaluation.metrics import dice_score
 from ..training.device import resolve_device
 
-__all__ = ["DEEP_PARAMETER_CONSTRAINTS", "DeepSurvivalBase", "autocast"]
+__all__ = [
+    "DEEP_PARAMETER_CONSTRAINTS",
+    "DeepSurvivalBase",
+    "autocast",
+    "mean_dice",
+    "region_channel",
+    "segmented_regions",
+    "voxel_ml",
+]
 
 #: Constraints of the parameters every cohort deep estimator has, under one vocabulary.
 DEEP_PARAMETER_CONSTRAINTS = {
@@ -46,6 +58,59 @@ def autocast(device: torch.device, amp) -> torch.autocast:
         dtype = torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
         return torch.autocast("cuda", dtype=dtype)
     return torch.autocast(device.type, enabled=False)
+
+
+def segmented_regions(X, mask_field: str, nodes_field: str | None):
+    """``(region names, mask fields)`` a segmenting estimator learns, read from ``X`` at fit.
+
+    ``("tumour", "nodes")`` with ``[mask_field, nodes_field]`` when ``nodes_field`` is a
+    field of ``X`` (its values are checked: binary, all-zero patients valid), else
+    ``("tumour",)`` with ``[mask_field]``. The two fields must differ.
+    """
+    names = X.dtype.names or ()
+    if nodes_field is None or nodes_field not in names:
+        return ("tumour",), [mask_field]
+    if nodes_field == mask_field:
+        raise ValueError(
+            f"nodes_field and mask_field are both {mask_field!r}; the tumour and the lymph "
+            "nodes need two fields."
+        )
+    if nodes_field != NODES_FIELD:  # check_cohort checks the default field itself
+        check_nodes(X, nodes_field)
+    return ("tumour", "nodes"), [mask_field, nodes_field]
+
+
+def region_channel(est, region) -> int:
+    """Output channel of ``region`` in a fitted estimator's ``regions_`` (clear error if not)."""
+    check_is_fitted(est, "regions_")
+    if region not in est.regions_:
+        raise ValueError(
+            f"region must be one of {list(est.regions_)} (the regions this model was fitted "
+            f"to segment); got {region!r}."
+            + (
+                " To segment the lymph nodes, fit with their labels in X (the nodes_field "
+                "field, 'nodes' by default)."
+                if region == "nodes"
+                else ""
+            )
+        )
+    return est.regions_.index(region)
+
+
+def voxel_ml(X) -> np.ndarray:
+    """Voxel volume of each patient in ml (1 mm^3 when the cohort has no spacing)."""
+    spacing = cohort_spacing(X)
+    if spacing is None:
+        return np.full(len(X), 1e-3, dtype=np.float32)
+    return (np.prod(spacing, axis=1) / 1000.0).astype(np.float32)
+
+
+def mean_dice(truth, pred) -> float:
+    """Mean Dice over the patients whose label is not empty (NaN when none is)."""
+    present = np.asarray(truth).reshape(len(truth), -1).any(axis=1)
+    if not present.any():
+        return float("nan")
+    return float(np.mean(dice_score(truth[present], pred[present])))
 
 
 class DeepSurvivalBase(SurvivalMixin, BaseEstimator):

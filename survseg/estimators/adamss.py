@@ -71,9 +71,18 @@ from ..losses.discrete_time import (
     survival_at_edges,
     time_bin_edges,
 )
-from ..losses.segmentation import dice_loss, focal_loss
+from ..losses.segmentation import focal_loss, region_dice_loss
 from ..networks.adamss import AdaMSS
-from ._deep import DEEP_PARAMETER_CONSTRAINTS, DeepSurvivalBase, autocast
+from ..networks.heads import SegmentationFeatures
+from ._deep import (
+    DEEP_PARAMETER_CONSTRAINTS,
+    DeepSurvivalBase,
+    autocast,
+    mean_dice,
+    region_channel,
+    segmented_regions,
+    voxel_ml,
+)
 
 __all__ = ["AdaMSSRegressor", "transfer_pretrained_weights", "PAPER_AUGMENTATION"]
 
@@ -92,7 +101,6 @@ _NETWORK_PARAMS = (
     "n_convs",
     "hidden_features",
     "dropout",
-    "seg_channels",
 )
 _PAPER_NETWORK = dict(
     single_channels=(8, 16, 32, 64, 128),
@@ -176,6 +184,14 @@ class AdaMSSRegressor(DeepSurvivalBase):
         images as given.
     mask_field : str, default="mask"
         Tumour-mask field used as the segmentation target at ``fit``.
+    nodes_field : str or None, default="nodes"
+        Field holding the lymph-node labels. When it is in ``X`` at ``fit`` the network
+        segments two regions, tumour and nodes (two output channels, as the authors' code
+        does with HECKTOR's labels 1 = GTVp and 2 = GTVn), the segmentation loss is summed
+        over the regions, and the stage-II radiomics describe both predicted regions plus
+        the node burden; otherwise only the tumour (the paper's setting). ``None``: the
+        tumour only, even when the field is there. Patients without nodes (an all-zero
+        mask) are valid. Same meaning as :class:`~survseg.estimators.DeepMTSRegressor`'s.
     clinical : list of str or None, default=None
         Clinical fields of ``X`` (numeric) joined to the survival head, z-scored on the
         training data.
@@ -206,14 +222,53 @@ class AdaMSSRegressor(DeepSurvivalBase):
         selects no more than this many. ``None``: the penalty with the best inner
         cross-validated C-index (:class:`~survseg.estimators.lasso_cox.LassoCoxCV`), which with
         a few dozen training patients is noisy and often keeps no feature.
+    radiomics_cv : int >= 2 or None, default=None
+        Where the training patients' radiomics masks come from. ``None`` (the paper): the
+        stage-I network's predictions on the training patients themselves, which it was
+        fitted to, so their masks are cleaner than those of new patients and the Lasso-Cox
+        and the survival head learn from features that new patients do not have (on the
+        synthetic cohort radiomics lowered the C-index, 0.483 vs 0.591, see the docs).
+        ``k``: cross-fitted masks: the training patients are split into ``k`` folds
+        (stratified by event) and each fold's masks are predicted by a stage-I network
+        trained, as stage I is, on the other folds; the validation patients and new patients
+        get the full stage-I network's masks. Cost: ``k`` extra stage-I trainings
+        (:math:`k` times ``max_iter_segmentation`` more iterations, so stage I takes
+        :math:`k + 1` times as long) and one more copy of the training volumes in memory
+        while each runs; prediction costs nothing more. Their histories are not recorded.
+        Only with ``radiomics=True`` and a stage I (not ``"mtl"``).
+    survival_inputs : {"pooled", "segmentation", "pooled+segmentation"}, default="pooled"
+        What the survival head sees besides the radiomics and clinical inputs.
+        ``"pooled"``: the paper's globally average-pooled decoder features.
+        ``"segmentation"``: per segmented region (``regions_``), features of the stage-I
+        network's predicted probability map :math:`p_r` (the map :meth:`predict_proba_mask`
+        gives): :math:`\\log(1 + V_r)`, :math:`\\log(1 + U_r)` and :math:`U_r / V_r`, with
+        :math:`V_r = v \\sum_x p_r(x)` the soft volume in ml (:math:`v` the voxel volume from
+        the cohort's ``spacing``, 1 mm^3 without one) and :math:`U_r = v \\sum_x p_r(x)\\,
+        \\mathrm{SUV}(x)` the soft total uptake on the *un-normalised* ``"pet"`` field
+        (:class:`~survseg.networks.heads.SegmentationFeatures`). They are computed once per
+        patient on the whole volume (stage I is fixed during stage II, as for the radiomics),
+        so random crops cannot cut a lesion out of them; the stage-II network then trains
+        only its head. ``"pooled+segmentation"``: both. Same meaning as
+        :class:`~survseg.estimators.DeepMTSRegressor`'s; needs a stage I (not ``"mtl"``) and a
+        ``"pet"`` modality unless ``"pooled"``. Pooling over the whole volume dilutes a small
+        lesion; on DeepMTS's development cohorts the segmentation features learned much more
+        (``benchmarks/heads/RESULTS.md``; not yet measured for AdaMSS on an evaluation seed).
+    feature_scaling : {"standardize"} or None, default=None
+        z-score the head's image-derived inputs, :math:`(x - \\mu) / \\sigma`: the pooled
+        decoder features with running statistics of the training batches (momentum 0.05, the
+        first batch sets them; they change while the network trains), the segmentation
+        features with the training patients' statistics (they are fixed). ``None``: no
+        scaling (the paper; the pooled features then have standard deviations around 0.2).
+        The radiomics and clinical inputs are always z-scored on the training data.
     n_intervals : int, default=10
         Number of discrete survival intervals :math:`N`.
     network_params : dict or None, default=None
         Shape of :class:`survseg.networks.AdaMSS`: ``single_channels``, ``fuse_channels``,
         ``n_convs`` (widths and depths per level; paper (8, 16, 32, 64, 128),
         (16, 32, 64, 128, 256), (2, 3, 3, 4, 4)), ``hidden_features`` (128, the survival
-        head's hidden layer), ``dropout`` (0.5, before each layer of the survival head) and
-        ``seg_channels`` (1, segmented regions). Volumes must be divisible by
+        head's hidden layer) and ``dropout`` (0.5, before each layer of the survival head);
+        the segmentation outputs are the ``regions_`` (see ``nodes_field``). Volumes must be
+        divisible by
         :math:`2^{L-1}` (16 for five levels).
     head_l2 : float, default=0.1
         The paper's :math:`\\lambda` of the L2 penalty :math:`\\lambda \\lVert W \rVert^2` on the
@@ -297,7 +352,12 @@ class AdaMSSRegressor(DeepSurvivalBase):
     radiomics_features_ : list of str
         Selected radiomics features (empty without radiomics).
     tabular_features_ : list of str
-        Tabular inputs of the survival head: selected radiomics, then clinical.
+        Tabular inputs of the survival head: the segmentation features
+        (``<region>_log_volume``, ``<region>_log_uptake``, ``<region>_mean_suv``; with
+        ``survival_inputs`` other than ``"pooled"``), the selected radiomics, then clinical.
+    regions_ : tuple of str
+        The segmented regions, in output-channel order: ``("tumour",)`` or
+        ``("tumour", "nodes")``.
     tabular_mean_, tabular_scale_ : ndarray
         Their standardisation (training statistics).
     intensity_ : dict
@@ -306,8 +366,10 @@ class AdaMSSRegressor(DeepSurvivalBase):
         The times of the arrays of ``predict_survival_function`` and
         ``predict_cumulative_hazard_function`` with ``return_array=True``: ``time_bins_``.
     history_ : pandas.DataFrame
-        Per-iteration losses, learning rates and validation scores (``val_dice``,
-        ``val_c_index``, ``val_nll``, ``val_loss``, ``val_dice_c_index``), with a ``stage``
+        Per-iteration losses (``dice_loss`` and ``focal_loss`` summed over the regions),
+        learning rates and validation scores (``val_dice`` of the tumour,
+        ``val_dice_nodes`` over the validation patients that have nodes (two regions only;
+        NaN when none has), ``val_c_index``, ``val_nll``, ``val_loss``, ``val_dice_c_index``), with a ``stage``
         column.
     best_iteration_ : dict
         Stage name -> iteration of the kept weights.
@@ -337,12 +399,16 @@ class AdaMSSRegressor(DeepSurvivalBase):
     _parameter_constraints = {
         **DEEP_PARAMETER_CONSTRAINTS,
         "clinical": [None, list, tuple],
+        "nodes_field": [None, str],
         "learning_strategy": [StrOptions(set(STRATEGIES))],
         "fusion": [StrOptions({"adaptive", "early", "late", "intermediate"})],
         "radiomics": ["boolean"],
         "extractor": [None, HasMethods(["fit", "transform"])],
         "correlation_threshold": [Interval(numbers.Real, 0, 1, closed="right")],
         "max_radiomics_features": [None, Interval(numbers.Integral, 1, None, closed="left")],
+        "radiomics_cv": [None, Interval(numbers.Integral, 2, None, closed="left")],
+        "survival_inputs": [StrOptions({"pooled", "segmentation", "pooled+segmentation"})],
+        "feature_scaling": [None, StrOptions({"standardize"})],
         "n_intervals": [Interval(numbers.Integral, 1, None, closed="left")],
         "max_iter_segmentation": [None, Interval(numbers.Integral, 1, None, closed="left")],
         "max_iter_survival": [None, Interval(numbers.Integral, 1, None, closed="left")],
@@ -367,6 +433,7 @@ class AdaMSSRegressor(DeepSurvivalBase):
         modalities=("pet", "ct"),
         intensity=None,
         mask_field="mask",
+        nodes_field="nodes",
         clinical=None,
         learning_strategy="ssl",
         fusion="adaptive",
@@ -374,6 +441,9 @@ class AdaMSSRegressor(DeepSurvivalBase):
         extractor=None,
         correlation_threshold=0.7,
         max_radiomics_features=10,
+        radiomics_cv=None,
+        survival_inputs="pooled",
+        feature_scaling=None,
         n_intervals=10,
         network_params=None,
         head_l2=0.1,
@@ -403,6 +473,7 @@ class AdaMSSRegressor(DeepSurvivalBase):
         self.modalities = modalities
         self.intensity = intensity
         self.mask_field = mask_field
+        self.nodes_field = nodes_field
         self.clinical = clinical
         self.learning_strategy = learning_strategy
         self.fusion = fusion
@@ -410,6 +481,9 @@ class AdaMSSRegressor(DeepSurvivalBase):
         self.extractor = extractor
         self.correlation_threshold = correlation_threshold
         self.max_radiomics_features = max_radiomics_features
+        self.radiomics_cv = radiomics_cv
+        self.survival_inputs = survival_inputs
+        self.feature_scaling = feature_scaling
         self.n_intervals = n_intervals
         self.network_params = network_params
         self.head_l2 = head_l2
@@ -452,8 +526,30 @@ class AdaMSSRegressor(DeepSurvivalBase):
                 "(stage I always keeps its best validation Dice)."
             )
         modalities = self._modality_names()
+        if self.radiomics_cv is not None and not self.radiomics:
+            raise ValueError(
+                "radiomics_cv cross-fits the masks the radiomics are extracted from; it needs "
+                "radiomics=True."
+            )
+        if self._seg_features and self.learning_strategy == "mtl":
+            raise ValueError(
+                f"survival_inputs={self.survival_inputs!r} reads the stage-I network's predicted "
+                "maps; learning_strategy='mtl' has no stage I (use 'ssl' or 'stl', or "
+                "survival_inputs='pooled')."
+            )
+        if self._seg_features and "pet" not in modalities:
+            raise ValueError(
+                f"survival_inputs={self.survival_inputs!r} measures uptake in the 'pet' "
+                f"modality (SUV); modalities are {list(modalities)}."
+            )
         training.check_intensity(self.intensity, modalities)
         unknown = sorted(set(self.network_params or {}) - set(_NETWORK_PARAMS))
+        if "seg_channels" in unknown:
+            raise ValueError(
+                "network_params['seg_channels'] is not a parameter: the segmentation outputs "
+                "are the regions found at fit (the tumour, and the lymph nodes when "
+                "nodes_field is in X)."
+            )
         if unknown:
             raise ValueError(f"unknown network_params {unknown}; allowed: {list(_NETWORK_PARAMS)}.")
         n_lr = len(self.lr_milestones)
@@ -479,6 +575,10 @@ class AdaMSSRegressor(DeepSurvivalBase):
                     f"mask to its own predicted masks); got {type(self.extractor).__name__}."
                 )
         return modalities
+
+    @property
+    def _seg_features(self) -> bool:
+        return self.survival_inputs != "pooled"
 
     def _network_kwargs(self) -> dict:
         return {**_PAPER_NETWORK, **(self.network_params or {})}
@@ -555,6 +655,7 @@ class AdaMSSRegressor(DeepSurvivalBase):
             clinical=clinical,
         )
         event, time = check_survival(y, len(X))
+        regions, mask_fields = segmented_regions(X, self.mask_field, self.nodes_field)
         shape = volume_shape(X)
         multiple = 2 ** (len(self._network_kwargs()["n_convs"]) - 1)
         if any(s % multiple for s in shape):
@@ -575,25 +676,26 @@ class AdaMSSRegressor(DeepSurvivalBase):
             X=X, modalities=modalities, clinical=clinical, intensity=intensity, bins=bins,
             event=event, time=time, s=torch.from_numpy(s).to(device),
             f=torch.from_numpy(f).to(device), train_idx=train_idx, val_idx=val_idx,
-            device=device,
+            device=device, regions=regions, mask_fields=mask_fields,
         )  # fmt: skip
         nets, histories, best = {}, [], {}
         fit.callbacks = training.bind_checkpoints(self.callbacks, self, X, y, device)
         with training.seeded(seed, device):
             rng, gen = training.make_generators(seed, device)
-            fit.data = training.CohortBatches(
-                X, train_idx, modalities, device=device, intensity=intensity,
-                mask_field=self.mask_field, augment=self._augment(shape),
-                crop=self._crop(shape, multiple), generator=gen,
+            fit.batch_kw = dict(
+                device=device, intensity=intensity, mask_field=mask_fields,
+                augment=self._augment(shape), crop=self._crop(shape, multiple), generator=gen,
                 storage=training.preload_storage(self.preload),
             )  # fmt: skip
+            fit.rng = rng
+            fit.data = training.CohortBatches(X, train_idx, modalities, **fit.batch_kw)
             fit.val_images = training.image_tensor(
                 X, list(modalities), val_idx, device=device, intensity=intensity
             )
             for stage in STRATEGIES[self.learning_strategy]:
                 if stage.survive and fit.tabular is None:
                     seg_net = nets.get("segmentation")
-                    self._fit_tabular(fit, seg_net if self.radiomics else None)
+                    self._fit_tabular(fit, seg_net)
                 net, result = self._train_stage(stage, fit, nets, rng)
                 nets[stage.name] = net
                 histories.append(result.history.assign(stage=stage.name))
@@ -616,16 +718,23 @@ class AdaMSSRegressor(DeepSurvivalBase):
                 tabular_scale_=fit.scaler.scale,
                 history_=pd.concat(histories, ignore_index=True),
                 best_iteration_=best,
+                regions_=regions,
             ),
         )
 
-    def _build_network(self, n_extra=0) -> AdaMSS:
+    def _build_network(self, n_regions, n_extra=0, survive=False) -> AdaMSS:
         kw = self._network_kwargs()
+        if survive:  # the survival stage's head inputs
+            kw.update(
+                pooled_features=self.survival_inputs != "segmentation",
+                feature_scaling=self.feature_scaling == "standardize",
+            )
         return AdaMSS(
             n_modalities=len(self._modality_names()),
             n_intervals=self.n_intervals,
             n_extra_features=n_extra,
             fusion=self.fusion,
+            seg_channels=n_regions,
             **kw,
         )
 
@@ -639,7 +748,7 @@ class AdaMSSRegressor(DeepSurvivalBase):
         """Build, initialise and train the network of one stage."""
         max_iter = self._stage_iter(stage)
         n_extra = len(fit.tabular_names) if stage.survive else 0
-        net = self._build_network(n_extra)
+        net = self._build_network(len(fit.regions), n_extra, survive=stage.survive)
         if stage.init_from is not None:
             transfer_pretrained_weights(nets[stage.init_from], net)
         if stage.segment:
@@ -688,9 +797,8 @@ class AdaMSSRegressor(DeepSurvivalBase):
         out = module(batch.images, batch.tabular if stage.survive else None, task=task)
         parts, total = {}, 0.0
         if stage.segment:
-            parts["dice_loss"] = dice_loss(out.seg_logits, batch.masks)
-            parts["focal_loss"] = focal_loss(
-                out.seg_logits, batch.masks, alpha=self.focal_alpha, gamma=self.focal_gamma
+            parts["dice_loss"], parts["focal_loss"] = self._segmentation_loss(
+                out.seg_logits, batch.masks
             )
             total = parts["dice_loss"] + parts["focal_loss"]
         if stage.survive:
@@ -704,6 +812,22 @@ class AdaMSSRegressor(DeepSurvivalBase):
             total = total + parts["nll"]
         return {"loss": total, **parts}
 
+    def _segmentation_loss(self, logits, masks):
+        r"""``(Dice, focal)`` losses summed over the regions, each averaged over patients.
+
+        :math:`L_{seg} = \sum_r \big(L^{Dice}_r + L^{focal}_r\big)`: the soft Dice of each
+        region as the authors' MONAI ``DiceLoss`` (smoothing 0 / 1e-5,
+        :func:`~survseg.losses.segmentation.region_dice_loss` with ``node_smoothing=0``) and
+        the focal loss's voxel mean per region. A patient without nodes has a constant node
+        Dice term (no gradient); its false-positive nodes are penalised by the focal loss.
+        With one region this is the paper's Dice + focal loss unchanged.
+        """
+        dice = region_dice_loss(logits, masks, node_smoothing=0.0)
+        focal = focal_loss(
+            logits, masks, alpha=self.focal_alpha, gamma=self.focal_gamma, reduction="none"
+        )
+        return dice, focal.sum(dim=1).mean()
+
     def _val_scores(self, module, stage: _Stage, fit) -> dict:
         """Validation scores of one stage's network on the held-out patients (whole volumes)."""
         task = "both" if stage.segment and stage.survive else stage.name
@@ -713,7 +837,7 @@ class AdaMSSRegressor(DeepSurvivalBase):
             e = None if extra is None else extra[idx]
             out = module(fit.val_images[idx], e, task=task)
             n = len(idx)
-            seg = out.seg_logits[:, 0].float() if stage.segment else fit.val_images.new_zeros(n)
+            seg = out.seg_logits.float() if stage.segment else fit.val_images.new_zeros(n)
             surv = out.survival_logits.float() if stage.survive else fit.val_images.new_zeros(n)
             return seg, surv
 
@@ -724,7 +848,10 @@ class AdaMSSRegressor(DeepSurvivalBase):
         if stage.segment:
             pred = torch.sigmoid(torch.from_numpy(seg_logits)).numpy() > self.mask_threshold
             truth = np.asarray(fit.X[self.mask_field][fit.val_idx])
-            scores["val_dice"] = float(np.mean(dice_score(truth, pred)))
+            scores["val_dice"] = float(np.mean(dice_score(truth, pred[:, 0])))
+            if len(fit.regions) > 1:  # over the validation patients that have nodes
+                nodes = np.asarray(fit.X[fit.mask_fields[1]][fit.val_idx])
+                scores["val_dice_nodes"] = mean_dice(nodes, pred[:, 1])
         if stage.survive:
             logits = torch.from_numpy(surv_logits)
             rows = torch.as_tensor(fit.val_idx, device=fit.s.device)
@@ -743,18 +870,20 @@ class AdaMSSRegressor(DeepSurvivalBase):
         r"""Start the tumour head at the training foreground fraction instead of :math:`p = 0.5`.
 
         The head's bias is set to :math:`\operatorname{logit}(\pi)`, with :math:`\pi` the
-        share of tumour voxels in the training masks (clipped to [1e-4, 0.5]): the prior
+        share of tumour voxels in the training masks (clipped to [1e-4, 0.5]; per region, the
+        nodes' bias from the share of node voxels): the prior
         initialisation of RetinaNet's focal loss (Lin et al., 2017). At :math:`p = 0.5`
         everywhere, the background alone makes the soft Dice close to 0, and its
         gradient is too small for Adam to take the background down within a short schedule.
         """
-        masks = fit.X[self.mask_field]
-        voxels = sum(int(np.count_nonzero(masks[i])) for i in fit.train_idx)
+        for channel, field in enumerate(fit.mask_fields):
+            masks = fit.X[field]
+            voxels = sum(int(np.count_nonzero(masks[i])) for i in fit.train_idx)
+            pi = voxels / (len(fit.train_idx) * float(np.prod(masks.shape[1:])))
+            pi = min(max(pi, 1e-4), 0.5)
+            with torch.no_grad():
+                net.seg_head.bias[channel].fill_(math.log(pi / (1.0 - pi)))
         release_pages(fit.X)  # the masks just read, of a memory-mapped cohort
-        pi = voxels / (len(fit.train_idx) * float(np.prod(masks.shape[1:])))
-        pi = min(max(pi, 1e-4), 0.5)
-        with torch.no_grad():
-            net.seg_head.bias.fill_(math.log(pi / (1.0 - pi)))
 
     def _init_survival_bias(self, net, fit):
         r"""Start the survival head at the population curve instead of :math:`p_j = 0.5`.
@@ -774,11 +903,20 @@ class AdaMSSRegressor(DeepSurvivalBase):
 
     # ------------------------------------------------------------------ tabular inputs
     def _fit_tabular(self, fit, seg_net):
-        """Select radiomics of ``seg_net``'s masks (training patients only) and standardise
-        radiomics + clinical; sets ``fit.tabular`` (training rows) and ``fit.val_tabular``."""
+        """The survival head's tabular inputs: segmentation features of ``seg_net``'s maps,
+        radiomics of its masks (selected on the training patients only) and clinical,
+        standardised; sets ``fit.tabular`` (training rows) and ``fit.val_tabular``."""
         parts, names = [], []
-        if seg_net is not None:
-            table = self._radiomics_table(fit.X, seg_net, fit.modalities, fit.intensity)
+        n_seg = 0
+        if self._seg_features:
+            parts.append(self._segmentation_features(seg_net, fit.X, fit.modalities, fit.intensity))
+            names += self._segmentation_feature_names(fit.regions)
+            n_seg = len(names)
+        if self.radiomics and seg_net is not None:
+            masks = self._region_masks(seg_net, fit.X, fit.modalities, fit.intensity, fit.regions)
+            if self.radiomics_cv is not None:
+                self._cross_fit_masks(fit, masks)
+            table = self._radiomics_table(fit.X, masks, fit.modalities)
             rows = fit.train_idx
             fit.radiomics_features = self._select_radiomics(
                 table.iloc[rows], fit.event[rows], fit.time[rows]
@@ -791,6 +929,8 @@ class AdaMSSRegressor(DeepSurvivalBase):
         fit.tabular_names = names
         values = np.hstack(parts) if parts else np.zeros((len(fit.X), 0))
         fit.scaler = training.Standardiser.fit(values[fit.train_idx])
+        if n_seg and self.feature_scaling is None:  # the segmentation features unscaled
+            fit.scaler.mean[:n_seg], fit.scaler.scale[:n_seg] = 0.0, 1.0
         if names:
             z = torch.from_numpy(fit.scaler.transform(values)).to(fit.device)
             fit.data.tabular = z[torch.as_tensor(fit.train_idx, device=fit.device)]
@@ -802,10 +942,14 @@ class AdaMSSRegressor(DeepSurvivalBase):
         if not self.tabular_features_:
             return None
         parts = []
-        if self.radiomics_features_:
-            table = self._radiomics_table(
-                X, self._module("segmentation_network_"), self.modalities_, self.intensity_
+        if self._seg_features:
+            parts.append(
+                self._segmentation_features(
+                    self._module("segmentation_network_"), X, self.modalities_, self.intensity_
+                )
             )
+        if self.radiomics_features_:
+            table = self._radiomics_table(X)
             parts.append(table[self.radiomics_features_].to_numpy(np.float64))
         if self.clinical_:
             parts.append(clinical_frame(X, self.clinical_).to_numpy(np.float64))
@@ -813,7 +957,70 @@ class AdaMSSRegressor(DeepSurvivalBase):
             np.hstack(parts)
         )
 
-    def _radiomics_extractor(self, masks, modalities):
+    def _cross_fit_masks(self, fit, masks: dict) -> None:
+        """Replace the training patients' ``masks`` by out-of-fold predictions, in place.
+
+        The training patients are split into ``radiomics_cv`` folds (stratified by event);
+        for each fold a stage-I network is trained, as stage I is, on the other folds (with
+        the same validation patients picking its kept iteration) and predicts the fold's
+        masks. The validation patients keep the full stage-I network's masks.
+        """
+        from sklearn.model_selection import StratifiedKFold
+
+        stage = STRATEGIES["ssl"][0]  # stage I
+        ev = fit.event[fit.train_idx]
+        k = self.radiomics_cv
+        if min(int(ev.sum()), int((~ev).sum())) >= k:
+            splitter = StratifiedKFold(
+                k, shuffle=True, random_state=int(fit.rng.integers(2**31 - 1))
+            )
+            folds = splitter.split(fit.train_idx, ev)
+        else:  # too few events (or censored) to stratify
+            from sklearn.model_selection import KFold
+
+            splitter = KFold(k, shuffle=True, random_state=int(fit.rng.integers(2**31 - 1)))
+            folds = splitter.split(fit.train_idx)
+        for inner, held in folds:
+            rows = fit.train_idx[inner]
+            sub = _FitState(**{
+                **{key: v for key, v in vars(fit).items() if key in _FIT_INPUTS},
+                "train_idx": rows,
+            })  # fmt: skip
+            sub.data = training.CohortBatches(fit.X, rows, fit.modalities, **fit.batch_kw)
+            net, _ = self._train_stage(stage, sub, {}, fit.rng)
+            out = fit.X[fit.train_idx[held]]
+            fold_masks = self._region_masks(net, out, fit.modalities, fit.intensity, fit.regions)
+            for region, m in fold_masks.items():
+                masks[region][fit.train_idx[held]] = m
+            del sub.data
+
+    def _segmentation_features(self, net, X, modalities, intensity) -> np.ndarray:
+        """``(n, 3 R)`` soft volume / uptake / mean-SUV features of ``net``'s region maps on
+        the whole volumes (:class:`~survseg.networks.heads.SegmentationFeatures`)."""
+        device = next(net.parameters()).device
+        features = SegmentationFeatures(detach=True)
+        vox = torch.from_numpy(voxel_ml(X))
+        net.eval()
+
+        def step(idx):
+            images = training.image_tensor(
+                X, list(modalities), idx, device=device, intensity=intensity
+            )
+            suv = training.image_tensor(X, ["pet"], idx, device=device)
+            with autocast(device, self.amp):
+                logits = net(images, task="segmentation").seg_logits
+            return features(torch.sigmoid(logits.float()), suv.float(), vox[idx].to(device))
+
+        out = training.forward_in_batches(step, len(X), self.predict_batch_size)
+        return out.astype(np.float64)
+
+    @staticmethod
+    def _segmentation_feature_names(regions) -> list:
+        return [f"{r}_{what}" for r in regions for what in ("log_volume", "log_uptake", "mean_suv")]
+
+    def _radiomics_extractor(self, masks: dict, modalities):
+        """The configured extractor on the predicted ``masks`` ({region: (n, D, H, W)}):
+        ``regions=("tumour", "nodes")`` (node burden included) when the nodes are segmented."""
         from ..radiomics import RadiomicsExtractor
 
         base = (
@@ -821,27 +1028,47 @@ class AdaMSSRegressor(DeepSurvivalBase):
             if self.extractor is None
             else self.extractor
         )
-        extractor = clone(base).set_params(
-            modalities=list(modalities), mask=lambda _: masks, empty_mask="nan"
-        )
+        tumour = masks["tumour"]
+        params = dict(modalities=list(modalities), mask=lambda _: tumour, empty_mask="nan")
+        if "nodes" in masks:
+            nodes = masks["nodes"]
+            params.update(regions=("tumour", "nodes"), nodes=lambda _: nodes)
+        else:
+            params.update(regions=("tumour",))
+        extractor = clone(base).set_params(**params)
         if self.verbose and "verbose" in extractor.get_params(deep=False):
             extractor.set_params(verbose=self.verbose)  # the extraction's progress bar
         return extractor
 
-    def _radiomics_table(self, X, seg_net=None, modalities=None, intensity=None) -> pd.DataFrame:
-        """pyradiomics features of ``X`` (as given) inside the masks ``seg_net`` predicts
-        (default: the fitted segmentation network)."""
-        if seg_net is None:
-            seg_net = self._module("segmentation_network_")
-            modalities, intensity = self.modalities_, self.intensity_
-        masks = self._masks(seg_net, X, modalities, intensity, nonempty=True)
+    def _radiomics_table(self, X, masks: dict | None = None, modalities=None) -> pd.DataFrame:
+        """pyradiomics features of ``X`` (as given) inside the predicted region ``masks``
+        (default: those the fitted segmentation network predicts)."""
+        if masks is None:
+            modalities = self.modalities_
+            masks = self._region_masks(
+                self._module("segmentation_network_"),
+                X,
+                modalities,
+                self.intensity_,
+                self.regions_,
+            )
         return self._radiomics_extractor(masks, modalities).fit(X).transform(X)
+
+    def _region_masks(self, net, X, modalities, intensity, regions) -> dict:
+        """``{region: masks}`` ``net`` predicts for radiomics: the tumour never empty (see
+        :meth:`_masks`), the nodes as predicted (all zero = no nodes)."""
+        prob = self._probabilities(net, X, modalities, intensity)
+        return {
+            region: self._masks(prob[:, c], nonempty=region == "tumour")
+            for c, region in enumerate(regions)
+        }
 
     def _select_radiomics(self, table, event, time) -> list:
         """z-score -> Spearman filter -> Lasso-Cox path, on the training patients only.
 
-        Features that pyradiomics could not compute for some training patient, or that are
-        constant, are dropped first. The Lasso penalty is the smallest on the path that keeps
+        Tumour features that pyradiomics could not compute for some training patient, and
+        constant features, are dropped first; node features it could not compute (a tiny
+        predicted node region) take the training mean (patients without nodes have 0). The Lasso penalty is the smallest on the path that keeps
         at most ``max_radiomics_features`` features (with a few dozen patients, choosing it
         by cross-validation is noisy), or with ``None`` the cross-validated one.
         """
@@ -851,6 +1078,16 @@ class AdaMSSRegressor(DeepSurvivalBase):
         from ..radiomics import CorrelationFilter
 
         values = table.to_numpy(np.float64)
+        # a predicted node region pyradiomics rejects (a voxel or two) gets NaN features:
+        # imputed by the training mean (0 after z-scoring, as at predict), not dropped
+        nodes = np.asarray([str(c).startswith("nodes_") for c in table.columns])
+        seen = np.isfinite(values).sum(axis=0) >= 2
+        fill = nodes & seen & ~np.isfinite(values).all(axis=0)
+        if fill.any():
+            values = values.copy()
+            values[:, fill] = np.where(
+                np.isfinite(values[:, fill]), values[:, fill], np.nanmean(values[:, fill], axis=0)
+            )
         usable = np.isfinite(values).all(axis=0) & (np.nanstd(values, axis=0) > 0)
         if not usable.any():
             return []
@@ -905,13 +1142,14 @@ class AdaMSSRegressor(DeepSurvivalBase):
         return training.forward_in_batches(step, len(X), self.predict_batch_size)
 
     def _probabilities(self, net, X, modalities, intensity):
+        """Probability maps of every region, ``(n, n_regions, D, H, W)`` float32."""
         return self._run(
             net, X, modalities, intensity,
-            lambda n, images, e: torch.sigmoid(n(images, task="segmentation").seg_logits[:, 0].float()),
+            lambda n, images, e: torch.sigmoid(n(images, task="segmentation").seg_logits.float()),
         )  # fmt: skip
 
-    def _masks(self, net, X, modalities, intensity, nonempty):
-        prob = self._probabilities(net, X, modalities, intensity)
+    def _masks(self, prob, nonempty):
+        """Binary masks of one region's probabilities ``(n, D, H, W)``."""
         masks = (prob > self.mask_threshold).astype(np.uint8)
         if nonempty:
             # radiomics need a region: where nothing passes the threshold, take the voxels
@@ -1007,27 +1245,29 @@ class AdaMSSRegressor(DeepSurvivalBase):
             return values
         return np.array([StepFunction(self.time_bins_, v) for v in values], dtype=object)
 
-    def predict_proba_mask(self, X):
-        """Tumour probability per voxel, shape (n_patients, D, H, W), float32."""
+    def predict_proba_mask(self, X, region="tumour"):
+        """Probability per voxel of one region, shape (n_patients, D, H, W), float32.
+
+        Parameters
+        ----------
+        X : cohort
+        region : {"tumour", "nodes"}, default="tumour"
+            One of ``regions_``; ``"nodes"`` needs a model fitted with ``nodes_field`` in X.
+        """
+        channel = region_channel(self, region)
         self._check_X(X)
         return self._probabilities(
             self._module("segmentation_network_"), X, self.modalities_, self.intensity_
-        )
+        )[:, channel]
 
-    def predict_mask(self, X):
-        """Tumour masks (probability > ``mask_threshold``), uint8 of shape (n_patients, D, H, W).
+    def predict_mask(self, X, region="tumour"):
+        """Masks of one region (probability > ``mask_threshold``), uint8 of shape
+        (n_patients, D, H, W); ``region`` as in :meth:`predict_proba_mask`.
 
         For ``"ssl"`` and ``"stl"`` these come from the stage-I network (stage II is tuned
         for survival only), for ``"mtl"`` from the multi-task network.
         """
-        self._check_X(X)
-        return self._masks(
-            self._module("segmentation_network_"),
-            X,
-            self.modalities_,
-            self.intensity_,
-            nonempty=False,
-        )
+        return self._masks(self.predict_proba_mask(X, region), nonempty=False)
 
     def fusion_weights(self, X, stage="survival", per_patient=False):
         r"""Mean fusion-gate weight :math:`w_{fuse}` of each encoder level (the paper's Table IV).
@@ -1090,6 +1330,13 @@ class AdaMSSRegressor(DeepSurvivalBase):
 
         out = self._run(self._stage_network(stage), X, self.modalities_, self.intensity_, fn)
         return list(out) if isinstance(out, tuple) else [out]
+
+
+#: What a fold's ``_FitState`` copies from the main one (inputs, not results).
+_FIT_INPUTS = (
+    "X", "modalities", "clinical", "intensity", "bins", "event", "time", "s", "f", "val_idx",
+    "device", "regions", "mask_fields", "val_images", "batch_kw", "rng",
+)  # fmt: skip
 
 
 class _FitState:

@@ -17,11 +17,11 @@ from sklearn.utils._param_validation import Interval, StrOptions
 from sklearn.utils.metaestimators import available_if
 from sklearn.utils.validation import check_is_fitted
 
-from ..data.cohort import cohort_spacing, volume_shape
+from ..data.cohort import volume_shape
 from ..data.validation import check_cohort, check_fitted_cohort, check_survival
 from ..evaluation.metrics import dice_score
 from ..losses.cox import cox_partial_likelihood_loss
-from ..losses.segmentation import dice_loss
+from ..losses.segmentation import region_dice_loss
 from ..networks.deepmts import DeepMTS
 from ..training import (
     CohortBatches,
@@ -47,7 +47,15 @@ from ..training import (
     validation_split,
 )
 from ._cox import CoxSurvivalMixin
-from ._deep import DEEP_PARAMETER_CONSTRAINTS, DeepSurvivalBase, autocast
+from ._deep import (
+    DEEP_PARAMETER_CONSTRAINTS,
+    DeepSurvivalBase,
+    autocast,
+    mean_dice,
+    region_channel,
+    segmented_regions,
+    voxel_ml,
+)
 
 __all__ = ["DeepMTSRegressor"]
 
@@ -59,14 +67,6 @@ _SHAPE_PARAMS = tuple(
     and name
     not in ("segmentation", "hard_sharing", "cascade", "backbone", "feature_convs", "n_regions")
 )
-
-
-def _dice_where_present(truth, pred) -> float:
-    """Mean Dice over the patients whose label is not empty (NaN when none is)."""
-    present = truth.reshape(len(truth), -1).any(axis=1)
-    if not present.any():
-        return float("nan")
-    return float(np.mean(dice_score(truth[present], pred[present])))
 
 
 def _has_survival_head(est) -> bool:
@@ -494,14 +494,6 @@ class DeepMTSRegressor(CoxSurvivalMixin, TransformerMixin, DeepSurvivalBase):
             return self._image_inputs(images, masks), clinical, suv, voxel_ml
         return self._image_inputs(images, masks), clinical
 
-    @staticmethod
-    def _voxel_ml(X) -> np.ndarray:
-        """Voxel volume of each patient in ml (1 mm^3 when the cohort has no spacing)."""
-        spacing = cohort_spacing(X)
-        if spacing is None:
-            return np.full(len(X), 1e-3, dtype=np.float32)
-        return (np.prod(spacing, axis=1) / 1000.0).astype(np.float32)
-
     def _image_inputs(self, images, masks):
         if self.mask_input:  # image x (augmented) manual mask
             images = images * masks
@@ -516,7 +508,7 @@ class DeepMTSRegressor(CoxSurvivalMixin, TransformerMixin, DeepSurvivalBase):
         rows = np.arange(len(X)) if rows is None else np.asarray(rows)
         clinical = scaler.transform(self._clinical(X, rows)) if len(scaler.mean) else None
         modalities = list(self._modality_names())
-        voxel_ml = torch.from_numpy(self._voxel_ml(X)[rows])
+        vox_ml = torch.from_numpy(voxel_ml(X)[rows])
 
         def fn(idx):
             patients = rows[idx]
@@ -528,7 +520,7 @@ class DeepMTSRegressor(CoxSurvivalMixin, TransformerMixin, DeepSurvivalBase):
             suv = vox = None
             if net.seg_features is not None:
                 suv = image_tensor(X, ["pet"], patients, device=device)
-                vox = voxel_ml[idx].to(device)
+                vox = vox_ml[idx].to(device)
             with autocast(device, self.amp):
                 out = net(*self._net_inputs(images, masks, clin, suv, vox))
             n = images.shape[0]
@@ -611,7 +603,7 @@ class DeepMTSRegressor(CoxSurvivalMixin, TransformerMixin, DeepSurvivalBase):
                 sampler = random_batches(len(train_idx), self.batch_size, rng)
             ev = torch.as_tensor(event[train_idx], device=device)
             tm = torch.as_tensor(time[train_idx], device=device)
-            vox = torch.as_tensor(self._voxel_ml(X)[train_idx], device=device)
+            vox = torch.as_tensor(voxel_ml(X)[train_idx], device=device)
             batches = (data.batch(local) for local in sampler)
             monitor = "dice" if self.monitor == "c_index" and not survival else self.monitor
             key, mode = monitor_key(monitor)
@@ -690,40 +682,16 @@ class DeepMTSRegressor(CoxSurvivalMixin, TransformerMixin, DeepSurvivalBase):
 
     @staticmethod
     def _dice_loss(logits, masks, reduction="mean"):
-        r"""Squared-denominator Dice loss summed over the regions, averaged over patients.
-
-        The tumour channel is the paper's Eq. 2 unchanged. The nodes channel adds a smoothing
-        of 1 to numerator and denominator, :math:`1 - (2 \sum p g + 1) / (\sum p^2 + \sum g^2
-        + 1)`: without it a patient without nodes (empty label) gives a constant loss and no
-        gradient, so false-positive nodes would never be penalised.
-        """
-        per = dice_loss(logits[:, :1], masks[:, :1], squared=True, reduction="none")
-        if logits.shape[1] > 1:
-            nodes = dice_loss(
-                logits[:, 1:],
-                masks[:, 1:],
-                squared=True,
-                reduction="none",
-                smooth_nr=1.0,
-                smooth_dr=1.0,
-            )
-            per = torch.cat([per, nodes], dim=1)
-        per = per.sum(dim=1)
-        return per.mean() if reduction == "mean" else per
+        """Squared-denominator Dice loss summed over the regions, averaged over patients
+        (:func:`~survseg.losses.segmentation.region_dice_loss`; the tumour channel is the
+        paper's Eq. 2 unchanged)."""
+        return region_dice_loss(logits, masks, squared=True, reduction=reduction)
 
     def _regions(self, X):
         """``(region names, mask fields)`` the network segments, read from ``X`` at fit."""
         if not self.segmentation:
             return (), [self.mask_field]
-        names = X.dtype.names or ()
-        if self.nodes_field is not None and self.nodes_field in names:
-            if self.nodes_field == self.mask_field:
-                raise ValueError(
-                    f"nodes_field and mask_field are both {self.mask_field!r}; the tumour and "
-                    "the lymph nodes need two fields."
-                )
-            return ("tumour", "nodes"), [self.mask_field, self.nodes_field]
-        return ("tumour",), [self.mask_field]
+        return segmented_regions(X, self.mask_field, self.nodes_field)
 
     def _validator(self, X, val_idx, event, time, device, intensity, scaler, mask_fields):
         """Validation scores of the held-out patients (whole volumes, no augmentation)."""
@@ -750,7 +718,7 @@ class DeepMTSRegressor(CoxSurvivalMixin, TransformerMixin, DeepSurvivalBase):
             if self.segmentation:
                 scores["val_dice"] = float(np.mean(dice_score(truth[:, 0], logits[:, 0] > 0)))
                 if truth.shape[1] > 1:
-                    scores["val_dice_nodes"] = _dice_where_present(truth[:, 1], logits[:, 1] > 0)
+                    scores["val_dice_nodes"] = mean_dice(truth[:, 1], logits[:, 1] > 0)
                 masks = torch.from_numpy(truth).float()
                 per_patient = self._dice_loss(torch.from_numpy(logits), masks, reduction="none")
                 scores["val_dice_loss"] = float(per_patient.mean())
@@ -786,21 +754,6 @@ class DeepMTSRegressor(CoxSurvivalMixin, TransformerMixin, DeepSurvivalBase):
         """Cumulative hazard functions through the Breslow baseline hazard."""
         return super().predict_cumulative_hazard_function(X, return_array=return_array)
 
-    def _region_channel(self, region) -> int:
-        check_is_fitted(self, "network_")
-        if region not in self.regions_:
-            raise ValueError(
-                f"region must be one of {list(self.regions_)} (the regions this model was "
-                f"fitted to segment); got {region!r}."
-                + (
-                    " To segment the lymph nodes, fit with their labels in X (the "
-                    "nodes_field field, 'nodes' by default)."
-                    if region == "nodes"
-                    else ""
-                )
-            )
-        return self.regions_.index(region)
-
     @available_if(_segments)
     def predict_proba_mask(self, X, region="tumour"):
         """Probability map of one region, ``(n_patients, D, H, W)`` float32 in [0, 1].
@@ -811,7 +764,7 @@ class DeepMTSRegressor(CoxSurvivalMixin, TransformerMixin, DeepSurvivalBase):
         region : {"tumour", "nodes"}, default="tumour"
             One of ``regions_``; ``"nodes"`` needs a model fitted with ``nodes_field`` in X.
         """
-        channel = self._region_channel(region)
+        channel = region_channel(self, region)
         logits = self._forward(X, want_seg=True)[2][:, channel]
         return torch.sigmoid(torch.from_numpy(logits)).numpy()
 

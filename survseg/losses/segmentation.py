@@ -11,7 +11,7 @@ from functools import lru_cache
 
 import torch
 
-__all__ = ["dice_loss", "focal_loss"]
+__all__ = ["dice_loss", "focal_loss", "region_dice_loss"]
 
 _REDUCTIONS = ("mean", "sum", "none")
 
@@ -108,6 +108,61 @@ def dice_loss(
     if reduction == "mean":
         return loss.mean()
     return loss.sum() if reduction == "sum" else loss
+
+
+def region_dice_loss(
+    logits: torch.Tensor,
+    target: torch.Tensor,
+    *,
+    squared: bool = False,
+    node_smoothing: float = 1.0,
+    reduction: str = "mean",
+) -> torch.Tensor:
+    r"""Soft Dice loss summed over the segmented regions (channel 0 the tumour, then the nodes).
+
+    The patient's loss is :math:`\sum_r L_r`. The tumour channel is :func:`dice_loss`
+    unchanged (smoothing 0 / 1e-5; with ``squared=True`` DeepMTS's Eq. 2). Every further
+    channel (the lymph nodes) adds ``node_smoothing`` :math:`s` to numerator and denominator,
+
+    .. math:: L_r = 1 - \frac{2 \sum_i p_i g_i + s}{\sum_i p_i^{k} + \sum_i g_i^{k} + s},
+
+    which matters for the many patients without nodes. With :math:`s = 0` (the authors'
+    AdaMSS code: MONAI's ``DiceLoss`` on both channels) an empty label gives the constant 1
+    with no gradient, so false-positive nodes are penalised by another term only (AdaMSS's
+    focal loss). With :math:`s = 1` a node-free patient scores :math:`1 - 1 / (\sum_i p_i^k
+    + 1)`, 0 for an empty prediction, which pushes every voxel of that patient down; with
+    small nodes this push can outweigh the patients that have nodes (measured on a tiny
+    AdaMSS: the node probability at node voxels fell from 0.004 to 0.0006 in 60 iterations
+    with :math:`s = 1` and rose to 0.999 with :math:`s = 0` plus the focal loss).
+
+    Parameters
+    ----------
+    logits, target : Tensor (N, R, *spatial)
+    squared : bool, default=False
+    node_smoothing : float >= 0, default=1.0
+        :math:`s`; 0 uses :func:`dice_loss`'s (0, 1e-5) on the node channels too.
+    reduction : {"mean", "none"}, default="mean"
+        Mean over the patients, or the ``(N,)`` per-patient sums.
+
+    Returns
+    -------
+    Tensor
+    """
+    if reduction not in ("mean", "none"):
+        raise ValueError(f"reduction must be 'mean' or 'none'; got {reduction!r}.")
+    if not node_smoothing >= 0:
+        raise ValueError(f"node_smoothing must be >= 0; got {node_smoothing}.")
+    per = dice_loss(logits[:, :1], target[:, :1], squared=squared, reduction="none")
+    if logits.shape[1] > 1:
+        smooth = (
+            dict(smooth_nr=float(node_smoothing), smooth_dr=float(node_smoothing))
+            if node_smoothing > 0
+            else {}
+        )
+        rest = dice_loss(logits[:, 1:], target[:, 1:], squared=squared, reduction="none", **smooth)
+        per = torch.cat([per, rest], dim=1)
+    per = per.sum(dim=1)
+    return per.mean() if reduction == "mean" else per
 
 
 @lru_cache(maxsize=16)

@@ -30,6 +30,7 @@ from torch import nn
 from .attention import AttentionGate
 from .blocks import ResidualBlock
 from .fusion import AdaFusionEncoder
+from .heads import FeatureStandardizer
 
 __all__ = ["AdaMSS", "AdaMSSOutput", "AdaFocusDecoder", "SurvivalHead"]
 
@@ -126,7 +127,7 @@ class SurvivalHead(nn.Module):
 
 
 class AdaMSS(nn.Module):
-    """Adaptive multi-modality segmentation-to-survival network (Meng et al., 2024).
+    r"""Adaptive multi-modality segmentation-to-survival network (Meng et al., 2024).
 
     Parameters
     ----------
@@ -151,6 +152,17 @@ class AdaMSS(nn.Module):
         Width of the survival head's hidden layer.
     dropout : float, default=0.5
         Dropout before each FC layer of the survival head.
+    pooled_features : bool, default=True
+        Feed the globally average-pooled decoder features to the survival head (the
+        paper). ``False``: the head sees the ``n_extra_features`` tabular inputs only (e.g.
+        features of a segmentation network's predicted maps), and ``task="survival"`` does
+        not run the encoder and decoder.
+    feature_scaling : bool, default=False
+        z-score the pooled features before the head, :math:`(x - \mu) / \sigma`, with
+        running statistics of the training batches
+        (:class:`~survseg.networks.heads.FeatureStandardizer`, momentum
+        ``scaling_momentum``; the first batch sets them), used unchanged in eval mode.
+    scaling_momentum : float, default=0.05
 
     Notes
     -----
@@ -170,6 +182,9 @@ class AdaMSS(nn.Module):
         seg_channels: int = 1,
         hidden_features: int = 128,
         dropout: float = 0.5,
+        pooled_features: bool = True,
+        feature_scaling: bool = False,
+        scaling_momentum: float = 0.05,
     ):
         super().__init__()
         if n_intervals < 1:
@@ -187,9 +202,18 @@ class AdaMSS(nn.Module):
             n_modalities, single_channels, fuse_channels, n_convs, fusion
         )
         self.decoder = AdaFocusDecoder(self.encoder.skip_channels, tuple(n_convs)[:-1])
+        if not pooled_features and n_extra_features < 1:
+            raise ValueError("pooled_features=False needs n_extra_features >= 1 (head inputs).")
         self.seg_head = nn.Conv3d(self.decoder.channels[0], seg_channels, kernel_size=1)
+        self.pooled_features = bool(pooled_features)
+        n_pooled = sum(self.decoder.channels) if pooled_features else 0
+        self.scale_pooled = (
+            FeatureStandardizer(n_pooled, scaling_momentum)
+            if feature_scaling and pooled_features
+            else None
+        )
         self.survival_head = SurvivalHead(
-            sum(self.decoder.channels) + n_extra_features, hidden_features, n_intervals, dropout
+            n_pooled + n_extra_features, hidden_features, n_intervals, dropout
         )
         self.size_multiple = 2 ** (self.encoder.n_levels - 1)
 
@@ -254,15 +278,22 @@ class AdaMSS(nn.Module):
         if task not in ("both", "segmentation", "survival"):
             raise ValueError(f"task must be 'both', 'segmentation' or 'survival'; got {task!r}.")
         self._check_inputs(images, extra, need_extra=task != "segmentation")
-        skips, gate_weights = self.encoder(images)
-        decoded, maps = self.decoder(skips)
+        gate_weights = maps = decoded = None
+        if task != "survival" or self.pooled_features or return_fusion_weights or return_attention:
+            skips, gate_weights = self.encoder(images)
+            decoded, maps = self.decoder(skips)
         seg = self.seg_head(decoded[0]) if task != "survival" else None
         surv = None
         if task != "segmentation":
-            pooled = [d.mean(dim=(2, 3, 4)) for d in decoded]
+            parts = []
+            if self.pooled_features:
+                pooled = torch.cat([d.mean(dim=(2, 3, 4)) for d in decoded], dim=1)
+                if self.scale_pooled is not None:
+                    pooled = self.scale_pooled(pooled.float()).to(pooled.dtype)
+                parts.append(pooled)
             if extra is not None:
-                pooled.append(extra.to(pooled[0].dtype))
-            surv = self.survival_head(torch.cat(pooled, dim=1))
+                parts.append(extra.to(images.dtype if not parts else parts[0].dtype))
+            surv = self.survival_head(torch.cat(parts, dim=1))
         return AdaMSSOutput(
             seg_logits=seg,
             survival_logits=surv,

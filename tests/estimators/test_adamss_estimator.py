@@ -230,9 +230,12 @@ def test_sklearn_contract(cohort):
 def test_extractor_parameters_reach_the_radiomics(cohort):
     est = AdaMSSRegressor(extractor=FAST_RADIOMICS).set_params(extractor__spacing=(3.0, 2.0, 2.0))
     masks = np.zeros((1, 4, 4, 4), np.uint8)
-    used = est._radiomics_extractor(masks, ("pet", "ct"))
+    used = est._radiomics_extractor({"tumour": masks}, ("pet", "ct"))
     assert used.spacing == (3.0, 2.0, 2.0) and used.modalities == ["pet", "ct"]
     assert used.empty_mask == "nan" and est.extractor.mask == "mask"  # the parameter untouched
+    assert used.regions == ("tumour",)
+    both = est._radiomics_extractor({"tumour": masks, "nodes": 0 * masks}, ("pet", "ct"))
+    assert both.regions == ("tumour", "nodes") and both.spacing == (3.0, 2.0, 2.0)
 
 
 def test_bad_inputs(cohort):
@@ -291,11 +294,20 @@ def test_tumour_head_starts_at_the_foreground_fraction():
     masks[0, :2, :2, :2] = 1  # 8 voxels
     masks[1, 0, 0, :] = 1  # 4 voxels; patient 2 is left out of training
     masks[2] = 1
-    ctx = SimpleNamespace(X=volumes(pet=np.ones((3, 4, 4, 4)), mask=masks), train_idx=[0, 1])
-    net = AdaMSS(n_modalities=1, single_channels=(2, 4), fuse_channels=(4, 8), n_convs=(1, 1))
+    nodes = np.zeros_like(masks)
+    nodes[0, 3, 3, :2] = 1  # 2 node voxels; patient 1 has no nodes
+    X = volumes(pet=np.ones((3, 4, 4, 4)), mask=masks, nodes=nodes)
+    ctx = SimpleNamespace(X=X, train_idx=[0, 1], mask_fields=["mask"])
+    shape = dict(single_channels=(2, 4), fuse_channels=(4, 8), n_convs=(1, 1))
+    net = AdaMSS(n_modalities=1, **shape)
     AdaMSSRegressor()._init_segmentation_bias(net, ctx)
     pi = 12 / 128  # tumour voxels / all voxels of the training patients
     torch.testing.assert_close(net.seg_head.bias.data, torch.logit(torch.tensor([pi])))
+    # two regions: each channel from its own labels (nodes 2 / 128)
+    net = AdaMSS(n_modalities=1, seg_channels=2, **shape)
+    ctx.mask_fields = ["mask", "nodes"]
+    AdaMSSRegressor()._init_segmentation_bias(net, ctx)
+    torch.testing.assert_close(net.seg_head.bias.data, torch.logit(torch.tensor([pi, 2 / 128])))
 
 
 @pytest.mark.slow

@@ -38,6 +38,7 @@ RENAMED = {
     "AdaMSSRegressor(l2=x)": "AdaMSSRegressor(head_l2=x)",
     "AdaMSSRegressor(monitor='nll')": "AdaMSSRegressor(monitor='loss')",
     "DeepMTSRegressor() before issue 14 (pooled features, unscaled)": "DeepMTSRegressor(survival_inputs='pooled', feature_scaling=None)",
+    "AdaMSSRegressor() before issue 14 on a cohort with a 'nodes' field (tumour only)": "AdaMSSRegressor(nodes_field=None)",
     "DeepSurv(early_stopping=True, validation_interval=k)": "validation_fraction=0.2, validate_every=k",
 }
 
@@ -68,7 +69,12 @@ DEEPMTS_ROWS = {
     ),
 }
 
-ADAMSS_BASE = {**ADAMSS_FAST, "intensity": {"pet": "zscore", "ct": "window"}}
+ADAMSS_BASE = {
+    **ADAMSS_FAST,
+    "intensity": {"pet": "zscore", "ct": "window"},
+    # the cohort has HECKTOR-style node labels; the recorded rows segment the tumour only
+    "nodes_field": None,
+}
 
 
 def _fast_extractor():
