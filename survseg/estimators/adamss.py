@@ -740,8 +740,9 @@ class AdaMSSRegressor(DeepSurvivalBase):
 
     def _networks_from_fitted(self) -> dict:
         """The fitted networks' shapes, for :meth:`from_weights`."""
-        net = self._build_network(len(self.tabular_features_))
-        seg = net if self.learning_strategy == "mtl" else self._build_network(0)
+        n_regions = len(self.regions_)
+        net = self._build_network(n_regions, len(self.tabular_features_), survive=True)
+        seg = net if self.learning_strategy == "mtl" else self._build_network(n_regions)
         return {"network_": net, "segmentation_network_": seg}
 
     def _train_stage(self, stage: _Stage, fit, nets, rng):
@@ -985,6 +986,8 @@ class AdaMSSRegressor(DeepSurvivalBase):
             sub = _FitState(**{
                 **{key: v for key, v in vars(fit).items() if key in _FIT_INPUTS},
                 "train_idx": rows,
+                # the user's callbacks (checkpoints) belong to the main fit, not to these
+                "callbacks": None,
             })  # fmt: skip
             sub.data = training.CohortBatches(fit.X, rows, fit.modalities, **fit.batch_kw)
             net, _ = self._train_stage(stage, sub, {}, fit.rng)
