@@ -496,8 +496,8 @@ class AdaMSSRegressor(DeepSurvivalBase):
                 raise ValueError(
                     f"crop_size {self.crop_size!r} must be 3 sizes (or one) no larger than the "
                     f"volume {tuple(shape)} (D, H, W) and divisible by {multiple}, as the "
-                    f"network's {multiple.bit_length()} levels (len(n_convs)) need 2**"
-                    f"{multiple.bit_length() - 1} = {multiple}."
+                    f"network's {multiple.bit_length()} levels (len(n_convs)) need {multiple} "
+                    f"(2**{multiple.bit_length() - 1})."
                 )
         return tuple(int(c) for c in crop)
 
@@ -552,8 +552,6 @@ class AdaMSSRegressor(DeepSurvivalBase):
             mask_field=self.mask_field,
             clinical=clinical,
         )
-        # a blank tumour region, then a constant image, each named with its patients
-        check_image_content(X, modalities, mask_field=self.mask_field)
         event, time = check_survival(y, len(X))
         shape = volume_shape(X)
         levels = len(self._network_kwargs()["n_convs"])
@@ -561,11 +559,13 @@ class AdaMSSRegressor(DeepSurvivalBase):
         if any(s % multiple for s in shape):
             raise ValueError(
                 f"volumes of shape {shape} (D, H, W) cannot pass the {levels} levels of AdaMSS "
-                f"(len(n_convs)): every axis must be divisible by 2**{levels - 1} = {multiple}, "
+                f"(len(n_convs)): every axis must be divisible by {multiple} (2**{levels - 1}), "
                 f"so at least {multiple} voxels; crop or pad them (the paper uses 160^3) or "
                 "change network_params."
             )
         crop = self._crop(shape, multiple)  # checked here, before any training
+        # a blank tumour region, then a constant image, each named with its patients
+        check_image_content(X, modalities, mask_field=self.mask_field)
         device = self._device()
         seed = training.seed_from(self.random_state)
         intensity = training.check_intensity(self.intensity, modalities)

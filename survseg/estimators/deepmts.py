@@ -820,6 +820,25 @@ class DeepMTSRegressor(CoxSurvivalMixin, TransformerMixin, DeepSurvivalBase):
         H, W)`` uint8; ``region`` as in :meth:`predict_proba_mask`."""
         return (self.predict_proba_mask(X, region) > self.mask_threshold).astype(np.uint8)
 
+    @available_if(_segments)
+    def predict_label_map(self, X):
+        r"""Every region in one label image, HECKTOR's convention: ``(n_patients, D, H, W)``
+        uint8 with 0 background and :math:`k` the ``regions_[k - 1]`` (1 = tumour, 2 = nodes
+        when fitted with node labels, as HECKTOR's GTVp / GTVn).
+
+        A voxel takes the region of highest probability among those above
+        ``mask_threshold``: :math:`\ell_v = 1 + \arg\max_k p_{k,v}` if
+        :math:`\max_k p_{k,v} > t`, else 0 (labels are exclusive; a tie goes to the lower
+        label). One forward pass for all regions. With one region it equals
+        :meth:`predict_mask`.
+        """
+        check_is_fitted(self, "network_")
+        logits = torch.from_numpy(self._forward(X, want_seg=True)[2])
+        prob = torch.sigmoid(logits)
+        best, label = prob.max(dim=1)  # first maximum: ties go to the lower label
+        out = torch.where(best > self.mask_threshold, label + 1, torch.zeros_like(label))
+        return out.numpy().astype(np.uint8)
+
     @available_if(_has_survival_head)
     def transform(self, X):
         """The survival branches' input features, unscaled: hard-sharing then cascade (124 +

@@ -435,12 +435,12 @@ class DeepMTS(nn.Module):
             if self.backbone.decoder is not None and any(s % d for s in size):
                 problems.append(
                     f"the U-Net's {n} levels (len(channels)) need every axis divisible by "
-                    f"2**{n - 1} = {d}"
+                    f"{d} (2**{n - 1})"
                 )
             elif min(size) < d:
                 problems.append(
                     f"the encoder's {n} levels (len(channels)) need every axis at least "
-                    f"2**{n - 1} = {d} voxels"
+                    f"{d} (2**{n - 1}) voxels"
                 )
         if self.cascade is not None and min(size) < self.cascade.min_input_size:
             problems.append(
