@@ -301,6 +301,11 @@ class AdaMSSRegressor(DeepSurvivalBase):
         Their standardisation (training statistics).
     intensity_ : dict
         The parsed ``intensity``.
+    cohort_signature_ : dict
+        The fields fit read (images, mask, clinical, the spacing when radiomics measure in
+        mm) and the training volume size (:func:`~survseg.data.validation.cohort_signature`):
+        predict refuses a cohort without those fields (the mask excepted) or of another
+        volume size, as the network learned its pooled features at that size.
     unique_times_ : ndarray
         The times of the arrays of ``predict_survival_function`` and
         ``predict_cumulative_hazard_function`` with ``return_array=True``: ``time_bins_``.
