@@ -44,7 +44,7 @@ from survseg.persistence import (
     read_header,
     save_model,
 )
-from survseg.preprocess import Preprocessing
+from survseg.preprocess import Preprocessing, preprocess_case
 from survseg.radiomics import RadiomicsExtractor
 from survseg.training import balanced_batches
 from tests.conftest import MeanUptake, sphere_cohort
@@ -398,6 +398,16 @@ ERROR_ROWS = {
             r"crop_size \(6, 8, 8\) must be .* divisible by 4, as the network's 3 levels",
         ),
     ),
+    "preprocess: a mask in the air is reported as such, not as a constant PET": (
+        lambda tmp: preprocess_case(
+            _air_mask_case(), Preprocessing(spacing=1.0, crop_size=(6, 6, 6))
+        ),
+        _raises(
+            ValueError,
+            r"the mask lies on a blank region after resampling and cropping: under it every "
+            r"'ct' voxel is -1024 and every 'pet' voxel is 0",
+        ),
+    ),
     "AdaMSS: predict on another volume size": (
         lambda tmp: _fitted_adamss().predict(_deep_cohort(shape=(16, 16, 16))[0]),
         _raises(
@@ -492,6 +502,21 @@ def _deep_cohort(n=8, shape=(20, 20, 20), constant_pet=(), blank_mask=None, whol
             pet[blank_mask], ct[blank_mask] = 0.0, -1024.0
     event = np.arange(n) % 2 == 0
     return volumes(pet=pet, ct=ct, mask=mask), Surv.from_arrays(event, 10.0 + np.arange(n))
+
+
+def _air_mask_case():
+    """A body (a box of tissue) in air, the mask drawn in a corner of the air."""
+    rng = np.random.default_rng(5)
+    body = np.zeros((24, 24, 24), bool)
+    body[2:14, 2:14, 2:14] = True
+    ct = np.where(body, rng.normal(40.0, 20.0, body.shape), -1024.0).astype(np.float32)
+    pet = np.where(body, rng.gamma(4.0, 0.25, body.shape), 0.0).astype(np.float32)
+    mask = np.zeros(body.shape, np.uint8)
+    mask[18:21, 18:21, 18:21] = 1
+    return {
+        name: sitk.GetImageFromArray(array)
+        for name, array in (("ct", ct), ("pet", pet), ("mask", mask))
+    }
 
 
 def _no_training(fit):
