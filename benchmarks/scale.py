@@ -10,6 +10,7 @@ never whole in memory, and each step opens it with :func:`survseg.data.cohort.lo
   (``rss - shared`` sampled every 0.1 s with psutil): pages of the memory-mapped file that
   were read count in the RSS but are page cache, which the kernel can drop, not memory the
   step holds;
+* the peak of the summed RSS of its child processes (the ``n_jobs`` workers), sampled alike;
 * the memory before the step (imports, the opened cohort) and the wall time.
 
 Steps: ``RadiomicsCox`` (the demo's extractor settings, original image, PET 0.25 SUV / CT
@@ -81,7 +82,7 @@ class MemorySampler:
 
         self.proc = psutil.Process()
         self.interval = interval
-        self.peak_rss = self.peak_anon = 0
+        self.peak_rss = self.peak_anon = self.peak_workers = 0
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, daemon=True)
 
@@ -89,6 +90,13 @@ class MemorySampler:
         info = self.proc.memory_info()
         self.peak_rss = max(self.peak_rss, info.rss)
         self.peak_anon = max(self.peak_anon, info.rss - info.shared)
+        workers = 0  # child processes (n_jobs workers): their RSS, summed
+        for child in self.proc.children(recursive=True):
+            try:
+                workers += child.memory_info().rss
+            except Exception:  # exited between listing and reading
+                pass
+        self.peak_workers = max(self.peak_workers, workers)
 
     def _run(self):
         while not self._stop.is_set():
@@ -98,7 +106,7 @@ class MemorySampler:
     def __enter__(self):
         self._sample()
         self.start = {"rss": self.peak_rss, "anon": self.peak_anon}
-        self.peak_rss = self.peak_anon = 0
+        self.peak_rss = self.peak_anon = self.peak_workers = 0
         self._thread.start()
         return self
 
@@ -161,6 +169,7 @@ def _step(args) -> dict:
         "start_anon_MiB": _mib(mem.start["anon"]),
         "peak_rss_MiB": _mib(mem.peak_rss),
         "peak_anon_MiB": _mib(mem.peak_anon),
+        "peak_workers_rss_MiB": _mib(mem.peak_workers),
         "ru_maxrss_MiB": _mib(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024),
         "model_MiB": _mib(model_bytes),
         "under_2GB_plus_model": bool(mem.peak_rss < 2 * 2**30 + model_bytes),

@@ -22,8 +22,19 @@ _LAZY = {
     "LassoCoxCV": "survseg.estimators",
     "make_survival_pipeline": "survseg.estimators",
     "make_radiomics_pipeline": "survseg.estimators",
+    "IcareSurvival": "survseg.estimators",
+    "BaggedIcareSurvival": "survseg.estimators",
     "RadiomicsExtractor": "survseg.radiomics",
+    "CoxPValueSelector": "survseg.feature_selection",
+    "concordance_score": "survseg.feature_selection",
+    "cox_score_test": "survseg.feature_selection",
     "benchmark": "survseg.evaluation.benchmark",
+    "calibration_at_horizon": "survseg.evaluation.calibration",
+    "d_calibration": "survseg.evaluation.calibration",
+    "Checkpoint": "survseg.training.checkpoint",
+    "EarlyStopping": "survseg.training.checkpoint",
+    "save_weights": "survseg.persistence",
+    "load_weights": "survseg.persistence",
 }
 
 __all__ = ["__version__", "from_dataframe", "load_cohort", "save_cohort", "volumes", *_LAZY]

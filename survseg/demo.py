@@ -48,13 +48,16 @@ def demo_models(
     """
     from .registry import make_model
 
+    # DeepMTS with the small-data head (its own segmentation's volume and uptake, z-scored):
+    # the paper's pooled head learns little from a demo-sized cohort (benchmarks/heads/)
     names = (
+        "ClinicalCox",
         "RadiomicsCox",
         "RadiomicsCox-nodes",
         "Radiomics+RSF",
         "Radiomics+DeepSurv",
         "Radiomics+ICARE",
-        "DeepMTS",
+        "DeepMTS-small-data",
         "AdaMSS",
     )
     return {
@@ -119,6 +122,7 @@ def run_demo(
         X,
         y,
         cv=n_folds,
+        reference="RadiomicsCox" if "RadiomicsCox" in all_models else None,
         n_bootstrap=n_bootstrap,
         random_state=random_state,
         n_jobs=n_jobs,

@@ -12,16 +12,19 @@ __all__ = [
     "NORMALISED_BINS",
     "PAPER_INTENSITY",
     "PHYSICAL_BINS",
+    "SMALL_DATA_HEAD",
     "make_model",
 ]
 
 MODEL_NAMES = (
+    "ClinicalCox",
     "RadiomicsCox",
     "RadiomicsCox-nodes",
     "Radiomics+RSF",
     "Radiomics+DeepSurv",
     "Radiomics+ICARE",
     "DeepMTS",
+    "DeepMTS-small-data",
     "DeepMTS-features+LassoCox",
     "AdaMSS",
 )
@@ -59,6 +62,9 @@ _CPU_DEEP = {
     "DeepMTS": dict(lr=1e-3),
     "AdaMSS": dict(lr=(1e-3, 5e-4)),
 }
+#: DeepMTS's survival head for 50-400 patients: features of its own segmentation (volume,
+#: uptake per region), z-scored; chosen on development cohorts (``benchmarks/heads/``).
+SMALL_DATA_HEAD = {"survival_inputs": "segmentation", "feature_scaling": "standardize"}
 _FAST_ADAMSS_RADIOMICS = dict(feature_classes=["firstorder", "glcm", "shape"])
 
 
@@ -106,8 +112,13 @@ def make_model(
     -------
     estimator
     """
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import StandardScaler
+    from sksurv.linear_model import CoxPHSurvivalAnalysis
+
     from .estimators import (
         AdaMSSRegressor,
+        ClinicalColumns,
         DeepMTSRegressor,
         RadiomicsCox,
         make_radiomics_pipeline,
@@ -131,8 +142,8 @@ def make_model(
         images = {"image_types": ("original",)} if fast_radiomics else {}
         return RadiomicsExtractor(**bins, **images, **where)
 
-    def deep(key):
-        kw = dict(random_state=random_state, clinical=clinical)
+    def deep(key, **head):
+        kw = dict(random_state=random_state, clinical=clinical, **head)
         kw["intensity"] = PAPER_INTENSITY[key] if physical else None
         if max_iter is not None:
             kw["max_iter"] = max_iter
@@ -152,6 +163,10 @@ def make_model(
         )
 
     factories = {
+        # the reference every image model must beat: Cox on the clinical covariates alone
+        "ClinicalCox": lambda: make_pipeline(
+            ClinicalColumns(clinical or "all"), StandardScaler(), CoxPHSurvivalAnalysis()
+        ),
         "RadiomicsCox": lambda: RadiomicsCox(
             extractor(), clinical=clinical, random_state=random_state
         ),
@@ -164,6 +179,7 @@ def make_model(
         # the HECKTOR 2022 prognosis winner: sign-averaged radiomics (Rebaud et al. 2023)
         "Radiomics+ICARE": lambda: pipeline("icare"),
         "DeepMTS": lambda: deep("DeepMTS"),
+        "DeepMTS-small-data": lambda: deep("DeepMTS", **SMALL_DATA_HEAD),
         "DeepMTS-features+LassoCox": lambda: make_survival_pipeline(
             deep("DeepMTS"), "lasso_cox", clinical=clinical, random_state=random_state
         ),

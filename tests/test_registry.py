@@ -43,3 +43,21 @@ def test_cli_and_demo_build_from_the_registry():
     demo = demo_models(iterations=5, spacing=2.0)
     assert demo["AdaMSS"].max_iter == 5 and demo["AdaMSS"].extractor.spacing == 2.0
     assert demo["RadiomicsCox"].extractor.image_types == ("original",)
+    assert demo["DeepMTS-small-data"].survival_inputs == "segmentation"
+
+
+def test_clinical_cox_matches_scikit_survival_on_the_clinical_columns():
+    """The ClinicalCox row is scikit-survival's Cox model on the z-scored clinical fields."""
+    import numpy as np
+    from sksurv.linear_model import CoxPHSurvivalAnalysis
+
+    from survseg.datasets import make_petct_cohort
+
+    X, y = make_petct_cohort(40, (16, 16, 16), random_state=5)
+    fields = ["age", "hpv", "tnm_stage"]
+    model = make_model("ClinicalCox", clinical=fields).fit(X, y)
+    Z = np.column_stack([X[f].astype(float) for f in fields])
+    Z = (Z - Z.mean(0)) / Z.std(0)
+    reference = CoxPHSurvivalAnalysis().fit(Z, y)
+    np.testing.assert_allclose(model[-1].coef_, reference.coef_, rtol=1e-6)
+    np.testing.assert_allclose(model.predict(X), reference.predict(Z), rtol=1e-6)

@@ -13,6 +13,7 @@ from .cohort import (
     image_fields,
     mask_fields,
 )
+from .mapped import release_pages
 
 __all__ = [
     "check_cohort",
@@ -135,15 +136,23 @@ def check_cohort(
                 )
     cohort_spacing(X)  # a malformed 'spacing' field names the patient
     if check_values:
-        for start in range(0, len(X), _CHUNK):
-            chunk = X[start : start + _CHUNK]
-            for name in images:
-                finite = np.isfinite(chunk[name]).reshape(len(chunk), -1).all(axis=1)
-                if not finite.all():
-                    i = start + int(np.flatnonzero(~finite)[0])
-                    raise ValueError(
-                        f"image field {name!r} has NaN or infinite voxels for patient {i}."
-                    )
+        # a chunk of patients at a time (X[start:stop] is a view); integer images cannot hold
+        # NaN; the pages read from a memory-mapped cohort are released after each chunk, so
+        # that a full scan does not leave the whole file resident in this process
+        floating = [n for n in images if np.issubdtype(X.dtype.fields[n][0].base, np.inexact)]
+        try:
+            for start in range(0, len(X), _CHUNK):
+                chunk = X[start : start + _CHUNK]
+                for name in floating:
+                    finite = np.isfinite(chunk[name]).reshape(len(chunk), -1).all(axis=1)
+                    if not finite.all():
+                        i = start + int(np.flatnonzero(~finite)[0])
+                        raise ValueError(
+                            f"image field {name!r} has NaN or infinite voxels for patient {i}."
+                        )
+                release_pages(X)
+        finally:
+            release_pages(X)
         if require_mask:
             check_masks(X, mask_field)
         if NODES_FIELD in X.dtype.names:
@@ -153,6 +162,13 @@ def check_cohort(
 
 def check_masks(X, mask_field: str = "mask") -> None:
     """Raise if a mask is not binary or is empty for some patient (names the patient)."""
+    try:
+        _check_masks(X, mask_field)
+    finally:
+        release_pages(X)
+
+
+def _check_masks(X, mask_field):
     for start in range(0, len(X), _CHUNK):
         m = np.asarray(X[mask_field][start : start + _CHUNK])
         nonbinary = ~np.isin(m, (0, 1)).reshape(len(m), -1).all(axis=1)
@@ -222,21 +238,25 @@ def check_image_content(X, modalities, *, mask_field: str | None = None) -> None
     blank, blank_values = [], {}
     constant = {m: [] for m in modalities}
     constant_value = {}
-    for start in range(0, len(X), _CHUNK):
-        chunk = X[start : start + _CHUNK]
-        flat = {m: np.asarray(chunk[m], np.float64).reshape(len(chunk), -1) for m in modalities}
-        masks = np.asarray(chunk[mask_field]).reshape(len(chunk), -1) != 0 if use_mask else None
-        for j in range(len(chunk)):
-            i = start + j
-            if masks is not None and masks[j].any() and _blank_under(flat, j, masks[j]):
-                value = tuple(f"{flat[m][j][masks[j]][0]:g}" for m in modalities)
-                blank.append(i)
-                blank_values.setdefault(value, []).append(i)
-                continue
-            for m in modalities:
-                if flat[m][j].max() == flat[m][j].min():
-                    constant[m].append(i)
-                    constant_value.setdefault(m, f"{flat[m][j][0]:g}")
+    try:
+        for start in range(0, len(X), _CHUNK):
+            chunk = X[start : start + _CHUNK]
+            flat = {m: np.asarray(chunk[m], np.float64).reshape(len(chunk), -1) for m in modalities}
+            masks = np.asarray(chunk[mask_field]).reshape(len(chunk), -1) != 0 if use_mask else None
+            for j in range(len(chunk)):
+                i = start + j
+                if masks is not None and masks[j].any() and _blank_under(flat, j, masks[j]):
+                    value = tuple(f"{flat[m][j][masks[j]][0]:g}" for m in modalities)
+                    blank.append(i)
+                    blank_values.setdefault(value, []).append(i)
+                    continue
+                for m in modalities:
+                    if flat[m][j].max() == flat[m][j].min():
+                        constant[m].append(i)
+                        constant_value.setdefault(m, f"{flat[m][j][0]:g}")
+            release_pages(X)  # a memory-mapped cohort's pages, after each chunk
+    finally:
+        release_pages(X)
     problems = []
     if blank:
         values, rows = next(iter(blank_values.items()))
@@ -265,6 +285,13 @@ def check_nodes(X, field: str = NODES_FIELD) -> None:
 
     Empty node masks are valid: many patients have no involved nodes.
     """
+    try:
+        _check_nodes(X, field)
+    finally:
+        release_pages(X)
+
+
+def _check_nodes(X, field):
     for start in range(0, len(X), _CHUNK):
         m = np.asarray(X[field][start : start + _CHUNK])
         bad = ((m != 0) & (m != 1)).reshape(len(m), -1).any(axis=1)

@@ -82,17 +82,58 @@ class DeepSurvivalBase(SurvivalMixin, BaseEstimator):
     def _network(self) -> torch.nn.Module:
         return self._module("network_")
 
-    def save_weights(self, path: str | os.PathLike) -> None:
-        """Save the fitted network's ``state_dict`` with ``torch.save``."""
-        check_is_fitted(self, "network_")
-        torch.save(self.network_.state_dict(), os.fspath(path))
+    def save_weights(self, path: str | os.PathLike, *, overwrite: bool = False):
+        """Write the fitted networks and metadata without a pickle
+        (:func:`survseg.persistence.save_weights`); :meth:`from_weights` reads it back."""
+        from ..persistence import save_weights
+
+        return save_weights(path, self, overwrite=overwrite)
+
+    @classmethod
+    def from_weights(cls, path: str | os.PathLike):
+        """The fitted estimator of a :meth:`save_weights` file, predicting as the saved one.
+
+        Nothing is unpickled (:func:`survseg.persistence.load_weights`).
+
+        Examples
+        --------
+        >>> model.save_weights("deepmts.weights")  # doctest: +SKIP
+        >>> shared = DeepMTSRegressor.from_weights("deepmts.weights")  # doctest: +SKIP
+        """
+        from ..persistence import ModelFileError, load_weights
+
+        model = load_weights(path)
+        if not isinstance(model, cls):
+            raise ModelFileError(
+                f"{os.fspath(path)} holds a {type(model).__name__}, not a {cls.__name__}."
+            )
+        return model
 
     def load_weights(self, path: str | os.PathLike) -> None:
-        """Load weights saved by :meth:`save_weights` into the fitted network (strictly:
-        every key must match)."""
+        """Load network weights into this fitted estimator's networks, strictly (every key
+        must match): from a :meth:`save_weights` file, or a ``state_dict`` of ``network_``
+        saved with ``torch.save`` (read with ``weights_only=True``)."""
+        import zipfile
+
         check_is_fitted(self, "network_")
-        state = torch.load(os.fspath(path), map_location="cpu", weights_only=True)
-        self.network_.load_state_dict(state, strict=True)
+        path = os.fspath(path)
+        weights_file = False
+        if zipfile.is_zipfile(path):  # torch.save writes a zip archive too
+            with zipfile.ZipFile(path) as zf:
+                weights_file = "header.json" in zf.namelist()
+        if weights_file:
+            from ..persistence import _read_weights
+
+            _, states = _read_weights(path)
+        else:
+            states = {"network_": torch.load(path, map_location="cpu", weights_only=True)}
+        for key, state in states.items():
+            getattr(self, key).load_state_dict(state, strict=True)
+
+    def _networks_from_fitted(self) -> dict:
+        """``{attribute: untrained network}`` shaped as the fitted ones, built from the
+        parameters and the other fitted attributes (for :meth:`from_weights`)."""
+        raise NotImplementedError(f"{type(self).__name__} cannot be rebuilt from weights.")
 
     def __getstate__(self):
         state = self.__dict__.copy()

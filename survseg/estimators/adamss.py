@@ -61,6 +61,7 @@ from sklearn.utils.validation import check_is_fitted
 
 from .. import training
 from ..data.cohort import SPACING_FIELD, clinical_frame, volume_shape
+from ..data.mapped import release_pages
 from ..data.validation import (
     check_cohort,
     check_fitted_cohort,
@@ -276,12 +277,21 @@ class AdaMSSRegressor(DeepSurvivalBase):
     device : {"auto", "cpu", "cuda", "cuda:N"}, default="auto"
     amp : {"auto", True, False}, default=False
         Mixed-precision training on CUDA ("auto": on when training on CUDA).
+    preload : {"auto", True, False}, default="auto"
+        Whether the training volumes are read and intensity-normalised once at the start of
+        ``fit`` and kept in memory: ``True`` on the device; ``False`` not kept, each batch's
+        patients read from ``X`` (a memory-mapped cohort is then never resident); "auto" =
+        preloaded on a GPU when they take less than a fifth of its memory, else in CPU memory
+        when they take at most :data:`survseg.training.PRELOAD_BUDGET`, else read per batch.
+        Both ways give the same batches and the same model (as in DeepMTS).
     verbose : int, default=0
-        ``> 0``: progress bars.
+        ``> 0``: progress bars of each stage's training (loss and the latest validation
+        scores) and of the radiomics extraction from the predicted masks.
     callbacks : list of callables or None, default=None
         Each called as ``callback(stage, iteration, row)`` after every training iteration of
         every stage (``row``: that iteration's history entries); raising stops ``fit``, which
-        then leaves the estimator as it was.
+        then leaves the estimator as it was. A :class:`~survseg.training.Checkpoint` saves
+        the training state of every stage and resumes an interrupted fit.
 
     Attributes
     ----------
@@ -362,6 +372,7 @@ class AdaMSSRegressor(DeepSurvivalBase):
             tuple,
         ],
         "augmentation": [None, dict, "boolean"],
+        "preload": [StrOptions({"auto"}), "boolean"],
     }
 
     def __init__(
@@ -399,6 +410,7 @@ class AdaMSSRegressor(DeepSurvivalBase):
         random_state=None,
         device="auto",
         amp=False,
+        preload="auto",
         verbose=0,
         callbacks=None,
     ):
@@ -434,6 +446,7 @@ class AdaMSSRegressor(DeepSurvivalBase):
         self.random_state = random_state
         self.device = device
         self.amp = amp
+        self.preload = preload
         self.verbose = verbose
         self.callbacks = callbacks
 
@@ -586,12 +599,14 @@ class AdaMSSRegressor(DeepSurvivalBase):
             device=device,
         )  # fmt: skip
         nets, histories, best = {}, [], {}
+        fit.callbacks = training.bind_checkpoints(self.callbacks, self, X, y, device)
         with training.seeded(seed, device):
             rng, gen = training.make_generators(seed, device)
             fit.data = training.CohortBatches(
                 X, train_idx, modalities, device=device, intensity=intensity,
                 mask_field=self.mask_field, augment=self._augment(shape),
                 crop=crop, generator=gen,
+                storage=training.preload_storage(self.preload),
             )  # fmt: skip
             fit.val_images = training.image_tensor(
                 X, list(modalities), val_idx, device=device, intensity=intensity
@@ -645,6 +660,12 @@ class AdaMSSRegressor(DeepSurvivalBase):
             **kw,
         )
 
+    def _networks_from_fitted(self) -> dict:
+        """The fitted networks' shapes, for :meth:`from_weights`."""
+        net = self._build_network(len(self.tabular_features_))
+        seg = net if self.learning_strategy == "mtl" else self._build_network(0)
+        return {"network_": net, "segmentation_network_": seg}
+
     def _train_stage(self, stage: _Stage, fit, nets, rng):
         """Build, initialise and train the network of one stage."""
         max_iter = self._stage_iter(stage)
@@ -682,7 +703,8 @@ class AdaMSSRegressor(DeepSurvivalBase):
             max_iter=max_iter, device=fit.device, scheduler=sched, validate=validate,
             validate_every=training.validation_every(self.validate_every, max_iter), monitor=key,
             mode=mode, amp=self._amp(fit.device), verbose=self.verbose,
-            desc=stage.name, callbacks=self.callbacks or (),
+            desc=stage.name, callbacks=fit.callbacks,
+            random_sources=(rng, fit.data.generator, sampler),
         )  # fmt: skip
 
     def _monitor(self, stage: _Stage):
@@ -759,6 +781,7 @@ class AdaMSSRegressor(DeepSurvivalBase):
         """
         masks = fit.X[self.mask_field]
         voxels = sum(int(np.count_nonzero(masks[i])) for i in fit.train_idx)
+        release_pages(fit.X)  # the masks just read, of a memory-mapped cohort
         pi = voxels / (len(fit.train_idx) * float(np.prod(masks.shape[1:])))
         pi = min(max(pi, 1e-4), 0.5)
         with torch.no_grad():
@@ -829,9 +852,12 @@ class AdaMSSRegressor(DeepSurvivalBase):
             if self.extractor is None
             else self.extractor
         )
-        return clone(base).set_params(
+        extractor = clone(base).set_params(
             modalities=list(modalities), mask=lambda _: masks, empty_mask="nan"
         )
+        if self.verbose and "verbose" in extractor.get_params(deep=False):
+            extractor.set_params(verbose=self.verbose)  # the extraction's progress bar
+        return extractor
 
     def _radiomics_table(self, X, seg_net=None, modalities=None, intensity=None) -> pd.DataFrame:
         """pyradiomics features of ``X`` (as given) inside the masks ``seg_net`` predicts

@@ -33,13 +33,16 @@ from ..training import (
     Standardiser,
     assign_fitted,
     balanced_batches,
+    bind_checkpoints,
     c_index_or_nan,
     check_intensity,
     forward_in_batches,
     head_l2_adam,
     image_tensor,
     make_generators,
+    mask_tensor,
     monitor_key,
+    preload_storage,
     random_batches,
     seed_from,
     seeded,
@@ -223,17 +226,22 @@ class DeepMTSRegressor(CoxSurvivalMixin, TransformerMixin, DeepSurvivalBase):
     channels_last : bool, default=False
         Use the ``channels_last_3d`` memory format (can speed up convolutions on GPUs).
     preload : {"auto", True, False}, default="auto"
-        Where the training volumes, read and normalised once at the start of ``fit``, are
-        kept: ``True`` on the device, ``False`` in CPU memory (each batch copied over),
-        "auto" = on the device unless it is a GPU they would fill by more than a fifth.
+        Whether the training volumes are read and intensity-normalised once at the start of
+        ``fit`` and kept in memory: ``True`` on the device; ``False`` not kept, each batch's
+        patients read from ``X`` (a memory-mapped cohort is then never resident) and
+        normalised on the device; "auto" = preloaded on a GPU when they take less than a
+        fifth of its memory, else in CPU memory when they take at most
+        :data:`survseg.training.PRELOAD_BUDGET` (512 MiB as float32 images and uint8 masks),
+        else read per batch. Both ways give the same batches and the same model.
     verbose : int, default=0
-        ``> 0`` shows a progress bar.
+        ``> 0`` shows a progress bar with the loss and the latest validation scores.
     predict_batch_size : int, default=4
         Patients per forward pass at validation and prediction.
     callbacks : list of callables or None, default=None
         Each called as ``callback(stage, iteration, row)`` after every training iteration
         (``row``: that iteration's history entries); raising stops ``fit``, which then leaves
-        the estimator as it was.
+        the estimator as it was. A :class:`~survseg.training.Checkpoint` saves the training
+        state every ``every`` iterations and resumes an interrupted fit.
 
     Attributes
     ----------
@@ -488,12 +496,11 @@ class DeepMTSRegressor(CoxSurvivalMixin, TransformerMixin, DeepSurvivalBase):
     def _clinical(self, X, rows=None) -> np.ndarray:
         """Raw clinical values, ``(n, n_clinical)`` float64."""
         fields = list(self.clinical or ())
-        part = X if rows is None else X[np.asarray(rows)]
-        return (
-            np.stack([np.asarray(part[c], dtype=np.float64) for c in fields], axis=1)
-            if fields
-            else np.zeros((len(part), 0))
-        )
+        rows = np.arange(len(X)) if rows is None else np.asarray(rows)
+        if not fields:
+            return np.zeros((len(rows), 0))
+        # field by field: X[rows] would copy every image of the rows
+        return np.stack([np.asarray(X[c][rows], dtype=np.float64) for c in fields], axis=1)
 
     def _net_inputs(self, images, masks, clinical, suv=None, voxel_ml=None):
         if suv is not None:  # the network wants the raw PET and the voxel volumes
@@ -515,22 +522,25 @@ class DeepMTSRegressor(CoxSurvivalMixin, TransformerMixin, DeepSurvivalBase):
             images = images.contiguous(memory_format=torch.channels_last_3d)
         return images
 
-    def _outputs(self, net, X, intensity, scaler, want_seg=False):
-        """Forward passes over ``X``: ``(log_risk, features, region logits (n, R, D, H, W))``."""
+    def _outputs(self, net, X, intensity, scaler, want_seg=False, rows=None):
+        """Forward passes over the patients ``rows`` of ``X`` (default all), a batch read at a
+        time: ``(log_risk, features, region logits (n, R, D, H, W))``."""
         device = next(net.parameters()).device
-        clinical = scaler.transform(self._clinical(X)) if len(scaler.mean) else None
+        rows = np.arange(len(X)) if rows is None else np.asarray(rows)
+        clinical = scaler.transform(self._clinical(X, rows)) if len(scaler.mean) else None
         modalities = list(self._modality_names())
-        voxel_ml = torch.from_numpy(self._voxel_ml(X))
+        voxel_ml = torch.from_numpy(self._voxel_ml(X)[rows])
 
         def fn(idx):
-            images = image_tensor(X, modalities, idx, device=device, intensity=intensity)
-            masks = (
-                image_tensor(X, [self.mask_field], idx, device=device) if self.mask_input else None
-            )
+            patients = rows[idx]
+            images = image_tensor(X, modalities, patients, device=device, intensity=intensity)
+            masks = None
+            if self.mask_input:
+                masks = mask_tensor(X, [self.mask_field], patients, device=device).float()
             clin = None if clinical is None else torch.from_numpy(clinical[idx]).to(device)
             suv = vox = None
             if net.seg_features is not None:
-                suv = image_tensor(X, ["pet"], idx, device=device)
+                suv = image_tensor(X, ["pet"], patients, device=device)
                 vox = voxel_ml[idx].to(device)
             with autocast(device, self.amp):
                 out = net(*self._net_inputs(images, masks, clin, suv, vox))
@@ -540,7 +550,7 @@ class DeepMTSRegressor(CoxSurvivalMixin, TransformerMixin, DeepSurvivalBase):
             return risk, out.features.float(), seg
 
         net.eval()
-        return forward_in_batches(fn, len(X), self.predict_batch_size)
+        return forward_in_batches(fn, len(rows), self.predict_batch_size)
 
     # ------------------------------------------------------------------ fit
     def fit(self, X, y):
@@ -579,20 +589,12 @@ class DeepMTSRegressor(CoxSurvivalMixin, TransformerMixin, DeepSurvivalBase):
         train_idx, val_idx = validation_split(
             event, self.validation_fraction, seed, need_events=survival
         )
+        callbacks = bind_checkpoints(self.callbacks, self, X, y, device)
         scaler = Standardiser.fit(self._clinical(X, train_idx))
         tabular = scaler.transform(self._clinical(X, train_idx)) if len(scaler.mean) else None
 
         with seeded(seed, device):
-            net = DeepMTS(
-                len(modalities),
-                len(scaler.mean),
-                segmentation=self.segmentation,
-                backbone=self.backbone,
-                **self._branches(),
-                feature_convs=self.feature_convs,
-                n_regions=max(len(regions), 1),
-                **net_params,
-            ).to(device)
+            net = self._build_network(len(scaler.mean), regions, net_params).to(device)
             problems = net.size_problems(volume_shape(X))
             if problems:  # before any volume is read or any iteration run
                 raise ValueError(
@@ -620,7 +622,7 @@ class DeepMTSRegressor(CoxSurvivalMixin, TransformerMixin, DeepSurvivalBase):
                     flip_axes=(-1,) if self.flip else (),
                 ),
                 generator=gen,
-                storage={"auto": "auto", True: "device", False: "cpu"}[self.preload],
+                storage=preload_storage(self.preload),
             )
             if self.balanced and survival:
                 n_ev = self.batch_size // 2
@@ -629,7 +631,7 @@ class DeepMTSRegressor(CoxSurvivalMixin, TransformerMixin, DeepSurvivalBase):
                 sampler = random_batches(len(train_idx), self.batch_size, rng)
             ev = torch.as_tensor(event[train_idx], device=device)
             tm = torch.as_tensor(time[train_idx], device=device)
-            vox = torch.as_tensor(self._voxel_ml(X[train_idx]), device=device)
+            vox = torch.as_tensor(self._voxel_ml(X)[train_idx], device=device)
             batches = (data.batch(local) for local in sampler)
             monitor = "dice" if self.monitor == "c_index" and not survival else self.monitor
             key, mode = monitor_key(monitor)
@@ -653,7 +655,8 @@ class DeepMTSRegressor(CoxSurvivalMixin, TransformerMixin, DeepSurvivalBase):
                 amp=self._amp(device),
                 verbose=self.verbose,
                 desc=self._stage,
-                callbacks=self.callbacks or (),
+                callbacks=callbacks,
+                random_sources=(rng, gen, sampler),
             )
         state = dict(
             network_=net,
@@ -670,6 +673,22 @@ class DeepMTSRegressor(CoxSurvivalMixin, TransformerMixin, DeepSurvivalBase):
             risk = self._outputs(net, X, intensity, scaler)[0].astype(np.float64)
             state.update(self._baseline(risk, event, time))
         return assign_fitted(self, state)
+
+    def _build_network(self, n_tabular, regions, net_params) -> DeepMTS:
+        return DeepMTS(
+            len(self._modality_names()),
+            n_tabular,
+            segmentation=self.segmentation,
+            backbone=self.backbone,
+            **self._branches(),
+            feature_convs=self.feature_convs,
+            n_regions=max(len(regions), 1),
+            **net_params,
+        )
+
+    def _networks_from_fitted(self) -> dict:
+        net_params = dict(self.network_params or {})
+        return {"network_": self._build_network(len(self.tabular_mean_), self.regions_, net_params)}
 
     def _loss(self, module, batch, event, time, voxel_ml):
         images, suv, vox = batch.images, None, None
@@ -728,14 +747,15 @@ class DeepMTSRegressor(CoxSurvivalMixin, TransformerMixin, DeepSurvivalBase):
 
     def _validator(self, X, val_idx, event, time, device, intensity, scaler, mask_fields):
         """Validation scores of the held-out patients (whole volumes, no augmentation)."""
-        Xv, ev, tm = X[val_idx], event[val_idx], time[val_idx]
-        truth = None
+        ev, tm = event[val_idx], time[val_idx]
+        truth = None  # uint8 (n, R, D, H, W); X[val_idx] would copy every field of the rows
         if self.segmentation:
-            truth = np.stack([np.asarray(Xv[f]) for f in mask_fields], axis=1)
-        masks = torch.from_numpy(truth.astype(np.float32)) if truth is not None else None
+            truth = mask_tensor(X, mask_fields, val_idx).numpy()
 
         def validate(module):
-            risk, _, logits = self._outputs(module, Xv, intensity, scaler, self.segmentation)
+            risk, _, logits = self._outputs(
+                module, X, intensity, scaler, self.segmentation, rows=val_idx
+            )
             scores = {}
             if self._survival:
                 scores["val_c_index"] = c_index_or_nan(ev, tm, risk)
@@ -751,6 +771,7 @@ class DeepMTSRegressor(CoxSurvivalMixin, TransformerMixin, DeepSurvivalBase):
                 scores["val_dice"] = float(np.mean(dice_score(truth[:, 0], logits[:, 0] > 0)))
                 if truth.shape[1] > 1:
                     scores["val_dice_nodes"] = _dice_where_present(truth[:, 1], logits[:, 1] > 0)
+                masks = torch.from_numpy(truth).float()
                 per_patient = self._dice_loss(torch.from_numpy(logits), masks, reduction="none")
                 scores["val_dice_loss"] = float(per_patient.mean())
             return scores

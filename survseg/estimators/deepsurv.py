@@ -12,6 +12,7 @@ from sklearn.utils.validation import check_is_fitted, validate_data
 from ..data.validation import check_survival
 from ..losses.cox import cox_partial_likelihood_loss
 from ..networks.mlp import MLP
+from ..training.checkpoint import bind_checkpoints
 from ..training.device import make_generators, seed_from, seeded
 from ..training.loop import train
 from ..training.recipe import (
@@ -84,10 +85,12 @@ class DeepSurv(CoxSurvivalMixin, DeepSurvivalBase):
     device : {"cpu", "cuda", "auto"} or torch.device, default="cpu"
         Tabular networks this small train faster on the CPU.
     verbose : int, default=0
-        ``> 0`` shows a progress bar.
+        ``> 0`` shows a progress bar with the loss and the latest validation scores.
     callbacks : list of callables or None, default=None
         Each called as ``callback(stage, iteration, row)`` after every step; raising stops
-        ``fit``, which then leaves the estimator as it was.
+        ``fit``, which then leaves the estimator as it was. A
+        :class:`~survseg.training.Checkpoint` saves the training state and resumes an
+        interrupted fit.
 
     Attributes
     ----------
@@ -210,6 +213,7 @@ class DeepSurv(CoxSurvivalMixin, DeepSurvivalBase):
         device = self._device()
         seed = seed_from(self.random_state)
         rng, _ = make_generators(seed, device)
+        callbacks = bind_checkpoints(self.callbacks, self, X, y, device)
 
         fit_idx, val_idx = validation_split(event, self.validation_fraction, seed)
 
@@ -222,22 +226,17 @@ class DeepSurv(CoxSurvivalMixin, DeepSurvivalBase):
         Xt, et, tt = tensor(X), tensor(event, torch.bool), tensor(time, torch.float64)
 
         with seeded(seed, device):
-            net = MLP(
-                X.shape[1],
-                tuple(self.hidden_layer_sizes),
-                1,
-                dropout=self.dropout,
-                activation=self.activation,
-                batch_norm=self.batch_norm,
-                output_bias=False,
-            ).to(device)
+            net = self._build_network(X.shape[1]).to(device)
             optimizer = torch.optim.Adam(
                 net.parameters(), lr=self.lr, weight_decay=self.weight_decay
             )
             if self.batch_size is None:
-                batches = (fit_idx[b] for b in _full_batches(len(fit_idx)))
+                sampler = _full_batches(len(fit_idx))
+                sources = ()
             else:
-                batches = (fit_idx[b] for b in random_batches(len(fit_idx), self.batch_size, rng))
+                sampler = random_batches(len(fit_idx), self.batch_size, rng)
+                sources = (rng, sampler)
+            batches = (fit_idx[b] for b in sampler)
 
             def compute_loss(module, index):
                 index = torch.as_tensor(index, device=device)
@@ -269,7 +268,8 @@ class DeepSurv(CoxSurvivalMixin, DeepSurvivalBase):
                 validate_every=validation_every(self.validate_every, self.max_iter),
                 monitor=monitor_key(self.monitor)[0] if validate is not None else None,
                 mode=monitor_key(self.monitor)[1],
-                callbacks=self.callbacks or (),
+                callbacks=callbacks,
+                random_sources=sources,
                 verbose=self.verbose,
                 desc="DeepSurv",
             )
@@ -297,6 +297,20 @@ class DeepSurv(CoxSurvivalMixin, DeepSurvivalBase):
                 **self._baseline(risk, event, time),
             ),
         )
+
+    def _build_network(self, n_features: int) -> MLP:
+        return MLP(
+            n_features,
+            tuple(self.hidden_layer_sizes),
+            1,
+            dropout=self.dropout,
+            activation=self.activation,
+            batch_norm=self.batch_norm,
+            output_bias=False,
+        )
+
+    def _networks_from_fitted(self) -> dict:
+        return {"network_": self._build_network(self.n_features_in_)}
 
     def _risk(self, X, net=None) -> np.ndarray:
         net = self._network() if net is None else net

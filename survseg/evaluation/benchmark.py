@@ -60,8 +60,10 @@ class BenchmarkResult:
         IBS, p-values against the reference (and the same on the external test cohort when
         given, columns prefixed ``test_``).
     predictions : pandas.DataFrame
-        Per patient and model: fold, out-of-fold risk (and Dice), plus the test cohort's
-        ensemble risks (``set == "test"``).
+        Per patient and model: fold, out-of-fold risk (and Dice), the out-of-fold predicted
+        survival at the calibration horizon (``surv_horizon``) and at the patient's own time
+        (``surv_own``; both NaN without survival functions), plus the test cohort's ensemble
+        risks (``set == "test"``).
     models : dict
         ``{name: [fitted estimator per fold]}`` (empty for folds restored from disk unless
         ``keep_models``).
@@ -499,6 +501,8 @@ def benchmark(
                         "patient": test,
                         "risk": out["risk"],
                         "dice": out.get("dice", np.full(len(test), np.nan)),
+                        "surv_horizon": out.get("surv_horizon", np.full(len(test), np.nan)),
+                        "surv_own": out.get("surv_own", np.full(len(test), np.nan)),
                     }
                 )
             )

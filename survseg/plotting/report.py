@@ -1,4 +1,4 @@
-"""The figures :func:`survseg.evaluation.benchmark` results come with, written next to the table.
+r"""The figures :func:`survseg.evaluation.benchmark` results come with, written next to the table.
 
 For a :class:`~survseg.evaluation.benchmark.BenchmarkResult` this writes
 
@@ -10,6 +10,11 @@ For a :class:`~survseg.evaluation.benchmark.BenchmarkResult` this writes
   out-of-fold risks, and the title says so;
 * ``overlay_<model>.png`` — for models that segment: the patient with the largest tumour, its
   true and out-of-fold predicted masks on PET and CT;
+* ``calibration.png`` — for the models that give survival functions: observed (Kaplan–Meier)
+  against mean predicted out-of-fold survival at the benchmark's calibration horizon, by
+  quintile of predicted survival (:func:`~survseg.plotting.plot_calibration`);
+* ``dcal_<model>.png`` — D-calibration histogram of each such model's out-of-fold
+  :math:`\hat S_i(T_i)` with its test (:func:`~survseg.plotting.plot_d_calibration`);
 * ``history_<model>.png`` — training curves of the first fold's model (deep models);
 * ``attention_<model>.png``, ``fusion_<model>.png`` — for AdaMSS: decoder attention maps of the
   same patient and the mean fusion-gate weights of each stage on the fold's test patients.
@@ -27,6 +32,7 @@ import numpy as np
 
 from ._mpl import save_figure
 from .attention import plot_attention, plot_fusion_weights
+from .calibration import plot_calibration, plot_d_calibration
 from .comparison import plot_cindex_comparison
 from .history import plot_history
 from .overlay import plot_overlay
@@ -143,6 +149,12 @@ def figures_for_benchmark(
             ),
         )
 
+    calibrated = _calibrated_models(result)
+    if calibrated:
+        attempt("calibration.png", lambda: _calibration(result, calibrated, y))
+    for model in calibrated:
+        attempt(_file_name("dcal", model), lambda m=model: _d_calibration(result, m, y))
+
     has_mask = "mask" in (X.dtype.names or ())
     shown = (_largest_tumour(X) if has_mask else 0) if patient is None else int(patient)
     for model in table["model"]:
@@ -172,6 +184,43 @@ def figures_for_benchmark(
                 lambda m=model, f=held_out_by: _fusion(result, m, f, X, shown),
             )
     return written
+
+
+def _out_of_fold(result, model, column):
+    pred = result.predictions
+    rows = pred[(pred["model"] == model) & (pred["set"] == "train_cv")].sort_values("patient")
+    return rows[column].to_numpy(float) if column in rows else np.full(len(rows), np.nan)
+
+
+def _calibrated_models(result) -> list:
+    """Models whose out-of-fold survival at the horizon is known for every patient."""
+    if result.table.attrs.get("calibration_horizon") is None:
+        return []
+    return [
+        m
+        for m in result.table["model"]
+        if np.isfinite(_out_of_fold(result, m, "surv_horizon")).all()
+        and len(_out_of_fold(result, m, "surv_horizon"))
+    ]
+
+
+def _calibration(result, models, y):
+    from ..evaluation.calibration import calibration_at_horizon
+
+    horizon = float(result.table.attrs["calibration_horizon"])
+    cals = [
+        calibration_at_horizon(y, _out_of_fold(result, m, "surv_horizon"), horizon) for m in models
+    ]
+    fig = plot_calibration(cals, label=list(models), color=[f"C{i}" for i in range(len(models))])
+    fig.axes[0].set_title(f"Out-of-fold calibration at t = {horizon:g}")
+    return fig
+
+
+def _d_calibration(result, model, y):
+    from ..evaluation.calibration import d_calibration
+
+    own = _out_of_fold(result, model, "surv_own")
+    return plot_d_calibration(d_calibration(y, own), title=f"{model}: D-calibration (out of fold)")
 
 
 def _km(result, model, X, y):

@@ -16,6 +16,7 @@ from tqdm.auto import tqdm
 
 from .._parallel import parallel_run
 from ..data.cohort import SPACING_FIELD, cohort_spacing, image_fields
+from ..data.mapped import release_pages
 from ..data.validation import check_cohort, check_fitted_cohort, cohort_signature
 from .backends import BACKENDS, check_backend, extract_unit
 from .cache import MEMORY_CACHE, DiskCache, content_key
@@ -664,6 +665,7 @@ class RadiomicsExtractor(TransformerMixin, BaseEstimator):
                     else:
                         keys[(i, region, unit)] = key
                         todo.append((i, region, unit))
+            release_pages(X)  # this patient's pages of a memory-mapped cohort
         self._warn_few_bins(few_bins)
 
         # Pass 2: extract the misses in parallel, re-reading (and re-cropping) each unit;
@@ -673,6 +675,7 @@ class RadiomicsExtractor(TransformerMixin, BaseEstimator):
 
             def unit_arrays(i, region, unit):
                 if current.get("i") != i:
+                    release_pages(X)  # the previous patient's pages of a memory-mapped cohort
                     current.clear()
                     current.update(i=i, masks=self._region_masks(tumour, nodes, i, spacing[i]))
                 return self._unit_arrays(X, current["masks"][region], i, unit)

@@ -1,5 +1,6 @@
-"""Network inputs from a cohort: intensity normalisation (parsed once), image tensors read once
-into contiguous float32 storage, and the standardiser of tabular inputs (clinical, radiomics)."""
+"""Network inputs from a cohort: intensity normalisation (parsed once), image tensors read field
+by field in chunks of patients into contiguous float32 storage, masks as uint8, and the
+standardiser of tabular inputs (clinical, radiomics)."""
 
 from __future__ import annotations
 
@@ -8,7 +9,9 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-__all__ = ["Standardiser", "check_intensity", "image_tensor", "normalise"]
+from ..data.mapped import CHUNK, read_field
+
+__all__ = ["Standardiser", "check_intensity", "image_tensor", "mask_tensor", "normalise"]
 
 
 def check_intensity(intensity, modalities) -> dict:
@@ -98,22 +101,59 @@ def normalise(images: torch.Tensor, fields, methods: dict, rows=None) -> torch.T
 
 
 def image_tensor(
-    X, fields, index=None, *, device=None, dtype=torch.float32, intensity=None
+    X,
+    fields,
+    index=None,
+    *,
+    device=None,
+    dtype=torch.float32,
+    intensity=None,
+    out=None,
+    chunk=CHUNK,
 ) -> torch.Tensor:
     """Stack cohort fields of the patients ``index`` into one ``(n, len(fields), D, H, W)``
     contiguous tensor on ``device``, normalised by ``intensity`` (a :func:`check_intensity`
     dict).
 
-    Only the rows in ``index`` are read, so a memory-mapped cohort is never loaded whole.
+    The tensor is allocated once and filled ``chunk`` patients at a time, field by field
+    (:func:`survseg.data.mapped.read_field`): a structured ``X[index]``, which would copy every
+    field of the rows (all volumes, masks, clinical values), is never made, and the
+    temporary memory is one chunk. Normalisation is per patient, so doing it chunk by chunk
+    gives the values of the whole set at once. The pages of a memory-mapped cohort are
+    released after reading (:func:`survseg.data.mapped.release_pages`). ``out``, when
+    given, is the ``(n, len(fields), D, H, W)`` tensor (or view) to fill instead.
     """
-    rows = X if index is None else X[np.asarray(index)]
-    arr = np.empty((len(rows), len(fields), *rows[fields[0]].shape[1:]), dtype=np.float32)
+    rows = np.arange(len(X)) if index is None else np.asarray(index, dtype=np.intp)
+    fields = list(fields)
+    shape = X.dtype.fields[fields[0]][0].shape
+    if out is None:
+        device = torch.device("cpu") if device is None else torch.device(device)
+        out = torch.empty((len(rows), len(fields), *shape), dtype=dtype, device=device)
+    device, dtype = out.device, out.dtype
+    buf = np.empty((min(chunk, len(rows)), len(fields), *shape), dtype=np.float32)
+    for start in range(0, len(rows), chunk):
+        sel = rows[start : start + chunk]
+        part = buf[: len(sel)]
+        for c, f in enumerate(fields):
+            read_field(X, f, sel, part[:, c], chunk=chunk)
+        images = torch.from_numpy(part).to(device=device, dtype=dtype)
+        if intensity:
+            images = normalise(images, fields, intensity, rows=sel)
+        out[start : start + len(sel)] = images
+    return out
+
+
+def mask_tensor(X, fields, index=None, *, device=None, chunk=CHUNK) -> torch.Tensor:
+    """Masks of the patients ``index`` as one ``(n, len(fields), D, H, W)`` uint8 tensor on
+    ``device`` (a quarter of float32's memory); convert them to float per batch, on the
+    device. Read as :func:`image_tensor` reads images."""
+    rows = np.arange(len(X)) if index is None else np.asarray(index, dtype=np.intp)
+    fields = list(fields)
+    shape = X.dtype.fields[fields[0]][0].shape
+    arr = np.empty((len(rows), len(fields), *shape), dtype=np.uint8)
     for c, f in enumerate(fields):
-        arr[:, c] = rows[f]
-    images = torch.from_numpy(arr).to(device=device, dtype=dtype)
-    if intensity:
-        images = normalise(images, fields, intensity, rows=index)
-    return images
+        read_field(X, f, rows, arr[:, c], chunk=chunk)
+    return torch.from_numpy(arr).to(device)
 
 
 @dataclass

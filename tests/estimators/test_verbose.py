@@ -36,3 +36,44 @@ def test_radiomics_cox_progress_reaches_the_extractor(capsys):
     quiet = RadiomicsCox(extractor=extractor, n_alphas=5, cv=2, random_state=0).fit(X, y)
     assert "radiomics" not in capsys.readouterr().err
     np.testing.assert_allclose(quiet.predict(X), model.predict(X))
+
+
+def test_training_bar_shows_the_validation_scores(capsys):
+    from survseg.estimators.deepsurv import DeepSurv
+
+    X, y = load_whas500()
+    X = X[["age", "bmi", "hr"]].to_numpy(float)
+    X = (X - X.mean(0)) / X.std(0)
+    model = DeepSurv(
+        hidden_layer_sizes=(4,),
+        max_iter=6,
+        validation_fraction=0.2,
+        validate_every=3,
+        random_state=0,
+        verbose=1,
+    ).fit(X, y)
+    err = capsys.readouterr().err
+    # the values shown are the history's (rounded to 4 decimals)
+    last = model.history_.dropna(subset=["val_c_index"]).iloc[-1]
+    assert f"val_c_index={last['val_c_index']:.4f}" in err
+    assert f"val_loss={last['val_loss']:.4f}" in err and "loss=" in err
+    DeepSurv(hidden_layer_sizes=(4,), max_iter=6, validation_fraction=0.2, random_state=0).fit(X, y)
+    assert capsys.readouterr().err == ""
+
+
+def test_adamss_radiomics_extraction_shows_progress(capsys):
+    """AdaMSS's radiomics of its stage-I masks get a progress bar with verbose (issue 16)."""
+    from survseg.datasets import make_petct_cohort
+    from survseg.estimators.adamss import AdaMSSRegressor
+    from tests.estimators.test_adamss_estimator import FAST_RADIOMICS, TINY, _normalise
+
+    X, y = make_petct_cohort(12, shape=(16, 16, 16), random_state=0)
+    X = _normalise(X)
+    model = AdaMSSRegressor(
+        **{**TINY, "radiomics": True, "extractor": FAST_RADIOMICS, "max_iter": 1, "verbose": 1}
+    ).fit(X, y)
+    err = capsys.readouterr().err
+    assert "radiomics" in err and "segmentation" in err and "survival" in err
+    assert FAST_RADIOMICS.verbose == 0  # the user's extractor is not changed
+    model.set_params(verbose=0).predict(X)
+    assert capsys.readouterr().err == ""

@@ -162,5 +162,83 @@ def test_deep_models_figures(tmp_path):
         "overlay_DeepMTS.png",
         "attention_AdaMSS.png",
         "fusion_AdaMSS.png",
+        "calibration.png",
+        "dcal_AdaMSS.png",
+        "dcal_DeepMTS.png",
     }
     assert all(_not_blank(p) for p in written.values())
+
+
+class AgeCox(SurvivalMixin, BaseEstimator):
+    """scikit-survival's Cox model on age: gives survival functions, so calibration figures."""
+
+    def fit(self, X, y):
+        from sksurv.linear_model import CoxPHSurvivalAnalysis
+
+        self.cox_ = CoxPHSurvivalAnalysis().fit(self._age(X), y)
+        return self
+
+    @staticmethod
+    def _age(X):
+        return np.asarray(X["age"], dtype=float)[:, None]
+
+    def predict(self, X):
+        return self.cox_.predict(self._age(X))
+
+    def predict_survival_function(self, X, return_array=False):
+        return self.cox_.predict_survival_function(self._age(X), return_array=return_array)
+
+
+@pytest.fixture(scope="module")
+def run_cox():
+    from survseg.datasets import make_petct_cohort
+
+    X, y = make_petct_cohort(n_patients=30, shape=(16, 16, 16), random_state=2)
+    models = {"age": Age(), "agecox": AgeCox()}
+    result = benchmark(models, X, y, cv=3, n_bootstrap=30, random_state=0)
+    return X, y, result
+
+
+def test_calibration_figures_of_models_with_survival_functions(run_cox, tmp_path, monkeypatch):
+    import survseg.plotting.report as report
+    from survseg.evaluation.calibration import calibration_at_horizon, d_calibration
+
+    X, y, result = run_cox
+    seen = {}
+    real_cal, real_dcal = report.plot_calibration, report.plot_d_calibration
+
+    def spy_cal(cals, **kwargs):
+        seen["cal"], seen["labels"] = cals, kwargs["label"]
+        return real_cal(cals, **kwargs)
+
+    def spy_dcal(dcal, **kwargs):
+        seen["dcal"] = dcal
+        return real_dcal(dcal, **kwargs)
+
+    monkeypatch.setattr(report, "plot_calibration", spy_cal)
+    monkeypatch.setattr(report, "plot_d_calibration", spy_dcal)
+    written = figures_for_benchmark(result, X, y, tmp_path)
+    # only the model with survival functions gets calibration figures
+    assert {"calibration.png", "dcal_agecox.png"} <= set(written)
+    assert "dcal_age.png" not in written and seen["labels"] == ["agecox"]
+    assert all(_not_blank(written[n]) for n in ("calibration.png", "dcal_agecox.png"))
+    # reference: the benchmark's folds refitted independently with scikit-survival's Cox
+    from sksurv.linear_model import CoxPHSurvivalAnalysis
+
+    horizon = result.table.attrs["calibration_horizon"]
+    at_horizon, own = np.empty(len(X)), np.empty(len(X))
+    age = np.asarray(X["age"], float)[:, None]
+    for train, test in StratifiedKFold(3, shuffle=True, random_state=0).split(X, y["event"]):
+        cox = CoxPHSurvivalAnalysis().fit(age[train], y[train])
+        fns = cox.predict_survival_function(age[test])
+        # a curve is constant after its last step: times past it take its last value
+        at_horizon[test] = [fn(min(horizon, fn.x[-1])) for fn in fns]
+        own[test] = [fn(min(t, fn.x[-1])) for fn, t in zip(fns, y["time"][test], strict=True)]
+    expected = calibration_at_horizon(y, at_horizon, horizon)
+    (cal,) = seen["cal"]
+    np.testing.assert_allclose(cal.predicted, expected.predicted, rtol=1e-10)
+    np.testing.assert_allclose(cal.observed, expected.observed, rtol=1e-10)
+    np.testing.assert_allclose(seen["dcal"].proportions, d_calibration(y, own).proportions)
+    # the table's calibration columns are of the same out-of-fold curves
+    row = result.table.set_index("model").loc["agecox"]
+    np.testing.assert_allclose(row["ece"], expected.ece, rtol=1e-10)
