@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import ast
 import difflib
+import json
 import warnings
 from pathlib import Path
 
@@ -345,9 +346,43 @@ def _check_against_training(header: dict, X, model, dataset) -> None:
         raise ValueError(f"{dataset}: {exc}") from None
 
 
+#: ``masks/labels.json`` of a model that segments several regions (HECKTOR's labels).
+_LABEL_NAMES = {"tumour": "tumour (GTVp)", "nodes": "lymph nodes (GTVn)"}
+
+
+def _predicted_files(model, ds, out: Path, args) -> tuple[dict, tuple]:
+    """The files predict will write, ``{kind: [path]}``, and the segmented regions; every
+    path is checked (safe id, inside ``--output``) before anything is computed."""
+    from .data.names import resolve_inside, safe_file_name
+
+    files = {"risk": [out / "risk.csv"]}
+    if hasattr(model, "predict_survival_function"):
+        files["survival"] = [out / "survival.csv"]
+    regions = ()
+    if hasattr(model, "predict_mask") and not args.no_masks:
+        regions = tuple(getattr(model, "regions_", None) or ("tumour",))
+        files["masks"] = [
+            Path(resolve_inside(out / "masks", safe_file_name(pid) + ".nii.gz", "mask file"))
+            for pid in ds.patient_ids
+        ]
+        if len(regions) > 1:
+            files["labels"] = [out / "masks" / "labels.json"]
+    return files, regions
+
+
+def _refuse_overwrite(files: dict, out: Path) -> None:
+    existing = [p for paths in files.values() for p in paths if p.exists() or p.is_symlink()]
+    if existing:
+        names = [str(p.relative_to(out)) for p in existing[:5]]
+        more = f" and {len(existing) - 5} more" if len(existing) > 5 else ""
+        raise FileExistsError(
+            f"--output {out} already holds {names}{more} from an earlier run (or yours); "
+            "nothing was written. Give another --output folder, or --overwrite to replace them."
+        )
+
+
 def _cmd_predict(args) -> int:
     from .data.io import write_image
-    from .data.names import resolve_inside, safe_file_name
     from .data.store import load_dataset
     from .persistence import load_model
 
@@ -356,18 +391,16 @@ def _cmd_predict(args) -> int:
     ds = load_dataset(args.dataset)
     _check_against_training(header, ds.X, model, args.dataset)
     out = Path(args.output)
+    if out.exists() and not out.is_dir():
+        raise ValueError(f"--output {out} is a file; give a folder.")
+    files, regions = _predicted_files(model, ds, out, args)
+    if not args.overwrite:
+        _refuse_overwrite(files, out)
     out.mkdir(parents=True, exist_ok=True)
-    mask_files = []
-    if hasattr(model, "predict_mask") and not args.no_masks:
-        # every id is checked before anything is computed or written
-        mask_files = [
-            resolve_inside(out / "masks", safe_file_name(pid) + ".nii.gz", "mask file")
-            for pid in ds.patient_ids
-        ]
     risk = model.predict(ds.X)
     pd.DataFrame({"patient_id": ds.patient_ids, "risk": risk}).to_csv(out / "risk.csv", index=False)
     written = ["risk.csv"]
-    if hasattr(model, "predict_survival_function"):
+    if "survival" in files:
         fns = model.predict_survival_function(ds.X)
         times = (
             np.asarray(args.times)
@@ -379,8 +412,12 @@ def _cmd_predict(args) -> int:
         frame.insert(0, "patient_id", ds.patient_ids)
         frame.to_csv(out / "survival.csv", index=False)
         written.append("survival.csv")
-    if mask_files:
-        masks = model.predict_mask(ds.X)
+    if "masks" in files:
+        # one label image per patient: 1 = tumour, 2 = nodes (HECKTOR's GTVp / GTVn)
+        if len(regions) > 1:
+            masks = model.predict_label_map(ds.X)
+        else:
+            masks = model.predict_mask(ds.X)
         geoms = _geometries(ds.geometries)
         (out / "masks").mkdir(exist_ok=True)
         if geoms is None:
@@ -389,7 +426,7 @@ def _cmd_predict(args) -> int:
                 "grid with unit spacing, not in the patients' original space.",
                 stacklevel=2,
             )
-        for i, file in enumerate(mask_files):
+        for i, file in enumerate(files["masks"]):
             if geoms is None:
                 import SimpleITK as sitk
 
@@ -399,7 +436,12 @@ def _cmd_predict(args) -> int:
 
                 image = to_original_space(np.asarray(masks[i], dtype=np.uint8), geoms[i])
             write_image(image, file)
-        written.append(f"masks/ ({len(ds.patient_ids)} NIfTI files)")
+        labels = "labels " + ", ".join(f"{k + 1} = {r}" for k, r in enumerate(regions))
+        if "labels" in files:
+            legend = {"0": "background"}
+            legend.update({str(k + 1): _LABEL_NAMES.get(r, r) for k, r in enumerate(regions)})
+            files["labels"][0].write_text(json.dumps(legend, indent=2) + "\n")
+        written.append(f"masks/ ({len(ds.patient_ids)} NIfTI files, {labels})")
     print(
         f"predicted {len(ds.X)} patients with {header.get('name') or type(model).__name__} -> "
         f"{out}: {', '.join(written)}"
@@ -510,6 +552,12 @@ def add_data_commands(sub) -> None:
     pred.add_argument("--output", required=True, help="output folder")
     pred.add_argument("--times", type=float, nargs="+", help="times for survival.csv")
     pred.add_argument("--no-masks", action="store_true")
+    pred.add_argument(
+        "--overwrite",
+        action="store_true",
+        help="replace risk.csv, survival.csv and masks/ of an earlier run in --output "
+        "(default: refuse, before computing anything)",
+    )
     pred.add_argument(
         "--trust-model",
         action="store_true",

@@ -30,6 +30,7 @@ from survseg.data.store import load_dataset, save_dataset
 from survseg.data.validation import (
     check_cohort,
     check_fitted_cohort,
+    check_image_content,
     check_masks,
     check_survival,
     cohort_signature,
@@ -43,8 +44,9 @@ from survseg.persistence import (
     read_header,
     save_model,
 )
-from survseg.preprocess import Preprocessing
+from survseg.preprocess import Preprocessing, preprocess_case
 from survseg.radiomics import RadiomicsExtractor
+from survseg.training import balanced_batches
 from tests.conftest import MeanUptake, sphere_cohort
 
 SHAPE = (8, 8, 8)
@@ -337,6 +339,100 @@ ERROR_ROWS = {
         lambda tmp: check_fitted_cohort(_signed_holder(_cohort()), _as_bool_ct(_cohort())),
         _raises(ValueError, "field 'ct' was an image"),
     ),
+    # the deep-training path (item 13, issue 15's leftovers)
+    **{
+        f"{name}: constant PET names the field and the patients": (
+            lambda tmp, fit=fit: fit(_deep_cohort(constant_pet=(2, 5))),
+            _raises(ValueError, r"image field 'pet' is constant for patient\(s\) \[2, 5\]"),
+        )
+        for name, fit in (
+            ("DeepMTS", lambda c: _deepmts().fit(*c)),
+            ("AdaMSS", lambda c: _adamss().fit(*c)),
+        )
+    },
+    **{
+        f"{name}: {where} is reported as such, not as a constant PET": (
+            lambda tmp, fit=fit, whole=whole: fit(_deep_cohort(blank_mask=3, whole=whole)),
+            _raises(
+                ValueError,
+                r"mask 'mask' of patient\(s\) \[3\] lies on a blank region: under it every 'pet' voxel is 0 and every 'ct' voxel is -1024",
+            ),
+        )
+        for name, fit in (
+            ("DeepMTS", lambda c: _deepmts().fit(*c)),
+            ("AdaMSS", lambda c: _adamss().fit(*c)),
+        )
+        for where, whole in (("a mask in the air", False), ("a mask on a blank volume", True))
+    },
+    "DeepMTS: volumes too small, rejected before training with the rules": (
+        lambda tmp: _no_training(lambda: _deepmts().fit(*_deep_cohort(shape=(10, 12, 12)))),
+        _raises(
+            ValueError,
+            r"\(10, 12, 12\) \(D, H, W\) cannot pass DeepMTSRegressor's network: the U-Net's 3 levels \(len\(channels\)\) need every axis divisible by 4 \(2\*\*2\); the DenseNet cascade .* at least 19 voxels",
+        ),
+    ),
+    "DeepMTS: volumes too small for the cascade only": (
+        lambda tmp: _no_training(lambda: _deepmts().fit(*_deep_cohort(shape=(8, 8, 8)))),
+        _raises(
+            ValueError,
+            r"cannot pass DeepMTSRegressor's network: the DenseNet cascade \(3 dense blocks.*at least 19 voxels\.",
+        ),
+    ),
+    "AdaMSS: volumes not divisible by 2**(levels - 1), before training": (
+        lambda tmp: _no_training(
+            lambda: _adamss(n_convs=(1, 1, 1)).fit(*_deep_cohort(shape=(12, 12, 10)))
+        ),
+        _raises(
+            ValueError,
+            r"\(12, 12, 10\) \(D, H, W\) cannot pass the 3 levels of AdaMSS \(len\(n_convs\)\): every axis must be divisible by 4 \(2\*\*2\), so at least 4 voxels",
+        ),
+    ),
+    "AdaMSS: crop size the network cannot take, before training": (
+        lambda tmp: _no_training(
+            lambda: _adamss(n_convs=(1, 1, 1), crop_size=(6, 8, 8)).fit(
+                *_deep_cohort(shape=(12, 12, 12))
+            )
+        ),
+        _raises(
+            ValueError,
+            r"crop_size \(6, 8, 8\) must be .* divisible by 4, as the network's 3 levels",
+        ),
+    ),
+    "preprocess: a mask in the air is reported as such, not as a constant PET": (
+        lambda tmp: preprocess_case(
+            _air_mask_case(), Preprocessing(spacing=1.0, crop_size=(6, 6, 6))
+        ),
+        _raises(
+            ValueError,
+            r"the mask lies on a blank region after resampling and cropping: under it every "
+            r"'ct' voxel is -1024 and every 'pet' voxel is 0",
+        ),
+    ),
+    "AdaMSS: predict on another volume size": (
+        lambda tmp: _fitted_adamss().predict(_deep_cohort(shape=(16, 16, 16))[0]),
+        _raises(
+            ValueError,
+            r"shape \(16, 16, 16\) \(D, H, W\) but AdaMSSRegressor was fitted on \(12, 12, 12\)",
+        ),
+    ),
+    "AdaMSS: predict without a fitted field": (
+        lambda tmp: _fitted_adamss().predict_mask(
+            _without(_deep_cohort(shape=(12, 12, 12))[0], "ct")
+        ),
+        _raises(
+            ValueError, r"X lacks the field\(s\) \['ct'\] that AdaMSSRegressor was fitted with"
+        ),
+    ),
+    "AdaMSS: predict on a constant PET": (
+        lambda tmp: _fitted_adamss().predict(
+            _deep_cohort(shape=(12, 12, 12), constant_pet=(1,))[0]
+        ),
+        _raises(ValueError, r"image field 'pet' is constant for patient\(s\) \[1\]"),
+    ),
+    "balanced batches from a cohort without events": (
+        lambda tmp: balanced_batches(np.zeros(5, bool), 4, 4, np.random.default_rng(0)),
+        _raises(ValueError, "the 5 training patients are all censored"),
+    ),
     # benchmark (item 13)
     "custom splitter with an event-free training fold": (
         lambda tmp: benchmark({"m": MeanUptake()}, *_censored_half(), cv=_HalfSplit()),
@@ -355,6 +451,101 @@ def test_error_rows(name, tmp_path):
 
 # ------------------------------------------------------------------ helpers of the rows
 _PREP = Preprocessing(spacing=2.0, crop_size=(4, 4, 4))
+_TINY_DEEPMTS = dict(
+    channels=(4, 6, 8),
+    encoder_convs=(1, 1, 1),
+    decoder_convs=(1, 1),
+    feature_channels=(2, 3, 4),
+    dense_stem_channels=6,
+    dense_block_layers=(1, 1, 1),
+    dense_transition_channels=(3, 4, 5),
+    dense_growth_rate=4,
+    dense_bottleneck_channels=8,
+    fc_units=5,
+)
+
+
+def _deepmts(**kw):
+    from survseg.estimators import DeepMTSRegressor
+
+    params = dict(network_params=_TINY_DEEPMTS, max_iter=2, batch_size=4, device="cpu")
+    return DeepMTSRegressor(**{**params, "random_state": 0, **kw})
+
+
+def _adamss(n_convs=(1, 1), **kw):
+    from survseg.estimators import AdaMSSRegressor
+
+    channels = (2, 4, 4)[: len(n_convs)]
+    net = dict(single_channels=channels, fuse_channels=channels, n_convs=n_convs)
+    params = dict(network_params={**net, "hidden_features": 4}, max_iter=2, radiomics=False)
+    return AdaMSSRegressor(**{**params, "device": "cpu", "random_state": 0, **kw})
+
+
+def _deep_cohort(n=8, shape=(20, 20, 20), constant_pet=(), blank_mask=None, whole=False):
+    """PET/CT phantoms of a body (a box inside air: CT -1024 HU, PET 0) holding a tumour; a
+    patient's PET may be all zero, or its mask may lie in the air (``blank_mask``), its
+    whole volume then blank too with ``whole``."""
+    rng = np.random.default_rng(3)
+    body = np.zeros(shape, bool)
+    body[tuple(slice(1, s - 1) for s in shape)] = True
+    mask = np.zeros((n, *shape), np.uint8)
+    centre = tuple(s // 2 for s in shape)
+    mask[(slice(None), *(slice(c - 2, c + 2) for c in centre))] = 1
+    pet = np.where(body, rng.gamma(4.0, 0.25, (n, *shape)), 0.0) + 3.0 * mask
+    ct = np.where(body, rng.normal(40.0, 20.0, (n, *shape)), -1024.0)
+    for i in constant_pet:
+        pet[i] = 0.0
+    if blank_mask is not None:
+        mask[blank_mask] = 0
+        mask[blank_mask][:1, :2, :2] = 1  # a corner outside the body
+        if whole:
+            pet[blank_mask], ct[blank_mask] = 0.0, -1024.0
+    event = np.arange(n) % 2 == 0
+    return volumes(pet=pet, ct=ct, mask=mask), Surv.from_arrays(event, 10.0 + np.arange(n))
+
+
+def _air_mask_case():
+    """A body (a box of tissue) in air, the mask drawn in a corner of the air."""
+    rng = np.random.default_rng(5)
+    body = np.zeros((24, 24, 24), bool)
+    body[2:14, 2:14, 2:14] = True
+    ct = np.where(body, rng.normal(40.0, 20.0, body.shape), -1024.0).astype(np.float32)
+    pet = np.where(body, rng.gamma(4.0, 0.25, body.shape), 0.0).astype(np.float32)
+    mask = np.zeros(body.shape, np.uint8)
+    mask[18:21, 18:21, 18:21] = 1
+    return {
+        name: sitk.GetImageFromArray(array)
+        for name, array in (("ct", ct), ("pet", pet), ("mask", mask))
+    }
+
+
+def _no_training(fit):
+    """Run ``fit`` with every training entry point replaced by a failure."""
+    from survseg import training
+    from survseg.estimators import deepmts
+
+    def trained(*args, **kwargs):
+        raise AssertionError("training started before the volume size was checked")
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(deepmts, "train", trained)
+        patch.setattr(deepmts, "CohortBatches", trained)
+        patch.setattr(training, "train", trained)
+        patch.setattr(training, "CohortBatches", trained)
+        return fit()
+
+
+_ADAMSS = {}
+
+
+def _fitted_adamss():
+    if not _ADAMSS:
+        _ADAMSS["model"] = _adamss().fit(*_deep_cohort(shape=(12, 12, 12)))
+    return _ADAMSS["model"]
+
+
+def _without(X, field):
+    return volumes(**{n: X[n] for n in X.dtype.names if n != field})
 
 
 def _with_nan(X):
@@ -665,6 +856,57 @@ def test_stale_benchmark_folds_are_recomputed(tmp_path):
     fresh = benchmark({"m": MeanUptake(use_mask=False)}, X, y, cv=3, n_bootstrap=10)
     assert b.table.loc[0, "cindex"] == pytest.approx(fresh.table.loc[0, "cindex"])
     assert a.table.loc[0, "cindex"] != pytest.approx(b.table.loc[0, "cindex"])
+
+
+def test_a_bright_noise_free_tumour_is_not_a_blank_region():
+    """A phantom's tumour painted with one value (brighter than the body) is real content."""
+    X, _ = _deep_cohort()
+    X["pet"] = np.where(X["ct"] > -1024, 1.0, 0.0) + 3.0 * X["mask"]  # no noise at all
+    X["ct"] = np.where(X["ct"] > -1024, 40.0, -1024.0)
+    check_image_content(X, ["pet", "ct"], mask_field="mask")  # no error
+    X["pet"][0] = np.where(X["mask"][0], 0.0, X["pet"][0])  # the tumour made as dark as air
+    X["ct"][0] = np.where(X["mask"][0], -1024.0, X["ct"][0])
+    with pytest.raises(ValueError, match=r"patient\(s\) \[0\] lies on a blank region"):
+        check_image_content(X, ["pet", "ct"], mask_field="mask")
+
+
+def test_balanced_batches_from_a_small_group_warn_once_and_never_repeat_a_patient():
+    """Item 13: 3 events for a quota of 4 used to be drawn with replacement."""
+    event = np.array([1, 0, 1, 0, 0, 1, 0, 0, 0, 0], bool)  # 3 events, 7 censored
+    with pytest.warns(UserWarning) as record:
+        batches = balanced_batches(event, 4, 4, np.random.default_rng(0))
+    assert len(record) == 1
+    assert "3 events for a quota of 4" in str(record[0].message)
+    assert "batches hold 7 patients instead of 8" in str(record[0].message)
+    seen = set()
+    for _ in range(20):
+        batch = next(batches)
+        assert len(batch) == len(set(batch)) == 7  # no patient twice
+        assert set(np.flatnonzero(event)) <= set(batch)  # every event in every batch
+        assert (~event[batch]).sum() == 4
+        seen |= set(batch.tolist())
+    assert seen == set(range(10))  # censored patients drawn in turn
+    # every patient had the event: batches are all events, 8 of 9, without a warning
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        only = balanced_batches(np.ones(9, bool), 4, 4, np.random.default_rng(0))
+        assert len(set(next(only))) == 8
+
+
+def test_deep_fit_warns_once_for_an_oversized_balanced_batch():
+    X, y = _deep_cohort(n=8)  # 4 events, 4 censored; the training part holds fewer
+    with pytest.warns(UserWarning, match="balanced batches: the training part has") as record:
+        _deepmts(batch_size=12, validation_fraction=0).fit(X, y)
+    assert sum("balanced batches" in str(w.message) for w in record) == 1
+
+
+def test_adamss_predicts_without_the_mask_it_was_fitted_with():
+    model = _fitted_adamss()
+    X, _ = _deep_cohort(shape=(12, 12, 12))
+    np.testing.assert_array_equal(model.predict(_without(X, "mask")), model.predict(X))
+    assert model.cohort_signature_["volume_shape"] == [12, 12, 12]
 
 
 # ------------------------------------------------------------------ CLI rows (item 10)

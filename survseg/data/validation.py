@@ -23,6 +23,7 @@ __all__ = [
     "cohort_signature",
     "check_fitted_cohort",
     "check_nodes",
+    "check_image_content",
 ]
 
 _CHUNK = 8  # patients read at a time, so a memory-mapped cohort is never loaded whole
@@ -181,6 +182,102 @@ def _check_masks(X, mask_field):
         if empty.any():
             i = start + int(np.flatnonzero(empty)[0])
             raise ValueError(f"mask field {mask_field!r} is empty for patient {i}.")
+
+
+def _listed(patients) -> str:
+    shown = patients[:10]
+    more = f" and {len(patients) - 10} more" if len(patients) > 10 else ""
+    return f"patient(s) {shown}{more}"
+
+
+def _blank_under(flat, j, inside) -> bool:
+    """Whether every modality holds one value under the mask, no higher than outside it."""
+    for values in flat.values():
+        under = values[j][inside]
+        if under.max() != under.min():
+            return False
+        outside = values[j][~inside]
+        if outside.size and under[0] > np.median(outside):
+            return False
+    return True
+
+
+def check_image_content(X, modalities, *, mask_field: str | None = None) -> None:
+    r"""Raise if a patient's image carries nothing a network can learn from.
+
+    Two faults of the data (issue 15), each reported as what it is:
+
+    * a **blank tumour region**: for some patient, in *every* modality, all voxels under
+      ``mask_field`` hold one value :math:`c` no higher than the median of the image outside
+      the mask (the background: air, zero uptake or crop padding). A real tumour has varying
+      uptake and tissue density, brighter than its surroundings in PET, so the mask lies
+      outside the body or is not aligned with the images (origin, direction, spacing, or a
+      crop that missed the body). Checked first: it also explains a volume cropped around
+      such a mask coming out blank.
+    * a **constant image**: :math:`\max_v x_v = \min_v x_v` over a patient's whole volume in
+      one modality (e.g. an all-zero PET): a missing or blank image, which per-patient
+      z-scoring cannot normalise (:math:`\sigma = 0`) and from which nothing is learned.
+
+    Reads ``X`` in chunks of patients (a memory-mapped cohort is never loaded whole).
+
+    Parameters
+    ----------
+    X : cohort
+    modalities : sequence of str
+        The image fields the network reads.
+    mask_field : str, optional
+        The tumour mask field to check against the images (skipped when ``None`` or absent).
+
+    Raises
+    ------
+    ValueError
+        Naming the field(s), the patients (rows of ``X``), the voxel values and what to check.
+    """
+    modalities = list(modalities)
+    use_mask = mask_field is not None and mask_field in X.dtype.names
+    blank, blank_values = [], {}
+    constant = {m: [] for m in modalities}
+    constant_value = {}
+    try:
+        for start in range(0, len(X), _CHUNK):
+            chunk = X[start : start + _CHUNK]
+            flat = {m: np.asarray(chunk[m], np.float64).reshape(len(chunk), -1) for m in modalities}
+            masks = np.asarray(chunk[mask_field]).reshape(len(chunk), -1) != 0 if use_mask else None
+            for j in range(len(chunk)):
+                i = start + j
+                if masks is not None and masks[j].any() and _blank_under(flat, j, masks[j]):
+                    value = tuple(f"{flat[m][j][masks[j]][0]:g}" for m in modalities)
+                    blank.append(i)
+                    blank_values.setdefault(value, []).append(i)
+                    continue
+                for m in modalities:
+                    if flat[m][j].max() == flat[m][j].min():
+                        constant[m].append(i)
+                        constant_value.setdefault(m, f"{flat[m][j][0]:g}")
+            release_pages(X)  # a memory-mapped cohort's pages, after each chunk
+    finally:
+        release_pages(X)
+    problems = []
+    if blank:
+        values, rows = next(iter(blank_values.items()))
+        under = " and ".join(f"every {m!r} voxel is {v}" for m, v in zip(modalities, values))
+        problems.append(
+            f"the tumour mask {mask_field!r} of {_listed(blank)} lies on a blank region: under "
+            f"it {under} (patient {rows[0]}), no higher than the rest of the image "
+            "(background: air, no uptake or padding), so the mask is outside the body or not "
+            "aligned with the images; check its origin, direction and spacing against the "
+            "images', and the crop"
+        )
+    for m, rows in constant.items():
+        if rows:
+            problems.append(
+                f"image field {m!r} is constant for {_listed(rows)} (every voxel "
+                f"{constant_value[m]} for patient {rows[0]}): a missing or blank image, which "
+                "cannot be normalised or learned from; supply the image or leave the "
+                "patient(s) out"
+            )
+    if problems:
+        raise ValueError("; ".join(problems) + ".")
 
 
 def check_nodes(X, field: str = NODES_FIELD) -> None:

@@ -60,9 +60,15 @@ from sklearn.utils._param_validation import HasMethods, Interval, StrOptions
 from sklearn.utils.validation import check_is_fitted
 
 from .. import training
-from ..data.cohort import clinical_frame, volume_shape
+from ..data.cohort import SPACING_FIELD, clinical_frame, volume_shape
 from ..data.mapped import release_pages
-from ..data.validation import check_cohort, check_fitted_cohort, check_survival
+from ..data.validation import (
+    check_cohort,
+    check_fitted_cohort,
+    check_image_content,
+    check_survival,
+    cohort_signature,
+)
 from ..evaluation.metrics import dice_score
 from ..losses.discrete_time import (
     discrete_time_nll,
@@ -278,7 +284,10 @@ class AdaMSSRegressor(DeepSurvivalBase):
     max_iter_segmentation, max_iter_survival : int, optional
         Stage-specific overrides of ``max_iter`` (``"mtl"`` uses ``max_iter_survival``).
     batch_size : int, default=2
-        Patients per iteration. Survival batches hold half events, half censored patients.
+        Patients per iteration. Survival batches hold half events, half censored patients,
+        never a patient twice: a group smaller than its half goes whole into every batch
+        (smaller batches, with a warning naming the counts; see
+        :func:`~survseg.training.balanced_batches`).
     lr : float or (float, float), default=(1e-4, 5e-5)
         Initial learning rate of each stage: stage I, stage II. The stage II rate is the one
         of a network that fine-tunes stage I's weights (``"ssl"``); a network trained from
@@ -362,6 +371,11 @@ class AdaMSSRegressor(DeepSurvivalBase):
         Their standardisation (training statistics).
     intensity_ : dict
         The parsed ``intensity``.
+    cohort_signature_ : dict
+        The fields fit read (images, mask, clinical, the spacing when radiomics measure in
+        mm) and the training volume size (:func:`~survseg.data.validation.cohort_signature`):
+        predict refuses a cohort without those fields (the mask excepted) or of another
+        volume size, as the network learned its pooled features at that size.
     unique_times_ : ndarray
         The times of the arrays of ``predict_survival_function`` and
         ``predict_cumulative_hazard_function`` with ``return_array=True``: ``time_bins_``.
@@ -599,7 +613,9 @@ class AdaMSSRegressor(DeepSurvivalBase):
             if len(crop) != 3 or any(c > s or c % multiple for c, s in zip(crop, shape)):
                 raise ValueError(
                     f"crop_size {self.crop_size!r} must be 3 sizes (or one) no larger than the "
-                    f"volume {tuple(shape)} and divisible by {multiple}."
+                    f"volume {tuple(shape)} (D, H, W) and divisible by {multiple}, as the "
+                    f"network's {multiple.bit_length()} levels (len(n_convs)) need {multiple} "
+                    f"(2**{multiple.bit_length() - 1})."
                 )
         return tuple(int(c) for c in crop)
 
@@ -657,13 +673,18 @@ class AdaMSSRegressor(DeepSurvivalBase):
         event, time = check_survival(y, len(X))
         regions, mask_fields = segmented_regions(X, self.mask_field, self.nodes_field)
         shape = volume_shape(X)
-        multiple = 2 ** (len(self._network_kwargs()["n_convs"]) - 1)
+        levels = len(self._network_kwargs()["n_convs"])
+        multiple = 2 ** (levels - 1)
         if any(s % multiple for s in shape):
             raise ValueError(
-                f"volumes of shape {shape} cannot pass the {multiple.bit_length()} levels of "
-                f"AdaMSS: every axis must be divisible by {multiple} (crop or pad them, e.g. to "
-                "160^3)."
+                f"volumes of shape {shape} (D, H, W) cannot pass the {levels} levels of AdaMSS "
+                f"(len(n_convs)): every axis must be divisible by {multiple} (2**{levels - 1}), "
+                f"so at least {multiple} voxels; crop or pad them (the paper uses 160^3) or "
+                "change network_params."
             )
+        crop = self._crop(shape, multiple)  # checked here, before any training
+        # a blank tumour region, then a constant image, each named with its patients
+        check_image_content(X, modalities, mask_field=self.mask_field)
         device = self._device()
         seed = training.seed_from(self.random_state)
         intensity = training.check_intensity(self.intensity, modalities)
@@ -684,7 +705,7 @@ class AdaMSSRegressor(DeepSurvivalBase):
             rng, gen = training.make_generators(seed, device)
             fit.batch_kw = dict(
                 device=device, intensity=intensity, mask_field=mask_fields,
-                augment=self._augment(shape), crop=self._crop(shape, multiple), generator=gen,
+                augment=self._augment(shape), crop=crop, generator=gen,
                 storage=training.preload_storage(self.preload),
             )  # fmt: skip
             fit.rng = rng
@@ -709,6 +730,8 @@ class AdaMSSRegressor(DeepSurvivalBase):
                 segmentation_network_=nets[seg],
                 modalities_=modalities,
                 clinical_=clinical,
+                # what predict checks X against: the fields read and the volume size (issue 15)
+                cohort_signature_=cohort_signature(X, self._read_fields(X, modalities, clinical)),
                 intensity_=intensity,
                 time_bins_=bins,
                 unique_times_=bins.copy(),
@@ -721,6 +744,14 @@ class AdaMSSRegressor(DeepSurvivalBase):
                 regions_=regions,
             ),
         )
+
+    def _read_fields(self, X, modalities, clinical) -> list:
+        """The fields of ``X`` that fit reads: the images, the mask, the clinical covariates and
+        the voxel spacing when radiomics measure in mm."""
+        fields = [*modalities, self.mask_field, *clinical]
+        if self.radiomics and SPACING_FIELD in X.dtype.names:
+            fields.append(SPACING_FIELD)
+        return fields
 
     def _build_network(self, n_regions, n_extra=0, survive=False) -> AdaMSS:
         kw = self._network_kwargs()
@@ -1163,8 +1194,11 @@ class AdaMSSRegressor(DeepSurvivalBase):
 
     def _check_X(self, X):
         check_is_fitted(self, "network_")
-        check_fitted_cohort(self, X)  # the fields of fit (issue 15); crops: any volume size
+        # the fields and the volume size of fit (issue 15): the network trains on random crops
+        # of the training volumes and predicts on whole volumes of that size
+        check_fitted_cohort(self, X, optional=(self.mask_field,))
         check_cohort(X, modalities=self.modalities_, clinical=self.clinical_)
+        check_image_content(X, self.modalities_)
         multiple = self.network_.size_multiple
         if any(s % multiple for s in volume_shape(X)):
             raise ValueError(f"volumes of shape {volume_shape(X)} must be divisible by {multiple}.")

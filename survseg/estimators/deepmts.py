@@ -18,7 +18,12 @@ from sklearn.utils.metaestimators import available_if
 from sklearn.utils.validation import check_is_fitted
 
 from ..data.cohort import volume_shape
-from ..data.validation import check_cohort, check_fitted_cohort, check_survival
+from ..data.validation import (
+    check_cohort,
+    check_fitted_cohort,
+    check_image_content,
+    check_survival,
+)
 from ..evaluation.metrics import dice_score
 from ..losses.cox import cox_partial_likelihood_loss
 from ..losses.segmentation import region_dice_loss
@@ -173,8 +178,11 @@ class DeepMTSRegressor(CoxSurvivalMixin, TransformerMixin, DeepSurvivalBase):
         Training iterations (batches).
     batch_size : int, default=8
     balanced : bool, default=True
-        Each batch holds ``batch_size // 2`` patients with an event and the rest censored
-        (drawn with replacement from a group that is too small). ``False`` (or no survival
+        Each batch holds ``batch_size // 2`` patients with an event and the rest censored,
+        never a patient twice. A group smaller than its quota (say 3 training events for
+        4 + 4) goes whole into every batch, so batches are smaller than ``batch_size``, with
+        a warning naming the counts (:func:`~survseg.training.balanced_batches`); with no
+        censored patient, batches are all events. ``False`` (or no survival
         head): random batches; a batch without an event then contributes a zero Cox loss.
     lr : float, default=1e-4
         Adam's initial learning rate.
@@ -472,13 +480,18 @@ class DeepMTSRegressor(CoxSurvivalMixin, TransformerMixin, DeepSurvivalBase):
 
     # ------------------------------------------------------------------ inputs
     def _check_X(self, X, require_mask):
-        return check_cohort(
+        check_cohort(
             X,
             modalities=list(self._modality_names()),
             require_mask=require_mask,
             mask_field=self.mask_field,
             clinical=list(self.clinical or ()),
         )
+        # a blank tumour region, then a constant image, each named with its patients
+        check_image_content(
+            X, self._modality_names(), mask_field=self.mask_field if require_mask else None
+        )
+        return X
 
     def _clinical(self, X, rows=None) -> np.ndarray:
         """Raw clinical values, ``(n, n_clinical)`` float64."""
@@ -574,6 +587,13 @@ class DeepMTSRegressor(CoxSurvivalMixin, TransformerMixin, DeepSurvivalBase):
 
         with seeded(seed, device):
             net = self._build_network(len(scaler.mean), regions, net_params).to(device)
+            problems = net.size_problems(volume_shape(X))
+            if problems:  # before any volume is read or any iteration run
+                raise ValueError(
+                    f"volumes of shape {volume_shape(X)} (D, H, W) cannot pass "
+                    f"{type(self).__name__}'s network: " + "; ".join(problems) + ". Crop or "
+                    "pad the volumes (the paper uses 128x128x112) or change network_params."
+                )
             if self.channels_last:
                 net = net.to(memory_format=torch.channels_last_3d)
             optimizer = head_l2_adam(net, net.head_weights(), self.lr, self.head_l2)
@@ -773,6 +793,25 @@ class DeepMTSRegressor(CoxSurvivalMixin, TransformerMixin, DeepSurvivalBase):
         """Binary mask of one region (probability > ``mask_threshold``), ``(n_patients, D,
         H, W)`` uint8; ``region`` as in :meth:`predict_proba_mask`."""
         return (self.predict_proba_mask(X, region) > self.mask_threshold).astype(np.uint8)
+
+    @available_if(_segments)
+    def predict_label_map(self, X):
+        r"""Every region in one label image, HECKTOR's convention: ``(n_patients, D, H, W)``
+        uint8 with 0 background and :math:`k` the ``regions_[k - 1]`` (1 = tumour, 2 = nodes
+        when fitted with node labels, as HECKTOR's GTVp / GTVn).
+
+        A voxel takes the region of highest probability among those above
+        ``mask_threshold``: :math:`\ell_v = 1 + \arg\max_k p_{k,v}` if
+        :math:`\max_k p_{k,v} > t`, else 0 (labels are exclusive; a tie goes to the lower
+        label). One forward pass for all regions. With one region it equals
+        :meth:`predict_mask`.
+        """
+        check_is_fitted(self, "network_")
+        logits = torch.from_numpy(self._forward(X, want_seg=True)[2])
+        prob = torch.sigmoid(logits)
+        best, label = prob.max(dim=1)  # first maximum: ties go to the lower label
+        out = torch.where(best > self.mask_threshold, label + 1, torch.zeros_like(label))
+        return out.numpy().astype(np.uint8)
 
     @available_if(_has_survival_head)
     def transform(self, X):

@@ -420,6 +420,36 @@ class DeepMTS(nn.Module):
             if segmentation_features:
                 self.scale_seg = FeatureStandardizer(self.n_seg_features, scaling_momentum)
 
+    def size_problems(self, size) -> list[str]:
+        r"""The rules a volume of spatial ``size`` (D, H, W) breaks; ``[]`` when it fits.
+
+        With the decoder the U-Net needs every axis divisible by :math:`2^{L-1}` (``L =
+        len(channels)`` levels; 16 at the defaults); without it, at least :math:`2^{L-1}`
+        voxels. The DenseNet cascade needs every axis at least
+        :attr:`DenseNet3d.min_input_size` voxels (19 for three dense blocks, 35 for four).
+        """
+        size = tuple(int(s) for s in size)
+        problems = []
+        if self.backbone is not None:
+            d, n = self.backbone.divisor, len(self.backbone.encoder)
+            if self.backbone.decoder is not None and any(s % d for s in size):
+                problems.append(
+                    f"the U-Net's {n} levels (len(channels)) need every axis divisible by "
+                    f"{d} (2**{n - 1})"
+                )
+            elif min(size) < d:
+                problems.append(
+                    f"the encoder's {n} levels (len(channels)) need every axis at least "
+                    f"{d} (2**{n - 1}) voxels"
+                )
+        if self.cascade is not None and min(size) < self.cascade.min_input_size:
+            problems.append(
+                f"the DenseNet cascade ({len(self.cascade.blocks)} dense blocks: a stride-2 "
+                f"stem, a max-pool and {len(self.cascade.blocks) - 1} average-pools) needs every "
+                f"axis at least {self.cascade.min_input_size} voxels"
+            )
+        return problems
+
     def head_weights(self) -> list[nn.Parameter]:
         """The FC kernels (weights, not biases) that the paper regularises with L2."""
         layers = [

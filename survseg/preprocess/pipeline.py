@@ -243,6 +243,24 @@ def _normalise(image: sitk.Image, method: str | None, p: Preprocessing) -> sitk.
     return image
 
 
+def _check_not_blank(images: dict, mask_array) -> None:
+    """Raise if, in every modality, the mask covers one value no higher than the rest of the
+    box (air, no uptake or padding): the mask is outside the body or misaligned (the rule of
+    :func:`survseg.data.validation.check_image_content`)."""
+    from ..data.validation import _blank_under
+
+    inside = mask_array.reshape(-1) != 0
+    flat = {n: sitk.GetArrayViewFromImage(im).reshape(1, -1) for n, im in images.items()}
+    if _blank_under(flat, 0, inside):
+        under = " and ".join(f"every {n!r} voxel is {v[0][inside][0]:g}" for n, v in flat.items())
+        raise ValueError(
+            f"the mask lies on a blank region after resampling and cropping: under it {under}, "
+            "no higher than the rest of the box (air, no uptake or padding), so it is outside "
+            "the body or not aligned with the images; check its origin, direction and spacing "
+            "against the images'."
+        )
+
+
 def preprocess_case(
     case: Mapping, preprocessing: Preprocessing | None = None, *, template: sitk.Image | None = None
 ):
@@ -334,10 +352,15 @@ def preprocess_case(
         else:
             out = resample_to_reference(nodes, grid, transform=transform, interpolator="nearest")
             nodes_array = sitk.GetArrayFromImage(out).astype(np.uint8, copy=False)
-    for name, image in images.items():
-        out = resample_to_reference(
+    resampled = {
+        name: resample_to_reference(
             image, grid, transform=transform, interpolator="linear", default_value=p.pad_value(name)
         )
+        for name, image in images.items()
+    }
+    if mask_array is not None:  # a mask in the air would be reported as a constant image
+        _check_not_blank(resampled, mask_array)
+    for name, out in resampled.items():
         # 5. per-patient intensity normalisation
         try:
             out = _normalise(out, dict(p.intensity).get(name), p)

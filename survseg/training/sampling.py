@@ -58,51 +58,68 @@ class BalancedBatches:
 
     DeepMTS draws 4 + 4 and AdaMSS 1 + 1, so every batch has events for the Cox or
     discrete-time loss. Each group is drawn without replacement from reshuffled epochs of that
-    group; a group smaller than its quota is drawn with replacement. With no censored patients
-    at all, batches are all events (and vice versa the caller must reject all-censored data).
+    group, so a batch never holds a patient twice.
+
+    A group smaller than its quota (e.g. 3 events in the training part for a batch of 4 + 4)
+    gives all its patients to every batch: the quota is reduced to the group's size, as
+    :func:`random_batches` reduces ``batch_size`` to ``n``, and a ``UserWarning`` naming the
+    counts is issued once, when the sampler is made. Drawing with replacement instead would
+    put a patient twice in a batch, counting it twice in the partial likelihood, and make
+    batches larger than the data (slower, nothing gained). With no censored patient at all
+    (every patient had the event) batches are all events, up to ``n_events + n_censored``.
+
+    Raises
+    ------
+    ValueError
+        With no event at all: a balanced batch needs one.
     """
 
     def __init__(self, event, n_events: int, n_censored: int, rng: np.random.Generator):
         event = np.asarray(event, dtype=bool)
         events, censored = np.flatnonzero(event), np.flatnonzero(~event)
         if len(events) == 0:
-            raise ValueError("balanced batches need at least one event.")
+            raise ValueError(
+                f"balanced batches need at least one event; the {len(event)} training "
+                "patients are all censored."
+            )
         if len(censored) == 0:
             n_events, n_censored = n_events + n_censored, 0
+        quotas = [(events, n_events, "events"), (censored, n_censored, "censored patients")]
+        short = [(len(g), k, what) for g, k, what in quotas if 0 < len(g) < k]
+        if short:
+            import warnings
+
+            said = "; ".join(f"{n} {what} for a quota of {k}" for n, k, what in short)
+            size = sum(min(len(g), k) for g, k, _ in quotas)
+            warnings.warn(
+                f"balanced batches: the training part has {said}: each batch takes all of "
+                f"them (no patient twice in a batch), so batches hold {size} patients instead "
+                f"of {n_events + n_censored}; use a smaller batch_size to silence this.",
+                UserWarning,
+                stacklevel=3,
+            )
         self.rng = rng
-        self._streams = []  # (group, RandomBatches or None, quota)
-        for group, k in ((events, n_events), (censored, n_censored)):
-            if k == 0:
-                continue
-            sub = RandomBatches(len(group), k, rng) if len(group) >= k else None
-            self._streams.append((group, sub, k))
+        self._streams = [  # (group, RandomBatches over the group)
+            (group, RandomBatches(len(group), min(k, len(group)), rng))
+            for group, k, _ in quotas
+            if k > 0 and len(group) > 0
+        ]
 
     def __iter__(self):
         return self
 
     def __next__(self) -> np.ndarray:
-        parts = []
-        for group, sub, k in self._streams:
-            if sub is None:
-                parts.append(self.rng.choice(group, size=k, replace=True))
-            else:
-                parts.append(group[next(sub)])
-        return np.concatenate(parts)
+        return np.concatenate([group[next(sub)] for group, sub in self._streams])
 
     def state_dict(self) -> dict:
-        return {
-            "streams": [None if sub is None else sub.state_dict() for _, sub, _ in self._streams]
-        }
+        return {"streams": [sub.state_dict() for _, sub in self._streams]}
 
     def load_state_dict(self, state: dict) -> None:
         saved = state["streams"]
-        if len(saved) != len(self._streams):
+        if len(saved) != len(self._streams) or any(part is None for part in saved):
             raise ValueError("the sampler state is for batches of other groups.")
-        for (_, sub, _), part in zip(self._streams, saved, strict=True):
-            if (sub is None) != (part is None):
-                raise ValueError("the sampler state is for batches of other groups.")
-            if sub is not None:
-                sub.load_state_dict(part)
+        for (_, sub), part in zip(self._streams, saved, strict=True):
+            sub.load_state_dict(part)
 
 
 def random_batches(n: int, batch_size: int, rng: np.random.Generator) -> RandomBatches:

@@ -198,3 +198,19 @@ def test_benchmark_reports_node_dice_over_patients_with_nodes(cohort):
     np.testing.assert_allclose(
         table.loc["deepmts", "dice_nodes"], np.mean(per_patient_n), rtol=1e-6
     )
+
+
+def test_label_map_follows_hecktor_labels_by_hand():
+    """predict_label_map: 0 below the threshold, else 1 + the most probable region (ties go
+    to the tumour), checked on logits chosen by hand."""
+    from scipy.special import logit
+
+    est = DeepMTSRegressor(mask_threshold=0.5)
+    est.network_, est.regions_ = torch.nn.Linear(1, 1), ("tumour", "nodes")
+    prob = np.array([[0.9, 0.2, 0.6, 0.3, 0.7], [0.1, 0.8, 0.7, 0.4, 0.7]])  # 5 voxels
+    logits = logit(prob).reshape(1, 2, 1, 1, 5).astype(np.float32)
+    est._forward = lambda X, want_seg=False: (None, None, logits)
+    expected = np.array([1, 2, 2, 0, 1], np.uint8).reshape(1, 1, 1, 5)
+    got = est.predict_label_map(None)
+    assert got.dtype == np.uint8
+    np.testing.assert_array_equal(got, expected)

@@ -42,10 +42,11 @@ def test_random_batches_cover_each_epoch_without_repeats():
 
 def test_balanced_batches():
     event = np.array([1, 0, 0, 0, 0, 1, 0, 0, 1, 0], dtype=bool)
-    it = balanced_batches(event, 4, 4, np.random.default_rng(0))
-    for _ in range(20):
+    with pytest.warns(UserWarning, match="3 events for a quota of 4"):
+        it = balanced_batches(event, 4, 4, np.random.default_rng(0))
+    for _ in range(20):  # the 3 events in every batch, never twice (issue 15)
         b = next(it)
-        assert event[b].sum() == 4 and (~event[b]).sum() == 4
+        assert event[b].sum() == 3 and (~event[b]).sum() == 4 and len(set(b)) == 7
     only_events = balanced_batches(np.ones(5, bool), 1, 1, np.random.default_rng(0))
     assert len(next(only_events)) == 2
     with pytest.raises(ValueError, match="at least one event"):
