@@ -206,3 +206,13 @@ class DeepSurvivalBase(SurvivalMixin, BaseEstimator):
             if isinstance(value, torch.nn.Module):
                 state[key] = value.to("cpu")
         return state
+
+
+def label_map(prob, threshold: float) -> np.ndarray:
+    r"""HECKTOR-style label image of region probabilities ``prob`` ``(n, R, D, H, W)``:
+    :math:`\ell_v = 1 + \arg\max_k p_{k,v}` where :math:`\max_k p_{k,v} > t`, else 0
+    (exclusive labels; a tie goes to the lower label), uint8 ``(n, D, H, W)``."""
+    prob = np.asarray(prob)
+    best = prob.max(axis=1)
+    label = prob.argmax(axis=1)  # the first maximum: ties go to the lower label
+    return np.where(best > threshold, label + 1, 0).astype(np.uint8)

@@ -84,6 +84,7 @@ from ._deep import (
     DEEP_PARAMETER_CONSTRAINTS,
     DeepSurvivalBase,
     autocast,
+    label_map,
     mean_dice,
     region_channel,
     segmented_regions,
@@ -1305,6 +1306,22 @@ class AdaMSSRegressor(DeepSurvivalBase):
         for survival only), for ``"mtl"`` from the multi-task network.
         """
         return self._masks(self.predict_proba_mask(X, region), nonempty=False)
+
+    def predict_label_map(self, X):
+        r"""Every region in one label image, HECKTOR's convention: ``(n_patients, D, H, W)``
+        uint8 with 0 background and :math:`k` the ``regions_[k - 1]`` (1 = tumour, 2 = nodes
+        when fitted with node labels, as HECKTOR's GTVp / GTVn).
+
+        A voxel takes the region of highest probability among those above
+        ``mask_threshold`` (exclusive labels; a tie goes to the lower label), from the same
+        network as :meth:`predict_mask`; with one region it equals :meth:`predict_mask`.
+        """
+        check_is_fitted(self, "segmentation_network_")
+        self._check_X(X)
+        prob = self._probabilities(
+            self._module("segmentation_network_"), X, self.modalities_, self.intensity_
+        )
+        return label_map(prob, self.mask_threshold)
 
     def fusion_weights(self, X, stage="survival", per_patient=False):
         r"""Mean fusion-gate weight :math:`w_{fuse}` of each encoder level (the paper's Table IV).

@@ -56,6 +56,7 @@ from ._deep import (
     DEEP_PARAMETER_CONSTRAINTS,
     DeepSurvivalBase,
     autocast,
+    label_map,
     mean_dice,
     region_channel,
     segmented_regions,
@@ -808,10 +809,7 @@ class DeepMTSRegressor(CoxSurvivalMixin, TransformerMixin, DeepSurvivalBase):
         """
         check_is_fitted(self, "network_")
         logits = torch.from_numpy(self._forward(X, want_seg=True)[2])
-        prob = torch.sigmoid(logits)
-        best, label = prob.max(dim=1)  # first maximum: ties go to the lower label
-        out = torch.where(best > self.mask_threshold, label + 1, torch.zeros_like(label))
-        return out.numpy().astype(np.uint8)
+        return label_map(torch.sigmoid(logits).numpy(), self.mask_threshold)
 
     @available_if(_has_survival_head)
     def transform(self, X):

@@ -141,6 +141,21 @@ def test_fit_with_nodes_segments_both_regions(fitted, cohort):
         fitted.predict_mask(X, region="liver")
 
 
+def test_label_map_is_hecktor_labels_of_the_two_regions(fitted, cohort):
+    """1 = tumour, 2 = nodes (HECKTOR's GTVp / GTVn): the more probable region above the
+    threshold, computed here voxel by voxel from the two probability maps."""
+    X, _ = cohort
+    tumour = fitted.predict_proba_mask(X)
+    nodes = fitted.predict_proba_mask(X, region="nodes")
+    expected = np.zeros(tumour.shape, dtype=np.uint8)
+    expected[(tumour > 0.5) & (tumour >= nodes)] = 1
+    expected[(nodes > 0.5) & (nodes > tumour)] = 2
+    labels = fitted.predict_label_map(X)
+    assert labels.dtype == np.uint8
+    np.testing.assert_array_equal(labels, expected)
+    assert (labels == 2).any() and (labels == 1).any()
+
+
 def test_history_node_dice_over_validation_patients_with_nodes(fitted, cohort):
     X, y = cohort
     from survseg.training import seed_from, validation_split
