@@ -10,7 +10,7 @@ reference model.
 Every fold of every model is saved as it finishes (``output_dir/folds/<model>__fold<k>.npz``),
 so an interrupted run resumes without retraining finished folds. A fold file is reused only
 when its *resume key* matches: a hash of the estimator's class and parameters
-(:func:`estimator_key`), of the data (:func:`data_fingerprint`: ``X``, ``y`` and the test
+(:func:`~survseg.data.fingerprint.estimator_key`), of the data (:func:`~survseg.data.fingerprint.data_fingerprint`: ``X``, ``y`` and the test
 cohort) and of the fold's train and test indices. Anything else retrains the fold (with a
 warning) and overwrites the stale file.
 """
@@ -33,6 +33,7 @@ from sklearn.base import clone
 from sklearn.model_selection import KFold, StratifiedKFold, check_cv
 
 from .._parallel import parallel_run
+from ..data.fingerprint import data_fingerprint, estimator_key
 from ..data.store import atomic_path
 from ..data.validation import check_survival
 from .calibration import calibration_at_horizon, d_calibration, survival_at
@@ -73,73 +74,6 @@ class BenchmarkResult:
     table: pd.DataFrame
     predictions: pd.DataFrame
     models: dict = field(default_factory=dict)
-
-
-def _stable(value):
-    """A JSON-able, process-independent description of a parameter value."""
-    if hasattr(value, "get_params") and not isinstance(value, type):
-        cls = type(value)
-        return {
-            "class": f"{cls.__module__}.{cls.__qualname__}",
-            "params": {k: _stable(v) for k, v in sorted(value.get_params(deep=False).items())},
-        }
-    if isinstance(value, dict):
-        return {str(k): _stable(v) for k, v in sorted(value.items(), key=lambda kv: str(kv[0]))}
-    if isinstance(value, list | tuple):
-        return [_stable(v) for v in value]
-    if isinstance(value, np.ndarray):
-        return {"array": hashlib.sha256(np.ascontiguousarray(value).tobytes()).hexdigest()}
-    if isinstance(value, np.generic):
-        return value.item()
-    if value is None or isinstance(value, bool | int | float | str):
-        return value
-    if callable(value):
-        return f"{getattr(value, '__module__', '?')}.{getattr(value, '__qualname__', repr(value))}"
-    if isinstance(value, os.PathLike):
-        return os.fspath(value)
-    return f"{type(value).__module__}.{type(value).__qualname__}:{value!r}"
-
-
-def estimator_key(estimator) -> str:
-    """SHA-256 of an estimator's class and (nested) parameters, stable across processes.
-
-    Parameters that are estimators are described by their own class and parameters,
-    arrays by the hash of their bytes, functions by their qualified name.
-    """
-    text = json.dumps(_stable(estimator), sort_keys=True, default=str)
-    return hashlib.sha256(text.encode()).hexdigest()
-
-
-def _hash_cohort(h, X, n_sampled: int) -> None:
-    h.update(repr((X.dtype.descr, X.shape)).encode())
-    if not len(X):
-        return
-    picks = np.unique(np.linspace(0, len(X) - 1, min(n_sampled, len(X))).round().astype(int))
-    for i in picks:  # whole records of evenly spaced patients (a memmap reads only these)
-        h.update(np.ascontiguousarray(X[i : i + 1]).tobytes())
-    scalars = [n for n in X.dtype.names or () if X.dtype.fields[n][0].shape == ()]
-    for n in scalars:  # every patient's clinical values
-        h.update(np.ascontiguousarray(X[n]).tobytes())
-
-
-def data_fingerprint(X, y, X_test=None, y_test=None, *, n_sampled: int = 16) -> str:
-    """SHA-256 of the data a benchmark runs on.
-
-    It covers ``X``'s dtype (fields, shapes) and length, the full records of ``n_sampled``
-    evenly spaced patients, every patient's scalar (clinical) fields, all of ``y``, and the
-    same for the test cohort. Hashing every voxel of a large memory-mapped cohort would read
-    it whole; two cohorts that differ only in voxels of patients not sampled share a
-    fingerprint.
-    """
-    h = hashlib.sha256()
-    _hash_cohort(h, X, n_sampled)
-    h.update(np.ascontiguousarray(y).tobytes() + repr(y.dtype.descr).encode())
-    if X_test is not None:
-        h.update(b"test")
-        _hash_cohort(h, X_test, n_sampled)
-    if y_test is not None:
-        h.update(np.ascontiguousarray(y_test).tobytes())
-    return h.hexdigest()
 
 
 def _fold_key(est_key: str, data_key: str, train, test) -> str:

@@ -118,12 +118,12 @@ class EarlyStopping:
 
 def fit_fingerprint(estimator, X, y, device=None) -> str:
     """SHA-256 naming one fit: estimator class and parameters (runtime-only ones left out),
-    device type and training data (:func:`survseg.evaluation.benchmark.data_fingerprint`)."""
-    from ..evaluation.benchmark import _stable, data_fingerprint
+    device type and training data (:func:`survseg.data.fingerprint.data_fingerprint`)."""
+    from ..data.fingerprint import data_fingerprint, stable_description
 
     cls = type(estimator)
     params = {
-        k: _stable(v)
+        k: stable_description(v)
         for k, v in sorted(estimator.get_params(deep=False).items())
         if k not in _RUNTIME_PARAMS
     }
