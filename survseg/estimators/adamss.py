@@ -1023,8 +1023,10 @@ class AdaMSSRegressor(DeepSurvivalBase):
             })  # fmt: skip
             sub.data = training.CohortBatches(fit.X, rows, fit.modalities, **fit.batch_kw)
             net, _ = self._train_stage(stage, sub, {}, fit.rng)
-            out = fit.X[fit.train_idx[held]]
-            fold_masks = self._region_masks(net, out, fit.modalities, fit.intensity, fit.regions)
+            # rows, not fit.X[rows]: that would copy every field of the held-out patients
+            fold_masks = self._region_masks(
+                net, fit.X, fit.modalities, fit.intensity, fit.regions, rows=fit.train_idx[held]
+            )
             for region, m in fold_masks.items():
                 masks[region][fit.train_idx[held]] = m
             del sub.data
@@ -1089,10 +1091,11 @@ class AdaMSSRegressor(DeepSurvivalBase):
             )
         return self._radiomics_extractor(masks, modalities).fit(X).transform(X)
 
-    def _region_masks(self, net, X, modalities, intensity, regions) -> dict:
-        """``{region: masks}`` ``net`` predicts for radiomics: the tumour never empty (see
-        :meth:`_masks`), the nodes as predicted (all zero = no nodes)."""
-        prob = self._probabilities(net, X, modalities, intensity)
+    def _region_masks(self, net, X, modalities, intensity, regions, rows=None) -> dict:
+        """``{region: masks}`` ``net`` predicts for radiomics on the patients ``rows`` of ``X``
+        (default all): the tumour never empty (see :meth:`_masks`), the nodes as predicted
+        (all zero = no nodes)."""
+        prob = self._probabilities(net, X, modalities, intensity, rows=rows)
         return {
             region: self._masks(prob[:, c], nonempty=region == "tumour")
             for c, region in enumerate(regions)
@@ -1161,26 +1164,32 @@ class AdaMSSRegressor(DeepSurvivalBase):
         return np.abs(model.coef_) > 0
 
     # ------------------------------------------------------------------ forward passes
-    def _run(self, net, X, modalities, intensity, fn, tabular=None):
-        """``fn(net, images, tabular) -> Tensor | tuple`` over ``X`` in whole-volume batches."""
+    def _run(self, net, X, modalities, intensity, fn, tabular=None, rows=None):
+        """``fn(net, images, tabular) -> Tensor | tuple`` over the patients ``rows`` of ``X``
+        (default all) in whole-volume batches, a batch read at a time; ``tabular`` holds
+        one row per patient of ``X``."""
         device = next(net.parameters()).device
+        rows = np.arange(len(X)) if rows is None else np.asarray(rows)
         net.eval()
 
         def step(idx):
+            patients = rows[idx]
             images = training.image_tensor(
-                X, list(modalities), idx, device=device, intensity=intensity
+                X, list(modalities), patients, device=device, intensity=intensity
             )
-            e = None if tabular is None else torch.from_numpy(tabular[idx]).to(device)
+            e = None if tabular is None else torch.from_numpy(tabular[patients]).to(device)
             with autocast(device, self.amp):
                 return fn(net, images, e)
 
-        return training.forward_in_batches(step, len(X), self.predict_batch_size)
+        return training.forward_in_batches(step, len(rows), self.predict_batch_size)
 
-    def _probabilities(self, net, X, modalities, intensity):
-        """Probability maps of every region, ``(n, n_regions, D, H, W)`` float32."""
+    def _probabilities(self, net, X, modalities, intensity, rows=None):
+        """Probability maps of every region of the patients ``rows`` (default all),
+        ``(n, n_regions, D, H, W)`` float32."""
         return self._run(
             net, X, modalities, intensity,
             lambda n, images, e: torch.sigmoid(n(images, task="segmentation").seg_logits.float()),
+            rows=rows,
         )  # fmt: skip
 
     def _masks(self, prob, nonempty):

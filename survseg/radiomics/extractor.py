@@ -605,7 +605,7 @@ class RadiomicsExtractor(TransformerMixin, BaseEstimator):
                 f"cannot extract radiomics features for {message}. Fix the mask, drop the "
                 "patient, or pass empty_mask='nan' to get NaN features for it."
             )
-        failures.append(message)
+        failures.append((i, region, reason))
 
     def _extract(self, X, tumour, nodes) -> np.ndarray:
         import radiomics
@@ -701,14 +701,7 @@ class RadiomicsExtractor(TransformerMixin, BaseEstimator):
                     disk_cache.put(keys[(i, region, unit)], names, values)
                 self._store(out, columns, i, region, unit, names, values)
         if failures:
-            warnings.warn(
-                f"radiomics features set to NaN for {len(failures)} extraction(s): "
-                + "; ".join(failures[:10])
-                + ("; ..." if len(failures) > 10 else "")
-                + ".",
-                UserWarning,
-                stacklevel=3,
-            )
+            warnings.warn(_failure_summary(failures), UserWarning, stacklevel=3)
         return out
 
     @staticmethod
@@ -786,3 +779,25 @@ class RadiomicsExtractor(TransformerMixin, BaseEstimator):
 
 
 _NAME_CACHE: dict = {}
+
+
+def _failure_summary(failures) -> str:
+    """One warning for all failed extractions of a transform, grouped by region and reason.
+
+    A predicted node region of a voxel or two fails for every modality and the shape
+    features alike; listing each extraction would make one warning per fit pages long.
+    """
+    groups: dict = {}
+    for i, region, reason in failures:
+        groups.setdefault((region, reason.split("\n")[0][:160].rstrip(". ")), set()).add(i)
+    parts = []
+    for (region, reason), patients in groups.items():
+        ids = sorted(patients)
+        shown = ", ".join(map(str, ids[:8])) + (f", ... ({len(ids)} in all)" if len(ids) > 8 else "")
+        word = "patient" if len(ids) == 1 else "patients"
+        parts.append(f"region {region!r} ({reason}): {word} {shown}")
+    n = len({i for i, _, _ in failures})
+    return (
+        f"radiomics features set to NaN for {len(failures)} extraction(s) of {n} "
+        f"patient{'s' if n > 1 else ''}; " + "; ".join(parts) + "."
+    )

@@ -420,3 +420,19 @@ def test_memory_mapped_cohort(cohort, tmp_path):
     pd.testing.assert_frame_equal(
         got, RadiomicsExtractor(**FAST, cache=False).fit_transform(cohort)
     )
+
+
+def test_failed_extractions_are_one_short_warning_grouped_by_reason(cohort):
+    # every unit (modalities and shape) of every rejected patient fails: the warning groups
+    # them by region and reason instead of listing each extraction
+    X = cohort.copy()
+    for i in (0, 2):
+        X["mask"][i] = 0
+        X["mask"][i][10, 10, 10] = 1
+    with pytest.warns(UserWarning) as record:
+        RadiomicsExtractor(**FAST, empty_mask="nan").fit_transform(X)
+    messages = [str(w.message) for w in record if "set to NaN" in str(w.message)]
+    assert len(messages) == 1
+    assert "of 2 patients" in messages[0]
+    assert messages[0].count("pyradiomics rejected the mask") == 1
+    assert "patients 0, 2" in messages[0]
