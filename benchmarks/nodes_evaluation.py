@@ -41,6 +41,8 @@ import os
 import platform
 import time
 
+from _rows import rows_with_truth
+
 RESULTS = os.path.join(os.path.dirname(os.path.abspath(__file__)), "results")
 EVALUATION_SEEDS = {2, 3, 7, 2026}
 CLINICAL = ("age", "hpv", "tnm_stage")
@@ -104,7 +106,7 @@ def main(argv=None) -> dict:
 
     torch.set_num_threads(args.threads)
     from survseg.datasets import make_petct_cohort
-    from survseg.evaluation import benchmark, concordance_index
+    from survseg.evaluation import benchmark
 
     X, y, truth = make_petct_cohort(
         args.patients, (args.size,) * 3, random_state=args.seed, return_truth=True
@@ -124,26 +126,7 @@ def main(argv=None) -> dict:
         verbose=1,
     )
     seconds = time.perf_counter() - start
-    table = result.table.set_index("model")
-    predictions = result.predictions
-    first = predictions[predictions["model"] == next(iter(named))].sort_values("patient")
-    folds = first["fold"].to_numpy()
-    true_within = concordance_index(y, truth.risk, groups=folds)
-    keys = (
-        "cindex_within_fold",
-        "cindex_within_fold_low",
-        "cindex_within_fold_high",
-        "p_value_within_fold",
-        "cindex",
-        "dice",
-        "dice_nodes",
-        "fit_seconds",
-    )
-    rows = {}
-    for name in named:
-        row = table.loc[name]
-        rows[name] = {k: float(row[k]) for k in keys if k in row.index}
-        rows[name]["fraction_of_true"] = rows[name]["cindex_within_fold"] / true_within
+    true_within, _, rows = rows_with_truth(result, y, truth.risk, named)
     reference = rows.get("RadiomicsCox", {}).get("cindex_within_fold", np.nan)
     targets = {}
     for name in named:

@@ -32,6 +32,8 @@ import os
 import platform
 import time
 
+from _rows import rows_with_truth
+
 RESULTS = os.path.join(os.path.dirname(os.path.abspath(__file__)), "results")
 EVALUATION_SEEDS = {2, 3, 7, 2026}
 
@@ -63,7 +65,7 @@ def main(argv=None) -> dict:
     torch.set_num_threads(1)
     from survseg.datasets import make_petct_cohort
     from survseg.estimators import RadiomicsCox
-    from survseg.evaluation import benchmark, concordance_index
+    from survseg.evaluation import benchmark
     from survseg.radiomics import RadiomicsExtractor
 
     start = time.perf_counter()
@@ -99,29 +101,8 @@ def main(argv=None) -> dict:
         n_jobs=args.n_jobs,
     )
     benchmark_s = time.perf_counter() - start
-    table = result.table.set_index("model") if "model" in result.table else result.table
-    predictions = result.predictions
-    first = predictions[predictions["model"] == "tumour"].sort_values("patient")
-    folds = first["fold"].to_numpy()
-    true_within = concordance_index(y, truth.risk, groups=folds)
-    true_pooled = concordance_index(y, truth.risk)
-    rows = {}
+    true_within, true_pooled, rows = rows_with_truth(result, y, truth.risk, models)
     selected = {}
-    for name in models:
-        row = table.loc[name]
-        rows[name] = {
-            k: float(row[k])
-            for k in (
-                "cindex_within_fold",
-                "cindex_within_fold_low",
-                "cindex_within_fold_high",
-                "cindex",
-                "p_value_within_fold",
-                "fit_seconds",
-            )
-            if k in row.index
-        }
-        rows[name]["fraction_of_true_within_fold"] = rows[name]["cindex_within_fold"] / true_within
     # the features each model selects when fitted on the whole cohort (for reading only)
     n_features = {}
     for name, model in models.items():
