@@ -46,8 +46,6 @@ from _rows import rows_with_truth
 RESULTS = os.path.join(os.path.dirname(os.path.abspath(__file__)), "results")
 EVALUATION_SEEDS = {2, 3, 7, 2026}
 CLINICAL = ("age", "hpv", "tnm_stage")
-#: the survival head that learned from 50-400 patients in benchmarks/heads/ (development)
-SMALL_DATA_HEAD = dict(survival_inputs="segmentation", feature_scaling="standardize")
 
 
 def models(args) -> dict:
@@ -56,7 +54,7 @@ def models(args) -> dict:
     from sksurv.linear_model import CoxPHSurvivalAnalysis
 
     from survseg.estimators import ClinicalColumns
-    from survseg.registry import make_model
+    from survseg.registry import SMALL_DATA_HEAD, make_model
 
     common = dict(settings="cpu", units="physical", clinical=CLINICAL, fast_radiomics=True)
     deep = dict(common, max_iter=args.iterations, random_state=args.train_seed)

@@ -52,6 +52,7 @@ from ..training import (
     validation_split,
 )
 from ._cox import CoxSurvivalMixin
+from ._cox_head import cox_head_risk, fit_cox_head
 from ._deep import (
     DEEP_PARAMETER_CONSTRAINTS,
     DeepSurvivalBase,
@@ -169,6 +170,19 @@ class DeepMTSRegressor(CoxSurvivalMixin, TransformerMixin, DeepSurvivalBase):
         patients ``survival_inputs="segmentation", feature_scaling="standardize"`` learned
         more in the development runs of ``benchmarks/heads/`` (not yet confirmed end to end
         on an evaluation seed).
+    survival_head : {"network", "cox"}, default="network"
+        Where the risk comes from. ``"network"``: the network's own risk layer, trained end
+        to end with the Cox loss of each batch (the paper). ``"cox"``: after training, the
+        network is frozen and a ridge Cox model on its survival features (:meth:`transform`)
+        and the ``clinical`` covariates, z-scored, is fitted on all patients of ``X`` at once
+        (:mod:`survseg.estimators._cox_head`); :meth:`predict` then returns its log-risk.
+        The batch Cox loss of a few hundred iterations hardly moves a risk layer on 50-400
+        patients; on the development cohorts the refitted head on the same networks' features
+        gained 0.08 of C-index (``benchmarks/README.md``). Validation scores in ``history_``
+        (and the kept checkpoint) are still those of the network's head.
+    cox_alpha : float, default=10.0
+        Ridge penalty :math:`\alpha` of ``survival_head="cox"``
+        (``sksurv.linear_model.CoxPHSurvivalAnalysis(alpha)``, on z-scored features).
     network_params : dict or None, default=None
         Layer shapes passed to :class:`survseg.networks.deepmts.DeepMTS` (``channels``,
         ``encoder_convs``, ``decoder_convs``, ``feature_channels``, ``dense_*``, ``fc_units``,
@@ -267,6 +281,9 @@ class DeepMTSRegressor(CoxSurvivalMixin, TransformerMixin, DeepSurvivalBase):
     tabular_mean_, tabular_scale_ : ndarray
         Standardisation of the clinical covariates (training statistics).
     image_shape_ : tuple of int
+    head_mean_, head_scale_, head_coef_ : ndarray or None
+        The ``survival_head="cox"`` model (z-scoring and coefficients over :meth:`transform`'s
+        columns then the clinical covariates); ``None`` with the network's head.
     baseline_model_ : sksurv.linear_model.coxph.BreslowEstimator
         Breslow baseline hazard on the training risks.
     unique_times_ : ndarray
@@ -312,6 +329,8 @@ class DeepMTSRegressor(CoxSurvivalMixin, TransformerMixin, DeepSurvivalBase):
         "segmentation": ["boolean"],
         "survival_inputs": [StrOptions({"segmentation", "pooled", "pooled+segmentation"})],
         "feature_scaling": [None, StrOptions({"standardize"})],
+        "survival_head": [StrOptions({"network", "cox"})],
+        "cox_alpha": [Interval(numbers.Real, 0, None, closed="left")],
         "hard_sharing": ["boolean"],
         "cascade": ["boolean"],
         "backbone": [StrOptions({"residual", "plain"})],
@@ -346,6 +365,8 @@ class DeepMTSRegressor(CoxSurvivalMixin, TransformerMixin, DeepSurvivalBase):
         mask_input=False,
         survival_inputs="pooled",
         feature_scaling=None,
+        survival_head="network",
+        cox_alpha=10.0,
         network_params=None,
         max_iter=15000,
         batch_size=8,
@@ -385,6 +406,8 @@ class DeepMTSRegressor(CoxSurvivalMixin, TransformerMixin, DeepSurvivalBase):
         self.mask_input = mask_input
         self.survival_inputs = survival_inputs
         self.feature_scaling = feature_scaling
+        self.survival_head = survival_head
+        self.cox_alpha = cox_alpha
         self.network_params = network_params
         self.max_iter = max_iter
         self.batch_size = batch_size
@@ -663,7 +686,14 @@ class DeepMTSRegressor(CoxSurvivalMixin, TransformerMixin, DeepSurvivalBase):
             regions_=regions,
         )
         if survival:
-            risk = self._outputs(net, X, intensity, scaler)[0].astype(np.float64)
+            risk, features, _ = self._outputs(net, X, intensity, scaler)
+            risk = risk.astype(np.float64)
+            head = dict(head_mean_=None, head_scale_=None, head_coef_=None)
+            if self.survival_head == "cox":
+                features = np.hstack([features, self._clinical(X)])
+                head = fit_cox_head(features, event, time, self.cox_alpha)
+                risk = cox_head_risk(head, features)
+            state.update(head)
             state.update(self._baseline(risk, event, time))
         return assign_fitted(self, state)
 
@@ -757,8 +787,12 @@ class DeepMTSRegressor(CoxSurvivalMixin, TransformerMixin, DeepSurvivalBase):
 
     @available_if(_has_survival_head)
     def predict(self, X):
-        """Predicted log-risk (higher = earlier event), shape ``(n_patients,)``."""
-        return self._forward(X)[0].astype(np.float64)
+        """Predicted log-risk (higher = earlier event), shape ``(n_patients,)``: the
+        network's, or the refitted Cox head's (``survival_head="cox"``)."""
+        risk, features, _ = self._forward(X)
+        if getattr(self, "head_coef_", None) is None:
+            return risk.astype(np.float64)
+        return cox_head_risk(vars(self), np.hstack([features, self._clinical(X)]))
 
     @available_if(_has_survival_head)
     def score(self, X, y, sample_weight=None):

@@ -793,7 +793,9 @@ def _failure_summary(failures) -> str:
     parts = []
     for (region, reason), patients in groups.items():
         ids = sorted(patients)
-        shown = ", ".join(map(str, ids[:8])) + (f", ... ({len(ids)} in all)" if len(ids) > 8 else "")
+        shown = ", ".join(map(str, ids[:8])) + (
+            f", ... ({len(ids)} in all)" if len(ids) > 8 else ""
+        )
         word = "patient" if len(ids) == 1 else "patients"
         parts.append(f"region {region!r} ({reason}): {word} {shown}")
     n = len({i for i, _, _ in failures})
