@@ -53,12 +53,24 @@ TINY = {
     ),
 }
 
+#: Settings that change what ``fit`` assigns and ``predict`` reads: checked as well.
+VARIANTS = {
+    "AdaMSSRegressor[cox head]": lambda: TINY["AdaMSSRegressor"]().set_params(
+        survival_head="cox", survival_inputs="segmentation", intensity={"pet": "zscore"},
+        modalities=("pet",),
+    ),
+    "DeepMTSRegressor[cox head]": lambda: TINY["DeepMTSRegressor"]().set_params(
+        survival_head="cox", survival_inputs="segmentation", feature_scaling="standardize"
+    ),
+}  # fmt: skip
+CONFIGS = {**TINY, **VARIANTS}
+
 _CONTEXTS = {}
 
 
 def _checks(name):
     if name not in _CONTEXTS:
-        _CONTEXTS[name] = dict(estimator_checks(TINY[name]()))
+        _CONTEXTS[name] = dict(estimator_checks(CONFIGS[name]()))
     return _CONTEXTS[name]
 
 
@@ -67,6 +79,6 @@ def test_every_public_estimator_is_checked():
 
 
 @pytest.mark.parametrize("check", CHECK_NAMES)
-@pytest.mark.parametrize("name", sorted(TINY))
+@pytest.mark.parametrize("name", sorted(CONFIGS))
 def test_contract(name, check):
     _checks(name)[check]()

@@ -57,6 +57,7 @@ import torch
 import torch.nn.functional as F
 from sklearn.base import clone
 from sklearn.utils._param_validation import HasMethods, Interval, StrOptions
+from sklearn.utils.metaestimators import available_if
 from sklearn.utils.validation import check_is_fitted
 
 from .. import training
@@ -80,6 +81,8 @@ from ..losses.discrete_time import (
 from ..losses.segmentation import focal_loss, region_dice_loss
 from ..networks.adamss import AdaMSS
 from ..networks.heads import SegmentationFeatures
+from ._cox import CoxSurvivalMixin
+from ._cox_head import cox_head_risk, fit_cox_head
 from ._deep import (
     DEEP_PARAMETER_CONSTRAINTS,
     DeepSurvivalBase,
@@ -172,6 +175,11 @@ def _per_stage(value, stage: _Stage, name: str):
     raise ValueError(
         f"{name} must be one value for every stage or a pair (stage I, stage II); got {value!r}."
     )
+
+
+def _discrete_time_head(est) -> bool:
+    """The discrete-time outputs exist unless the fitted head is a Cox model."""
+    return getattr(est, "head_coef_", None) is None
 
 
 class AdaMSSRegressor(DeepSurvivalBase):
@@ -267,6 +275,21 @@ class AdaMSSRegressor(DeepSurvivalBase):
         features with the training patients' statistics (they are fixed). ``None``: no
         scaling (the paper; the pooled features then have standard deviations around 0.2).
         The radiomics and clinical inputs are always z-scored on the training data.
+    survival_head : {"network", "cox"}, default="network"
+        Where the risk comes from. ``"network"``: stage II's discrete-time head (the paper).
+        ``"cox"``: no stage II; after stage I, a ridge Cox model on the stage-I survival
+        inputs (the segmentation features of ``survival_inputs="segmentation"``, the selected
+        radiomics, the clinical covariates), z-scored, is fitted on all patients of ``X`` at
+        once (:mod:`survseg.estimators._cox_head`). :meth:`predict` returns its log-risk and
+        the survival functions come from its Breslow baseline hazard; the discrete-time
+        outputs (:meth:`predict_time`, :meth:`predict_interval_probabilities`) do not exist.
+        A head trained by SGD on batches of two patients barely learns on 50-400 patients
+        (issue 14; the same finding as :class:`~survseg.estimators.DeepMTSRegressor`'s).
+        Needs a stage I (``"ssl"`` or ``"stl"``) and ``survival_inputs="segmentation"``
+        (the pooled decoder features exist only inside a trained stage-II network).
+    cox_alpha : float, default=10.0
+        Ridge penalty :math:`\alpha` of ``survival_head="cox"``
+        (``sksurv.linear_model.CoxPHSurvivalAnalysis(alpha)``, on z-scored features).
     n_intervals : int, default=10
         Number of discrete survival intervals :math:`N`.
     network_params : dict or None, default=None
@@ -424,6 +447,8 @@ class AdaMSSRegressor(DeepSurvivalBase):
         "radiomics_cv": [None, Interval(numbers.Integral, 2, None, closed="left")],
         "survival_inputs": [StrOptions({"pooled", "segmentation", "pooled+segmentation"})],
         "feature_scaling": [None, StrOptions({"standardize"})],
+        "survival_head": [StrOptions({"network", "cox"})],
+        "cox_alpha": [Interval(numbers.Real, 0, None, closed="left")],
         "n_intervals": [Interval(numbers.Integral, 1, None, closed="left")],
         "max_iter_segmentation": [None, Interval(numbers.Integral, 1, None, closed="left")],
         "max_iter_survival": [None, Interval(numbers.Integral, 1, None, closed="left")],
@@ -459,6 +484,8 @@ class AdaMSSRegressor(DeepSurvivalBase):
         radiomics_cv=None,
         survival_inputs="pooled",
         feature_scaling=None,
+        survival_head="network",
+        cox_alpha=10.0,
         n_intervals=10,
         network_params=None,
         head_l2=0.1,
@@ -499,6 +526,8 @@ class AdaMSSRegressor(DeepSurvivalBase):
         self.radiomics_cv = radiomics_cv
         self.survival_inputs = survival_inputs
         self.feature_scaling = feature_scaling
+        self.survival_head = survival_head
+        self.cox_alpha = cox_alpha
         self.n_intervals = n_intervals
         self.network_params = network_params
         self.head_l2 = head_l2
@@ -551,6 +580,16 @@ class AdaMSSRegressor(DeepSurvivalBase):
                 f"survival_inputs={self.survival_inputs!r} reads the stage-I network's predicted "
                 "maps; learning_strategy='mtl' has no stage I (use 'ssl' or 'stl', or "
                 "survival_inputs='pooled')."
+            )
+        if self.survival_head == "cox" and (
+            self.learning_strategy == "mtl" or self.survival_inputs != "segmentation"
+        ):
+            raise ValueError(
+                "survival_head='cox' fits a Cox model on the stage-I survival inputs instead of "
+                "training stage II: it needs learning_strategy 'ssl' or 'stl' (got "
+                f"{self.learning_strategy!r}) and survival_inputs='segmentation' (got "
+                f"{self.survival_inputs!r}; pooled decoder features exist only in a stage-II "
+                "network)."
             )
         if self._seg_features and "pet" not in modalities:
             raise ValueError(
@@ -714,7 +753,10 @@ class AdaMSSRegressor(DeepSurvivalBase):
             fit.val_images = training.image_tensor(
                 X, list(modalities), val_idx, device=device, intensity=intensity
             )
-            for stage in STRATEGIES[self.learning_strategy]:
+            stages = STRATEGIES[self.learning_strategy]
+            if self.survival_head == "cox":  # stage I only; the Cox model is the head
+                stages = stages[:1]
+            for stage in stages:
                 if stage.survive and fit.tabular is None:
                     seg_net = nets.get("segmentation")
                     self._fit_tabular(fit, seg_net)
@@ -722,11 +764,15 @@ class AdaMSSRegressor(DeepSurvivalBase):
                 nets[stage.name] = net
                 histories.append(result.history.assign(stage=stage.name))
                 best[stage.name] = result.best_iteration
-        last = STRATEGIES[self.learning_strategy][-1].name
+            head = dict(head_mean_=None, head_scale_=None, head_coef_=None)
+            if self.survival_head == "cox":  # on every patient of X, as DeepMTS's
+                self._fit_tabular(fit, nets["segmentation"])
+                head = fit_cox_head(fit.tabular_values, event, time, self.cox_alpha)
+                risk = cox_head_risk(head, fit.tabular_values)
+                head.update(CoxSurvivalMixin._baseline(risk, event, time))
+        last = stages[-1].name
         seg = "multitask" if self.learning_strategy == "mtl" else "segmentation"
-        return training.assign_fitted(
-            self,
-            dict(
+        state = dict(
                 network_=nets[last],
                 segmentation_network_=nets[seg],
                 modalities_=modalities,
@@ -743,8 +789,9 @@ class AdaMSSRegressor(DeepSurvivalBase):
                 history_=pd.concat(histories, ignore_index=True),
                 best_iteration_=best,
                 regions_=regions,
-            ),
-        )
+        )  # fmt: skip
+        state.update(head)  # the Cox head's unique_times_ are its event times
+        return training.assign_fitted(self, state)
 
     def _read_fields(self, X, modalities, clinical) -> list:
         """The fields of ``X`` that fit reads: the images, the mask, the clinical covariates and
@@ -773,6 +820,9 @@ class AdaMSSRegressor(DeepSurvivalBase):
     def _networks_from_fitted(self) -> dict:
         """The fitted networks' shapes, for :meth:`from_weights`."""
         n_regions = len(self.regions_)
+        if getattr(self, "head_coef_", None) is not None:  # Cox head: stage I only
+            seg = self._build_network(n_regions)
+            return {"network_": seg, "segmentation_network_": seg}
         net = self._build_network(n_regions, len(self.tabular_features_), survive=True)
         seg = net if self.learning_strategy == "mtl" else self._build_network(n_regions)
         return {"network_": net, "segmentation_network_": seg}
@@ -964,8 +1014,9 @@ class AdaMSSRegressor(DeepSurvivalBase):
         fit.scaler = training.Standardiser.fit(values[fit.train_idx])
         if n_seg and self.feature_scaling is None:  # the segmentation features unscaled
             fit.scaler.mean[:n_seg], fit.scaler.scale[:n_seg] = 0.0, 1.0
+        fit.tabular_values = fit.scaler.transform(values)  # every patient of X
         if names:
-            z = torch.from_numpy(fit.scaler.transform(values)).to(fit.device)
+            z = torch.from_numpy(fit.tabular_values).to(fit.device)
             fit.data.tabular = z[torch.as_tensor(fit.train_idx, device=fit.device)]
             fit.val_tabular = z[torch.as_tensor(fit.val_idx, device=fit.device)]
         fit.tabular = names
@@ -1227,10 +1278,12 @@ class AdaMSSRegressor(DeepSurvivalBase):
         return self._module("network_" if stage == "survival" else "segmentation_network_")
 
     # ------------------------------------------------------------------ prediction
+    @available_if(_discrete_time_head)
     def predict_interval_probabilities(self, X):
         """Conditional survival probability of each interval, :math:`p_j`, shape (n, N)."""
         return self._survival_probabilities(X)
 
+    @available_if(_discrete_time_head)
     def predict_time(self, X):
         r"""Predicted survival time, AdaMSS Eq. 2: :math:`\hat T = \sum_k S(b_k)\,(b_k - b_{k-1})`.
 
@@ -1254,6 +1307,9 @@ class AdaMSSRegressor(DeepSurvivalBase):
         -------
         risk : ndarray of shape (n_patients,)
         """
+        if getattr(self, "head_coef_", None) is not None:
+            self._check_X(X)
+            return cox_head_risk(vars(self), self._tabular(X))
         return -self.predict_time(X)
 
     def _survival_values(self, X):
@@ -1276,6 +1332,8 @@ class AdaMSSRegressor(DeepSurvivalBase):
         """
         from sksurv.functions import StepFunction
 
+        if getattr(self, "head_coef_", None) is not None:
+            return CoxSurvivalMixin.predict_survival_function(self, X, return_array)
         values = self._survival_values(X)
         if return_array:
             return values
@@ -1287,6 +1345,8 @@ class AdaMSSRegressor(DeepSurvivalBase):
         ``return_array=True``, else sksurv ``StepFunction``\ s)."""
         from sksurv.functions import StepFunction
 
+        if getattr(self, "head_coef_", None) is not None:
+            return CoxSurvivalMixin.predict_cumulative_hazard_function(self, X, return_array)
         values = -np.log(self._survival_values(X))
         if return_array:
             return values

@@ -88,3 +88,65 @@ def test_unknown_survival_head_is_a_clear_error(data):
     X, y = data
     with pytest.raises(ValueError, match="survival_head"):
         tiny(survival_head="lasso").fit(X, y)
+
+
+# ------------------------------------------------------------------ AdaMSS
+def _adamss(**kw):
+    from tests.estimators.test_adamss_survival_inputs import tiny as adamss_tiny
+
+    return adamss_tiny(survival_head="cox", cox_alpha=3.0, validation_fraction=0, **kw)
+
+
+@pytest.fixture(scope="module")
+def adamss_fitted():
+    from tests.estimators.test_adamss_nodes import nodes_cohort
+
+    X, y = nodes_cohort()
+    return X, y, _adamss().fit(X, y)
+
+
+def test_adamss_cox_head_is_sksurvs_cox_on_the_stage_one_map_features(adamss_fitted):
+    from tests.estimators.test_adamss_survival_inputs import _hand_features
+
+    X, y, est = adamss_fitted
+    features = _hand_features(est, X)  # from the public probability maps
+    ref = make_pipeline(StandardScaler(), CoxPHSurvivalAnalysis(alpha=3.0)).fit(features, y)
+    np.testing.assert_allclose(est.predict(X), ref.predict(features), rtol=1e-3, atol=1e-4)
+    # no stage II: one network, stage I's history only
+    assert est.network_ is est.segmentation_network_
+    assert set(est.history_["stage"]) == {"segmentation"}
+
+
+def test_adamss_cox_head_survival_functions_are_breslows(adamss_fitted):
+    X, y, est = adamss_fitted
+    from sksurv.linear_model.coxph import BreslowEstimator
+
+    ref = BreslowEstimator().fit(est.predict(X), y["event"], y["time"])
+    got = est.predict_survival_function(X[:4], return_array=True)
+    want = np.vstack(
+        [fn(est.unique_times_) for fn in ref.get_survival_function(est.predict(X[:4]))]
+    )
+    np.testing.assert_allclose(got, want, rtol=1e-6)
+    assert not hasattr(est, "predict_time") and not hasattr(est, "predict_interval_probabilities")
+
+
+def test_adamss_cox_head_weights_file_round_trip(tmp_path, adamss_fitted):
+    X, _, est = adamss_fitted
+    back = load_weights(est.save_weights(tmp_path / "a.weights"))
+    np.testing.assert_allclose(back.predict(X), est.predict(X), rtol=1e-5, atol=1e-6)
+    assert back.network_ is back.segmentation_network_
+
+
+@pytest.mark.parametrize(
+    "kw, match",
+    [
+        (dict(learning_strategy="mtl", survival_inputs="pooled"), "learning_strategy 'ssl'"),
+        (dict(survival_inputs="pooled"), "survival_inputs='segmentation'"),
+    ],
+)
+def test_adamss_cox_head_needs_stage_one_features(kw, match):
+    from tests.estimators.test_adamss_nodes import nodes_cohort
+
+    X, y = nodes_cohort()
+    with pytest.raises(ValueError, match=match):
+        _adamss(**kw).fit(X, y)
