@@ -12,10 +12,13 @@ and paired within-fold p-values against tumour-only RadiomicsCox, all from
 - ``RadiomicsCox``: the papers' baseline, ground-truth tumour mask;
 - ``RadiomicsCox-nodes``: the same on the tumour and the ground-truth nodes, plus node burden;
 - ``DeepMTS-tumour``: DeepMTS fitted with the tumour mask only (the papers' setting; the
-  node field is withheld), survival head on the segmentation features;
+  node field is withheld), a Cox head on its segmentation features
+  (:data:`survseg.registry.SMALL_DATA_HEAD`);
 - ``DeepMTS-nodes``: DeepMTS fitted with both masks (two-region segmentation);
 - ``DeepMTS-paper``: the paper's pooled head, tumour only (``--paper-rows``);
-- the same rows for AdaMSS where its estimator supports them (``--adamss``).
+- ``AdaMSS-tumour`` / ``AdaMSS-nodes`` (``--adamss``): AdaMSS's stage I with the Cox head
+  on its segmentation features (:data:`survseg.registry.ADAMSS_SMALL_DATA_HEAD`), and
+  with ``--paper-rows`` also ``AdaMSS-paper`` (stage II, radiomics, tumour only).
 
 The deep models use :data:`survseg.registry.CPU_NETWORKS` (the demo's CPU settings) and
 ``--iterations`` training iterations. At prediction no model sees a mask: the deep models
@@ -54,7 +57,7 @@ def models(args) -> dict:
     from sksurv.linear_model import CoxPHSurvivalAnalysis
 
     from survseg.estimators import ClinicalColumns
-    from survseg.registry import SMALL_DATA_HEAD, make_model
+    from survseg.registry import ADAMSS_SMALL_DATA_HEAD, SMALL_DATA_HEAD, make_model
 
     common = dict(settings="cpu", units="physical", clinical=CLINICAL, fast_radiomics=True)
     deep = dict(common, max_iter=args.iterations, random_state=args.train_seed)
@@ -67,11 +70,14 @@ def models(args) -> dict:
         "DeepMTS-tumour": make_model("DeepMTS", dict(SMALL_DATA_HEAD, nodes_field=None), **deep),
         "DeepMTS-nodes": make_model("DeepMTS", dict(SMALL_DATA_HEAD), **deep),
     }
+    if args.adamss:
+        small = dict(ADAMSS_SMALL_DATA_HEAD)
+        out["AdaMSS-tumour"] = make_model("AdaMSS", dict(small, nodes_field=None), **deep)
+        out["AdaMSS-nodes"] = make_model("AdaMSS", small, **deep)
     if args.paper_rows:
         out["DeepMTS-paper"] = make_model("DeepMTS", {"nodes_field": None}, **deep)
-    if args.adamss:
-        out["AdaMSS-tumour"] = make_model("AdaMSS", {"nodes_field": None}, **deep)
-        out["AdaMSS-nodes"] = make_model("AdaMSS", {}, **deep)
+        if args.adamss:
+            out["AdaMSS-paper"] = make_model("AdaMSS", {"nodes_field": None}, **deep)
     if args.only:
         out = {k: v for k, v in out.items() if k in args.only}
     return out

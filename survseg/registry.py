@@ -13,6 +13,7 @@ __all__ = [
     "PAPER_INTENSITY",
     "PHYSICAL_BINS",
     "SMALL_DATA_HEAD",
+    "ADAMSS_SMALL_DATA_HEAD",
     "make_model",
 ]
 
@@ -27,6 +28,7 @@ MODEL_NAMES = (
     "DeepMTS-small-data",
     "DeepMTS-features+LassoCox",
     "AdaMSS",
+    "AdaMSS-small-data",
 )
 
 #: Intensity normalisation of the papers, done by the deep models on images kept in SUV/HU.
@@ -71,6 +73,10 @@ SMALL_DATA_HEAD = {
     "feature_scaling": "standardize",
     "survival_head": "cox",
 }
+#: The same for AdaMSS: stage I, then a Cox model on its segmentation features (no stage II,
+#: no radiomics: radiomics of masks predicted on the training patients themselves lowered the
+#: C-index in development, and cross-fitting them costs ``radiomics_cv`` more stage-I fits).
+ADAMSS_SMALL_DATA_HEAD = {**SMALL_DATA_HEAD, "radiomics": False}
 _FAST_ADAMSS_RADIOMICS = dict(feature_classes=["firstorder", "glcm", "shape"])
 
 
@@ -157,6 +163,8 @@ def make_model(
             kw.update(network_params=CPU_NETWORKS[key], **_CPU_DEEP[key])
         if key == "DeepMTS":
             return DeepMTSRegressor(**kw)
+        if not head.get("radiomics", True):
+            return AdaMSSRegressor(**kw)
         fast = dict(_FAST_ADAMSS_RADIOMICS, image_types=("original",)) if cpu else {}
         # an explicit extractor, so that ``extractor__<name>`` (the spacing) reaches it
         return AdaMSSRegressor(
@@ -190,6 +198,7 @@ def make_model(
             deep("DeepMTS"), "lasso_cox", clinical=clinical, random_state=random_state
         ),
         "AdaMSS": lambda: deep("AdaMSS"),
+        "AdaMSS-small-data": lambda: deep("AdaMSS", **ADAMSS_SMALL_DATA_HEAD),
     }
     model = factories[name]()
     if params:
