@@ -48,8 +48,9 @@ def demo_models(
     """
     from .registry import make_model
 
-    # DeepMTS with the small-data head (its own segmentation's volume and uptake, z-scored):
-    # the paper's pooled head learns little from a demo-sized cohort (benchmarks/heads/)
+    # the deep models with the small-data head (their own segmentation's volume and uptake,
+    # then a Cox model refitted on them): the papers' heads, trained by SGD on batches of a
+    # few patients, learn little from a demo-sized cohort (issue 14, benchmarks/README.md)
     names = (
         "ClinicalCox",
         "RadiomicsCox",
@@ -58,7 +59,7 @@ def demo_models(
         "Radiomics+DeepSurv",
         "Radiomics+ICARE",
         "DeepMTS-small-data",
-        "AdaMSS",
+        "AdaMSS-small-data",
     )
     return {
         name: make_model(

@@ -41,9 +41,12 @@ def test_cli_and_demo_build_from_the_registry():
     for name in MODEL_NAMES:
         assert isinstance(cli_model(name), BaseEstimator)
     demo = demo_models(iterations=5, spacing=2.0)
-    assert demo["AdaMSS"].max_iter == 5 and demo["AdaMSS"].extractor.spacing == 2.0
+    assert demo["AdaMSS-small-data"].max_iter == 5
+    assert demo["AdaMSS-small-data"].survival_head == "cox"
+    assert demo["Radiomics+RSF"].get_params()["features__features__spacing"] == 2.0
     assert demo["RadiomicsCox"].extractor.image_types == ("original",)
     assert demo["DeepMTS-small-data"].survival_inputs == "segmentation"
+    assert demo["DeepMTS-small-data"].survival_head == "cox"
 
 
 def test_clinical_cox_matches_scikit_survival_on_the_clinical_columns():
