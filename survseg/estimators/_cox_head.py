@@ -4,8 +4,8 @@ Trained end to end on batches of 8 patients for a few hundred iterations, a netw
 layer barely learns on 50-400 patients, even from features that carry the prognosis: on the
 development cohorts of issue 14 (150 patients, 32^3, seeds 1 and 11), DeepMTS's own head
 reached a within-fold C of 0.706 and 0.609 while this Cox model on the *same* features of the
-*same* networks reached 0.787 and 0.698 (the true risk: 0.831 and 0.792). The features are fine; the stochastic Cox loss of small batches is what
-does not converge. So after training, the network is frozen and the risk layer is replaced by
+*same* networks reached 0.787 and 0.698 (the true risk: 0.831 and 0.792). The features are
+fine; the stochastic Cox loss of small batches is what does not converge. So after training, the network is frozen and the risk layer is replaced by
 a Cox model fitted on every training patient at once:
 
 .. math::
@@ -27,7 +27,12 @@ import warnings
 
 import numpy as np
 
-__all__ = ["fit_cox_head", "cox_head_risk"]
+__all__ = ["fit_cox_head", "cox_head_risk", "has_cox_head"]
+
+
+def has_cox_head(estimator) -> bool:
+    """Whether a fitted estimator predicts through a refitted Cox head (``head_coef_``)."""
+    return getattr(estimator, "head_coef_", None) is not None
 
 
 def fit_cox_head(features, event, time, alpha: float) -> dict:

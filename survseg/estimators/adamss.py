@@ -82,7 +82,7 @@ from ..losses.segmentation import focal_loss, region_dice_loss
 from ..networks.adamss import AdaMSS
 from ..networks.heads import SegmentationFeatures
 from ._cox import CoxSurvivalMixin
-from ._cox_head import cox_head_risk, fit_cox_head
+from ._cox_head import cox_head_risk, fit_cox_head, has_cox_head
 from ._deep import (
     DEEP_PARAMETER_CONSTRAINTS,
     DeepSurvivalBase,
@@ -179,7 +179,7 @@ def _per_stage(value, stage: _Stage, name: str):
 
 def _discrete_time_head(est) -> bool:
     """The discrete-time outputs exist unless the fitted head is a Cox model."""
-    return getattr(est, "head_coef_", None) is None
+    return not has_cox_head(est)
 
 
 class AdaMSSRegressor(DeepSurvivalBase):
@@ -820,7 +820,7 @@ class AdaMSSRegressor(DeepSurvivalBase):
     def _networks_from_fitted(self) -> dict:
         """The fitted networks' shapes, for :meth:`from_weights`."""
         n_regions = len(self.regions_)
-        if getattr(self, "head_coef_", None) is not None:  # Cox head: stage I only
+        if has_cox_head(self):  # Cox head: stage I only
             seg = self._build_network(n_regions)
             return {"network_": seg, "segmentation_network_": seg}
         net = self._build_network(n_regions, len(self.tabular_features_), survive=True)
@@ -1307,7 +1307,7 @@ class AdaMSSRegressor(DeepSurvivalBase):
         -------
         risk : ndarray of shape (n_patients,)
         """
-        if getattr(self, "head_coef_", None) is not None:
+        if has_cox_head(self):
             self._check_X(X)
             return cox_head_risk(vars(self), self._tabular(X))
         return -self.predict_time(X)
@@ -1332,7 +1332,7 @@ class AdaMSSRegressor(DeepSurvivalBase):
         """
         from sksurv.functions import StepFunction
 
-        if getattr(self, "head_coef_", None) is not None:
+        if has_cox_head(self):
             return CoxSurvivalMixin.predict_survival_function(self, X, return_array)
         values = self._survival_values(X)
         if return_array:
@@ -1345,7 +1345,7 @@ class AdaMSSRegressor(DeepSurvivalBase):
         ``return_array=True``, else sksurv ``StepFunction``\ s)."""
         from sksurv.functions import StepFunction
 
-        if getattr(self, "head_coef_", None) is not None:
+        if has_cox_head(self):
             return CoxSurvivalMixin.predict_cumulative_hazard_function(self, X, return_array)
         values = -np.log(self._survival_values(X))
         if return_array:

@@ -52,7 +52,7 @@ from ..training import (
     validation_split,
 )
 from ._cox import CoxSurvivalMixin
-from ._cox_head import cox_head_risk, fit_cox_head
+from ._cox_head import cox_head_risk, fit_cox_head, has_cox_head
 from ._deep import (
     DEEP_PARAMETER_CONSTRAINTS,
     DeepSurvivalBase,
@@ -168,8 +168,8 @@ class DeepMTSRegressor(CoxSurvivalMixin, TransformerMixin, DeepSurvivalBase):
         last 20 batches; the first batch sets them), used unchanged at prediction and saved
         with the network. ``None``: no scaling (the paper). The defaults are the paper's DeepMTS; on 50-400
         patients ``survival_inputs="segmentation", feature_scaling="standardize"`` learned
-        more in the development runs of ``benchmarks/heads/`` (not yet confirmed end to end
-        on an evaluation seed).
+        more in the development runs of ``benchmarks/heads/``; with ``survival_head="cox"``
+        as well, it beat tumour radiomics on evaluation seed 3 (``benchmarks/README.md``).
     survival_head : {"network", "cox"}, default="network"
         Where the risk comes from. ``"network"``: the network's own risk layer, trained end
         to end with the Cox loss of each batch (the paper). ``"cox"``: after training, the
@@ -790,7 +790,7 @@ class DeepMTSRegressor(CoxSurvivalMixin, TransformerMixin, DeepSurvivalBase):
         """Predicted log-risk (higher = earlier event), shape ``(n_patients,)``: the
         network's, or the refitted Cox head's (``survival_head="cox"``)."""
         risk, features, _ = self._forward(X)
-        if getattr(self, "head_coef_", None) is None:
+        if not has_cox_head(self):
             return risk.astype(np.float64)
         return cox_head_risk(vars(self), np.hstack([features, self._clinical(X)]))
 
