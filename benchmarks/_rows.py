@@ -19,6 +19,12 @@ ROW_KEYS = (
 )
 
 
+def benchmark_folds(result, name):
+    """Each patient's test fold in a :func:`survseg.evaluation.benchmark` result, by patient."""
+    predictions = result.predictions
+    return predictions[predictions["model"] == name].sort_values("patient")["fold"].to_numpy()
+
+
 def rows_with_truth(result, y, true_risk, names, keys=ROW_KEYS):
     """``(true_within, true_pooled, rows)`` of a :func:`survseg.evaluation.benchmark` result.
 
@@ -29,9 +35,7 @@ def rows_with_truth(result, y, true_risk, names, keys=ROW_KEYS):
     from survseg.evaluation import concordance_index
 
     table = result.table.set_index("model") if "model" in result.table else result.table
-    predictions = result.predictions
-    first = predictions[predictions["model"] == next(iter(names))].sort_values("patient")
-    folds = first["fold"].to_numpy()
+    folds = benchmark_folds(result, next(iter(names)))
     true_within = concordance_index(y, true_risk, groups=folds)
     true_pooled = concordance_index(y, true_risk)
     rows = {}
@@ -40,3 +44,46 @@ def rows_with_truth(result, y, true_risk, names, keys=ROW_KEYS):
         rows[name] = {k: float(row[k]) for k in keys if k in row.index}
         rows[name]["fraction_of_true_within_fold"] = rows[name]["cindex_within_fold"] / true_within
     return true_within, true_pooled, rows
+
+
+def learned_ceilings(y, truth, folds, alpha=1.0):
+    """Within-fold C of Cox models fitted, fold by fold, on what a perfect model would see.
+
+    The true risk is a ceiling no *learned* model reaches: its coefficients are known, while a
+    model estimates them from two thirds of the cohort. These rows separate that estimation
+    loss from the loss of seeing the images imperfectly:
+
+    - ``Cox on the true covariates``: the generator's own covariates (including the latent
+      heterogeneity score no image measures exactly), coefficients learned;
+    - ``Cox on measured tumour + nodes``: log tumour volume, log SUVmax, SUV coefficient of
+      variation and log(1 + nodal volume) measured on the ground-truth masks, plus the
+      clinical covariates: hand-made features a perfect segmentation would give;
+    - ``Cox on measured tumour``: the same without the nodes.
+
+    Ridge Cox (``alpha``) on z-scored features, fitted on each fold's training patients.
+    """
+    import numpy as np
+    from sklearn.preprocessing import StandardScaler
+    from sksurv.linear_model import CoxPHSurvivalAnalysis
+
+    from survseg.evaluation import concordance_index
+
+    m = truth.measurements
+    clinical = np.c_[truth.covariates["age"], truth.covariates["hpv"]]
+    tumour = np.c_[np.log(m["tumour_volume_ml"]), np.log(m["suv_max"]), m["suv_cv"], clinical]
+    features = {
+        "Cox on the true covariates": truth.covariates.to_numpy(float),
+        "Cox on measured tumour + nodes": np.c_[tumour, np.log1p(m["node_volume_ml"])],
+        "Cox on measured tumour": tumour,
+    }
+    folds = np.asarray(folds)
+    out = {}
+    for name, F in features.items():
+        risk = np.zeros(len(folds))
+        for k in np.unique(folds):
+            train, test = folds != k, folds == k
+            scaler = StandardScaler().fit(F[train])
+            cox = CoxPHSurvivalAnalysis(alpha=alpha).fit(scaler.transform(F[train]), y[train])
+            risk[test] = cox.predict(scaler.transform(F[test]))
+        out[name] = concordance_index(y, risk, groups=folds)
+    return out

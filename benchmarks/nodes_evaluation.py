@@ -8,6 +8,10 @@ and paired within-fold p-values against tumour-only RadiomicsCox, all from
 (age, HPV, stage). The rows:
 
 - ``true risk``: the generator's linear predictor on the same folds (the ceiling);
+- ``learned_ceilings`` (in the JSON): Cox models fitted fold by fold on the generator's
+  true covariates and on features measured on the ground-truth masks
+  (:func:`_rows.learned_ceilings`): how close a *learned* model can come to the true risk
+  with this many patients;
 - ``clinical Cox``: Cox on the clinical covariates alone;
 - ``RadiomicsCox``: the papers' baseline, ground-truth tumour mask;
 - ``RadiomicsCox-nodes``: the same on the tumour and the ground-truth nodes, plus node burden;
@@ -44,7 +48,7 @@ import os
 import platform
 import time
 
-from _rows import rows_with_truth
+from _rows import benchmark_folds, learned_ceilings, rows_with_truth
 
 RESULTS = os.path.join(os.path.dirname(os.path.abspath(__file__)), "results")
 EVALUATION_SEEDS = {2, 3, 7, 2026}
@@ -132,6 +136,7 @@ def main(argv=None) -> dict:
     seconds = time.perf_counter() - start
     true_within, _, rows = rows_with_truth(result, y, truth.risk, named)
     reference = rows.get("RadiomicsCox", {}).get("cindex_within_fold", np.nan)
+    ceilings = learned_ceilings(y, truth, benchmark_folds(result, next(iter(named))))
     targets = {}
     for name in named:
         if not name.startswith(("DeepMTS", "AdaMSS")):
@@ -156,6 +161,10 @@ def main(argv=None) -> dict:
         "iterations": args.iterations,
         "clinical": list(CLINICAL),
         "true_risk": {"cindex_within_fold": true_within},
+        "learned_ceilings": {
+            name: {"cindex_within_fold": c, "fraction_of_true_within_fold": c / true_within}
+            for name, c in ceilings.items()
+        },
         "models": rows,
         "targets": targets,
         "seconds": seconds,
