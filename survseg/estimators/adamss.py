@@ -1015,7 +1015,7 @@ class AdaMSSRegressor(DeepSurvivalBase):
         if n_seg and self.feature_scaling is None:  # the segmentation features unscaled
             fit.scaler.mean[:n_seg], fit.scaler.scale[:n_seg] = 0.0, 1.0
         fit.tabular_values = fit.scaler.transform(values)  # every patient of X
-        if names:
+        if names and self.survival_head != "cox":  # the Cox head trains no survival stage
             z = torch.from_numpy(fit.tabular_values).to(fit.device)
             fit.data.tabular = z[torch.as_tensor(fit.train_idx, device=fit.device)]
             fit.val_tabular = z[torch.as_tensor(fit.val_idx, device=fit.device)]

@@ -65,8 +65,12 @@ def test_adamss_radiomics_extraction_shows_progress(capsys):
     """AdaMSS's radiomics of its stage-I masks get a progress bar with verbose (issue 16)."""
     from survseg.datasets import make_petct_cohort
     from survseg.estimators.adamss import AdaMSSRegressor
+    from survseg.radiomics import clear_cache
     from tests.estimators.test_adamss_estimator import FAST_RADIOMICS, TINY, _normalise
 
+    # the process-wide feature cache would serve an earlier test's extraction of the same
+    # masks without a progress bar: this test must extract
+    clear_cache()
     X, y = make_petct_cohort(12, shape=(16, 16, 16), random_state=0)
     X = _normalise(X)
     model = AdaMSSRegressor(
