@@ -267,7 +267,8 @@ class AdaMSSRegressor(DeepSurvivalBase):
         :class:`~survseg.estimators.DeepMTSRegressor`'s; needs a stage I (not ``"mtl"``) and a
         ``"pet"`` modality unless ``"pooled"``. Pooling over the whole volume dilutes a small
         lesion; on DeepMTS's development cohorts the segmentation features learned much more
-        (``benchmarks/heads/RESULTS.md``; not yet measured for AdaMSS on an evaluation seed).
+        (``benchmarks/heads/RESULTS.md``); with ``survival_head="cox"`` AdaMSS beat tumour
+        radiomics on evaluation seed 3 (``benchmarks/README.md``).
     feature_scaling : {"standardize"} or None, default=None
         z-score the head's image-derived inputs, :math:`(x - \\mu) / \\sigma`: the pooled
         decoder features with running statistics of the training batches (momentum 0.05, the
