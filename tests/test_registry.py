@@ -43,6 +43,9 @@ def test_cli_and_demo_build_from_the_registry():
     demo = demo_models(iterations=5, spacing=2.0)
     assert demo["AdaMSS-small-data"].max_iter == 5
     assert demo["AdaMSS-small-data"].survival_head == "cox"
+    # the registry's small-data AdaMSS trains on batches of 8; the demo keeps the paper's 2
+    assert make_model("AdaMSS-small-data").batch_size == 8
+    assert demo["AdaMSS-small-data"].batch_size == 2
     assert demo["Radiomics+RSF"].get_params()["features__features__spacing"] == 2.0
     assert demo["RadiomicsCox"].extractor.image_types == ("original",)
     assert demo["DeepMTS-small-data"].survival_inputs == "segmentation"
