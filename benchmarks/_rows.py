@@ -19,6 +19,17 @@ ROW_KEYS = (
 )
 
 
+def write_result(out: dict, path) -> None:
+    """Write a benchmark's result dict as JSON to ``path`` (folders made) and print it."""
+    import json
+    import os
+
+    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+    with open(path, "w") as f:
+        json.dump(out, f, indent=1)
+    print(json.dumps(out, indent=1))
+
+
 def benchmark_folds(result, name):
     """Each patient's test fold in a :func:`survseg.evaluation.benchmark` result, by patient."""
     predictions = result.predictions

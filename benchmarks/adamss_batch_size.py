@@ -17,12 +17,11 @@ Writes ``benchmarks/results/adamss_batch_size_seed<seed>.json``.
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import platform
 
-from _rows import rows_with_truth
-from nodes_evaluation import CLINICAL, EVALUATION_SEEDS
+from _rows import rows_with_truth, write_result
+from nodes_evaluation import COMMON, EVALUATION_SEEDS
 
 RESULTS = os.path.join(os.path.dirname(os.path.abspath(__file__)), "results")
 
@@ -51,14 +50,13 @@ def main(argv=None) -> dict:
     X, y, truth = make_petct_cohort(
         args.patients, (args.size,) * 3, random_state=args.seed, return_truth=True
     )
-    common = dict(settings="cpu", units="physical", clinical=CLINICAL, fast_radiomics=True)
     named = {
         f"AdaMSS-nodes-b{b}": make_model(
             "AdaMSS",
             dict(ADAMSS_SMALL_DATA_HEAD, batch_size=b),
             max_iter=args.iterations,
             random_state=0,
-            **common,
+            **COMMON,
         )
         for b in args.batch_sizes
     }
@@ -82,9 +80,7 @@ def main(argv=None) -> dict:
         "note": "p_value_within_fold is against the first batch size",
     }
     path = os.path.join(RESULTS, f"adamss_batch_size_seed{args.seed}.json")
-    with open(path, "w") as f:
-        json.dump(out, f, indent=1)
-    print(json.dumps(out, indent=1))
+    write_result(out, path)
     return out
 
 

@@ -43,16 +43,17 @@ Writes ``benchmarks/results/nodes_evaluation_seed<seed>.json``.
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import platform
 import time
 
-from _rows import benchmark_folds, learned_ceilings, rows_with_truth
+from _rows import benchmark_folds, learned_ceilings, rows_with_truth, write_result
 
 RESULTS = os.path.join(os.path.dirname(os.path.abspath(__file__)), "results")
 EVALUATION_SEEDS = {2, 3, 7, 2026}
 CLINICAL = ("age", "hpv", "tnm_stage")
+#: make_model settings of every row: the demo's CPU settings
+COMMON = dict(settings="cpu", units="physical", clinical=CLINICAL, fast_radiomics=True)
 
 
 def models(args) -> dict:
@@ -63,7 +64,7 @@ def models(args) -> dict:
     from survseg.estimators import ClinicalColumns
     from survseg.registry import ADAMSS_SMALL_DATA_HEAD, SMALL_DATA_HEAD, make_model
 
-    common = dict(settings="cpu", units="physical", clinical=CLINICAL, fast_radiomics=True)
+    common = COMMON
     deep = dict(common, max_iter=args.iterations, random_state=args.train_seed)
     out = {
         "clinical Cox": make_pipeline(
@@ -176,10 +177,7 @@ def main(argv=None) -> dict:
         },
     }
     path = args.output or os.path.join(RESULTS, f"nodes_evaluation_seed{args.seed}.json")
-    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
-    with open(path, "w") as f:
-        json.dump(out, f, indent=1)
-    print(json.dumps(out, indent=1))
+    write_result(out, path)
     return out
 
 

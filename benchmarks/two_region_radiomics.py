@@ -27,12 +27,11 @@ Writes ``benchmarks/results/two_region_radiomics.json``.
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import platform
 import time
 
-from _rows import rows_with_truth
+from _rows import rows_with_truth, write_result
 
 RESULTS = os.path.join(os.path.dirname(os.path.abspath(__file__)), "results")
 EVALUATION_SEEDS = {2, 3, 7, 2026}
@@ -130,10 +129,7 @@ def main(argv=None) -> dict:
         "seconds": {"generate": generate_s, "benchmark": benchmark_s},
         "machine": {"cpus": os.cpu_count(), "python": platform.python_version()},
     }
-    os.makedirs(os.path.dirname(os.path.abspath(args.output)), exist_ok=True)
-    with open(args.output, "w") as f:
-        json.dump(out, f, indent=1)
-    print(json.dumps(out, indent=1))
+    write_result(out, args.output)
     return out
 
 

@@ -5,8 +5,9 @@ layer barely learns on 50-400 patients, even from features that carry the progno
 development cohorts of issue 14 (150 patients, 32^3, seeds 1 and 11), DeepMTS's own head
 reached a within-fold C of 0.706 and 0.609 while this Cox model on the *same* features of the
 *same* networks reached 0.787 and 0.698 (the true risk: 0.831 and 0.792). The features are
-fine; the stochastic Cox loss of small batches is what does not converge. So after training, the network is frozen and the risk layer is replaced by
-a Cox model fitted on every training patient at once:
+fine; the stochastic Cox loss of small batches is what does not converge. So after training,
+the network is frozen and the risk layer is replaced by a Cox model fitted on every training
+patient at once:
 
 .. math::
 
