@@ -36,6 +36,13 @@ def benchmark_folds(result, name):
     return predictions[predictions["model"] == name].sort_values("patient")["fold"].to_numpy()
 
 
+def fold_node_dice(result, name) -> list:
+    """Mean node Dice of each test fold (over its patients with nodes)."""
+    p = result.predictions
+    p = p[(p["model"] == name) & (p["set"] == "train_cv")]
+    return [float(p.loc[p["fold"] == k, "dice_nodes"].mean()) for k in sorted(p["fold"].unique())]
+
+
 def rows_with_truth(result, y, true_risk, names, keys=ROW_KEYS):
     """``(true_within, true_pooled, rows)`` of a :func:`survseg.evaluation.benchmark` result.
 

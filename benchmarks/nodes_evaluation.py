@@ -47,7 +47,13 @@ import os
 import platform
 import time
 
-from _rows import benchmark_folds, learned_ceilings, rows_with_truth, write_result
+from _rows import (
+    benchmark_folds,
+    fold_node_dice,
+    learned_ceilings,
+    rows_with_truth,
+    write_result,
+)
 
 RESULTS = os.path.join(os.path.dirname(os.path.abspath(__file__)), "results")
 EVALUATION_SEEDS = {2, 3, 7, 2026}
@@ -136,6 +142,9 @@ def main(argv=None) -> dict:
     )
     seconds = time.perf_counter() - start
     true_within, _, rows = rows_with_truth(result, y, truth.risk, named)
+    for name, row in rows.items():
+        if np.isfinite(row.get("dice_nodes", np.nan)):
+            row["dice_nodes_per_fold"] = fold_node_dice(result, name)
     reference = rows.get("RadiomicsCox", {}).get("cindex_within_fold", np.nan)
     ceilings = learned_ceilings(y, truth, benchmark_folds(result, next(iter(named))))
     targets = {}

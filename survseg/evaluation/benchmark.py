@@ -62,7 +62,8 @@ class BenchmarkResult:
         IBS, p-values against the reference (and the same on the external test cohort when
         given, columns prefixed ``test_``).
     predictions : pandas.DataFrame
-        Per patient and model: fold, out-of-fold risk (and Dice), the out-of-fold predicted
+        Per patient and model: fold, out-of-fold risk (and the Dice of the tumour, ``dice``,
+        and of the nodes, ``dice_nodes``: NaN for a patient without nodes), the out-of-fold predicted
         survival at the calibration horizon (``surv_horizon``) and at the patient's own time
         (``surv_own``; both NaN without survival functions), plus the test cohort's ensemble
         risks (``set == "test"``).
@@ -434,6 +435,7 @@ def benchmark(
                         "patient": test,
                         "risk": out["risk"],
                         "dice": out.get("dice", np.full(len(test), np.nan)),
+                        "dice_nodes": out.get("dice_nodes", np.full(len(test), np.nan)),
                         "surv_horizon": out.get("surv_horizon", np.full(len(test), np.nan)),
                         "surv_own": out.get("surv_own", np.full(len(test), np.nan)),
                     }
