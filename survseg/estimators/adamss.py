@@ -325,7 +325,10 @@ class AdaMSSRegressor(DeepSurvivalBase):
         Learning rate after each milestone as a fraction of the stage's ``lr`` (stage I:
         1e-4 -> 5e-5 -> 1e-5; stage II: 5e-5 -> 1e-5 -> 1e-6), per stage as ``lr``.
     focal_alpha, focal_gamma : float, default=0.25, 2.0
-        Focal-loss parameters.
+        Focal-loss parameters (the paper's); ``focal_alpha`` weights the foreground voxels,
+        ``1 - focal_alpha`` the background. With node labels at CPU widths and a few hundred
+        iterations, 0.75 keeps the small node region from staying unlearned
+        (``survseg.registry.ADAMSS_SMALL_DATA_HEAD``).
     crop_size : "auto", int, sequence of 3 int or None, default="auto"
         Random training crop. ``"auto"``: 112/160 of each axis (the paper's 112^3 of 160^3),
         rounded to a multiple of :math:`2^{L-1}`. ``None``: no cropping. Prediction and
