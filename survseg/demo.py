@@ -150,6 +150,7 @@ def run_demo(
                 "cindex_within_fold",
                 "cindex_uno",
                 "dice",
+                "dice_nodes",
                 "auc",
                 "ibs",
                 "dcal_p",
