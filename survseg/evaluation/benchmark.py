@@ -63,10 +63,10 @@ class BenchmarkResult:
         given, columns prefixed ``test_``).
     predictions : pandas.DataFrame
         Per patient and model: fold, out-of-fold risk (and the Dice of the tumour, ``dice``,
-        and of the nodes, ``dice_nodes``: NaN for a patient without nodes), the out-of-fold predicted
-        survival at the calibration horizon (``surv_horizon``) and at the patient's own time
-        (``surv_own``; both NaN without survival functions), plus the test cohort's ensemble
-        risks (``set == "test"``).
+        and of the nodes, ``dice_nodes``: NaN for a patient without nodes), the out-of-fold
+        predicted survival at the calibration horizon (``surv_horizon``) and at the patient's
+        own time (``surv_own``; both NaN without survival functions), plus the test cohort's
+        ensemble risks (``set == "test"``).
     models : dict
         ``{name: [fitted estimator per fold]}`` (empty for folds restored from disk unless
         ``keep_models``).
