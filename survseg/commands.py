@@ -19,6 +19,7 @@ import pandas as pd
 
 __all__ = ["add_data_commands", "make_model", "MODEL_NAMES"]
 
+from .data.errors import naming_patients
 from .registry import MODEL_NAMES
 
 
@@ -213,6 +214,14 @@ def _cmd_preprocess(args) -> int:
 # --------------------------------------------------------------------------- benchmark
 
 
+def _ids(ds, test=None) -> dict:
+    """Patient ids by row, for :func:`~survseg.data.errors.naming_patients`."""
+    ids = {None: ds.patient_ids}
+    if test is not None:
+        ids["test"] = test.patient_ids
+    return ids
+
+
 def _cmd_benchmark(args) -> int:
     from .data.store import load_dataset
     from .evaluation.benchmark import benchmark
@@ -231,22 +240,23 @@ def _cmd_benchmark(args) -> int:
     test = load_dataset(args.test) if args.test else None
     if test is not None and test.y is None:
         raise ValueError(f"--test {args.test} has no survival outcomes (y.npy).")
-    result = benchmark(
-        models,
-        ds.X,
-        ds.y,
-        cv=args.folds,
-        reference=args.reference,
-        X_test=None if test is None else test.X,
-        y_test=None if test is None else test.y,
-        n_bootstrap=args.n_bootstrap,
-        random_state=args.seed,
-        n_jobs=args.n_jobs,
-        output_dir=args.output,
-        resume=args.resume,
-        keep_models=not args.no_plots,
-        verbose=int(args.verbose),
-    )
+    with naming_patients(_ids(ds, test)):  # errors name patients by id, not by row
+        result = benchmark(
+            models,
+            ds.X,
+            ds.y,
+            cv=args.folds,
+            reference=args.reference,
+            X_test=None if test is None else test.X,
+            y_test=None if test is None else test.y,
+            n_bootstrap=args.n_bootstrap,
+            random_state=args.seed,
+            n_jobs=args.n_jobs,
+            output_dir=args.output,
+            resume=args.resume,
+            keep_models=not args.no_plots,
+            verbose=int(args.verbose),
+        )
     # predictions.csv numbers patients by row; name them with the datasets' patient ids
     predictions = result.predictions.copy()
     ids = np.asarray(ds.patient_ids, dtype=object)
@@ -306,7 +316,8 @@ def _cmd_fit(args) -> int:
                 if k == "verbose" or k.endswith("__verbose")
             }
         )
-    model.fit(ds.X, ds.y)
+    with naming_patients(_ids(ds)):  # errors name patients by id, not by row
+        model.fit(ds.X, ds.y)
     save_model(out, model, name=args.model, signature=cohort_signature(ds.X))
     print(
         f"fitted {args.model} on {len(ds.X)} patients; training C-index "
@@ -382,13 +393,19 @@ def _refuse_overwrite(files: dict, out: Path) -> None:
 
 
 def _cmd_predict(args) -> int:
-    from .data.io import write_image
     from .data.store import load_dataset
     from .persistence import load_model
 
     loaded = load_model(args.model, trusted=args.trust_model)
-    model, header = loaded.model, loaded.header
     ds = load_dataset(args.dataset)
+    with naming_patients(_ids(ds)):  # errors name patients by id, not by row
+        return _predict(args, loaded.model, loaded.header, ds)
+
+
+def _predict(args, model, header, ds) -> int:
+    """Risks, survival curves and NIfTI masks of ``ds`` written under ``args.output``."""
+    from .data.io import write_image
+
     _check_against_training(header, ds.X, model, args.dataset)
     out = Path(args.output)
     if out.exists() and not out.is_dir():

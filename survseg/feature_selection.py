@@ -52,6 +52,7 @@ from sklearn.feature_selection import SelectorMixin
 from sklearn.utils._param_validation import Interval, StrOptions
 from sklearn.utils.validation import check_array, check_is_fitted, validate_data
 
+from .data.errors import PatientError
 from .data.validation import check_survival
 
 __all__ = [
@@ -77,9 +78,10 @@ def _check_finite(X, names=None):
     if bad.any():
         row, col = np.argwhere(bad)[0]
         feature = str(names[col]) if names is not None else f"column {col}"
-        raise ValueError(
-            f"feature {feature} is NaN or infinite for patient {row} (row {row} of X) and "
-            f"{int(bad.sum()) - 1} other value(s); impute first (e.g. SimpleImputer)."
+        raise PatientError(
+            f"feature {feature} is NaN or infinite for {{patient}} and "
+            f"{int(bad.sum()) - 1} other value(s); impute first (e.g. SimpleImputer).",
+            patient=row,
         )
 
 

@@ -12,9 +12,11 @@ from .cohort import (
     volume_shape,
     volumes,
 )
+from .errors import PatientError
 from .validation import check_cohort, check_masks, check_nodes, check_survival
 
 __all__ = [
+    "PatientError",
     "check_cohort",
     "check_masks",
     "check_nodes",

@@ -30,6 +30,8 @@ import os
 import numpy as np
 import pandas as pd
 
+from .errors import PatientError
+
 __all__ = [
     "volumes",
     "from_dataframe",
@@ -100,9 +102,10 @@ def _spacing_rows(spacing, n: int) -> np.ndarray:
         )
     bad = ~(np.isfinite(arr) & (arr > 0)).all(axis=1)
     if bad.any():
-        raise ValueError(
-            f"spacing must be positive and finite (mm); patient(s) "
-            f"{np.flatnonzero(bad)[:10].tolist()} have {arr[bad][0].tolist()}."
+        raise PatientError(
+            f"spacing must be positive and finite (mm); got {arr[bad][0].tolist()} for "
+            "{patient}" + (" (the first)." if bad.sum() > 1 else "."),
+            patient=np.flatnonzero(bad),
         )
     return np.ascontiguousarray(arr)
 
@@ -230,9 +233,10 @@ def volumes(*, mask=None, nodes=None, spacing=None, **fields) -> np.ndarray:
         nonbinary = ~np.isin(m, (0, 1)).reshape(n, -1).all(axis=1)
         if nonbinary.any():
             i = int(np.flatnonzero(nonbinary)[0])
-            raise ValueError(
-                f"{name} must be binary (0/1); patient {i} has values "
-                f"{np.unique(m[i])[:10].tolist()}."
+            raise PatientError(
+                f"{name} must be binary (0/1); {{patient}} has values "
+                f"{np.unique(m[i])[:10].tolist()}.",
+                patient=i,
             )
     spatial = next(iter(shapes.values()))[1:]
     dtype = [(k, np.float32, spatial) for k in images]

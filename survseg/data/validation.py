@@ -13,6 +13,7 @@ from .cohort import (
     image_fields,
     mask_fields,
 )
+from .errors import PatientError
 from .mapped import release_pages
 
 __all__ = [
@@ -130,9 +131,9 @@ def check_cohort(
         for c in clinical:
             bad = ~np.isfinite(np.asarray(X[c], dtype=np.float64))
             if bad.any():
-                raise ValueError(
-                    f"clinical field {c!r} is NaN or infinite for patient(s) "
-                    f"{np.flatnonzero(bad)[:10].tolist()}; impute it first."
+                raise PatientError(
+                    f"clinical field {c!r} is NaN or infinite for {{patient}}; impute it first.",
+                    patient=np.flatnonzero(bad),
                 )
     cohort_spacing(X)  # a malformed 'spacing' field names the patient
     if check_values:
@@ -147,8 +148,9 @@ def check_cohort(
                     finite = np.isfinite(chunk[name]).reshape(len(chunk), -1).all(axis=1)
                     if not finite.all():
                         i = start + int(np.flatnonzero(~finite)[0])
-                        raise ValueError(
-                            f"image field {name!r} has NaN or infinite voxels for patient {i}."
+                        raise PatientError(
+                            f"image field {name!r} has NaN or infinite voxels for {{patient}}.",
+                            patient=i,
                         )
                 release_pages(X)
         finally:
@@ -174,20 +176,15 @@ def _check_masks(X, mask_field):
         nonbinary = ~np.isin(m, (0, 1)).reshape(len(m), -1).all(axis=1)
         if nonbinary.any():
             j = int(np.flatnonzero(nonbinary)[0])
-            raise ValueError(
-                f"mask field {mask_field!r} is not binary for patient {start + j}: found values "
-                f"{np.unique(m[j])[:10].tolist()}; select the label(s) that form the tumour first."
+            raise PatientError(
+                f"mask field {mask_field!r} is not binary for {{patient}}: found values "
+                f"{np.unique(m[j])[:10].tolist()}; select the label(s) that form the tumour first.",
+                patient=start + j,
             )
         empty = ~m.reshape(len(m), -1).any(axis=1)
         if empty.any():
             i = start + int(np.flatnonzero(empty)[0])
-            raise ValueError(f"mask field {mask_field!r} is empty for patient {i}.")
-
-
-def _listed(patients) -> str:
-    shown = patients[:10]
-    more = f" and {len(patients) - 10} more" if len(patients) > 10 else ""
-    return f"patient(s) {shown}{more}"
+            raise PatientError(f"mask field {mask_field!r} is empty for {{patient}}.", patient=i)
 
 
 def _blank_under(flat, j, inside) -> bool:
@@ -257,27 +254,29 @@ def check_image_content(X, modalities, *, mask_field: str | None = None) -> None
             release_pages(X)  # a memory-mapped cohort's pages, after each chunk
     finally:
         release_pages(X)
-    problems = []
+    problems, groups = [], {}
     if blank:
         values, rows = next(iter(blank_values.items()))
         under = " and ".join(f"every {m!r} voxel is {v}" for m, v in zip(modalities, values))
+        groups.update(blank=blank, blank_first=rows[0])
         problems.append(
-            f"the tumour mask {mask_field!r} of {_listed(blank)} lies on a blank region: under "
-            f"it {under} (patient {rows[0]}), no higher than the rest of the image "
+            f"the tumour mask {mask_field!r} of {{blank}} lies on a blank region: under "
+            f"it {under} ({{blank_first}}), no higher than the rest of the image "
             "(background: air, no uptake or padding), so the mask is outside the body or not "
             "aligned with the images; check its origin, direction and spacing against the "
             "images', and the crop"
         )
-    for m, rows in constant.items():
+    for k, (m, rows) in enumerate(constant.items()):
         if rows:
+            groups.update({f"constant{k}": rows, f"constant{k}_first": rows[0]})
             problems.append(
-                f"image field {m!r} is constant for {_listed(rows)} (every voxel "
-                f"{constant_value[m]} for patient {rows[0]}): a missing or blank image, which "
-                "cannot be normalised or learned from; supply the image or leave the "
+                f"image field {m!r} is constant for {{constant{k}}} (every voxel "
+                f"{constant_value[m]} for {{constant{k}_first}}): a missing or blank image, "
+                "which cannot be normalised or learned from; supply the image or leave the "
                 "patient(s) out"
             )
     if problems:
-        raise ValueError("; ".join(problems) + ".")
+        raise PatientError("; ".join(problems) + ".", **groups)
 
 
 def check_nodes(X, field: str = NODES_FIELD) -> None:
@@ -298,9 +297,10 @@ def _check_nodes(X, field):
         if bad.any():
             i = start + int(np.flatnonzero(bad)[0])
             values = np.unique(m[int(np.flatnonzero(bad)[0])])
-            raise ValueError(
-                f"field {field!r} (lymph-node masks) is not binary for patient {i}: found "
-                f"values {values[:10].tolist()}; select the node label(s) first."
+            raise PatientError(
+                f"field {field!r} (lymph-node masks) is not binary for {{patient}}: found "
+                f"values {values[:10].tolist()}; select the node label(s) first.",
+                patient=i,
             )
 
 
@@ -342,17 +342,16 @@ def check_survival(y, n_samples: int | None = None, *, require_events: bool = Tr
     if n_samples is not None and len(y) != n_samples:
         raise ValueError(f"X has {n_samples} patients but y has {len(y)}.")
     if np.isnan(time).any():
-        raise ValueError(
-            f"survival time is NaN for patient(s) {np.flatnonzero(np.isnan(time))[:10].tolist()}."
+        raise PatientError(
+            "survival time is NaN for {patient}.", patient=np.flatnonzero(np.isnan(time))
         )
     if (time < 0).any():
-        raise ValueError(
-            f"survival time is negative for patient(s) {np.flatnonzero(time < 0)[:10].tolist()}."
+        raise PatientError(
+            "survival time is negative for {patient}.", patient=np.flatnonzero(time < 0)
         )
     if not np.isfinite(time).all():
-        raise ValueError(
-            "survival time is infinite for patient(s) "
-            f"{np.flatnonzero(~np.isfinite(time))[:10].tolist()}."
+        raise PatientError(
+            "survival time is infinite for {patient}.", patient=np.flatnonzero(~np.isfinite(time))
         )
     if require_events and not event.any():
         raise ValueError(

@@ -39,6 +39,7 @@ from tqdm.auto import tqdm
 
 from .._parallel import parallel_run
 from ..base import SurvivalMixin
+from ..data.errors import rows_of
 from ..data.validation import check_survival
 from ..evaluation.metrics import concordant_pairs
 
@@ -59,8 +60,10 @@ def _set_random_state(estimator, seed: int):
 
 def _fit_member(estimator, X, y, train, test, seed, fold):
     model = _set_random_state(clone(estimator), seed)
-    model.fit(_safe_indexing(X, train), y[train])
-    held_out = np.asarray(model.predict(_safe_indexing(X, test)), dtype=np.float64).ravel()
+    with rows_of(train, f"fold {fold + 1}"):
+        model.fit(_safe_indexing(X, train), y[train])
+    with rows_of(test, f"fold {fold + 1}"):
+        held_out = np.asarray(model.predict(_safe_indexing(X, test)), dtype=np.float64).ravel()
     return fold, model, held_out
 
 

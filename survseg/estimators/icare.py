@@ -51,6 +51,7 @@ from sklearn.utils._param_validation import Interval, StrOptions
 from sklearn.utils.validation import check_is_fitted, validate_data
 
 from ..base import SurvivalMixin
+from ..data.errors import PatientError, rows_of
 from ..data.validation import check_survival
 
 __all__ = ["BaggedIcareSurvival", "IcareSurvival"]
@@ -65,7 +66,7 @@ def _check_X(estimator, X, *, reset):
     if np.isinf(X).any():
         row, col = np.argwhere(np.isinf(X))[0]
         feature = str(names[col]) if names is not None else f"column {col}"
-        raise ValueError(f"feature {feature} is infinite for patient {row} (row {row} of X).")
+        raise PatientError(f"feature {feature} is infinite for {{patient}}.", patient=row)
     return X
 
 
@@ -306,7 +307,8 @@ def _fit_member(estimator, X, y, seed):
         idx = np.concatenate([idx[:-1], rng.choice(np.flatnonzero(y[y.dtype.names[0]]), 1)])
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", UserWarning)
-        return estimator.fit(X[idx], y[idx])
+        with rows_of(idx, "a bootstrap resample"):
+            return estimator.fit(X[idx], y[idx])
 
 
 class BaggedIcareSurvival(SurvivalMixin, BaseEstimator):

@@ -33,6 +33,7 @@ from sklearn.base import clone
 from sklearn.model_selection import KFold, StratifiedKFold, check_cv
 
 from .._parallel import parallel_run
+from ..data.errors import rows_of
 from ..data.fingerprint import data_fingerprint, estimator_key
 from ..data.store import atomic_path
 from ..data.validation import check_survival
@@ -114,14 +115,42 @@ def _assign_device(estimator, slot: int):
 def _fit_fold(
     name, estimator, X, y, train, test, fold, times, X_test, verbose=0, slot=0, horizon=None
 ):
-    """Fit one clone on one fold and collect everything the table needs."""
-    model = _assign_device(clone(estimator), slot)
-    start = time_module.perf_counter()
-    model.fit(X[train], y[train])
-    out = {
-        "risk": np.asarray(model.predict(X[test]), dtype=np.float64),
-        "fit_seconds": np.float64(time_module.perf_counter() - start),
-    }
+    """Fit one clone on one fold and collect everything the table needs.
+
+    Bad-input errors (:class:`~survseg.data.PatientError`) name the model, the fold and the
+    patients as rows of the cohort, not of the fold.
+    """
+    where = f"{name}, fold {fold + 1}"
+    with rows_of(train, where):
+        model = _assign_device(clone(estimator), slot)
+        start = time_module.perf_counter()
+        model.fit(X[train], y[train])
+        fit_seconds = time_module.perf_counter() - start
+    with rows_of(test, where):
+        out = _held_out(name, model, X, y, test, fold, times, horizon)
+    out["fit_seconds"] = np.float64(fit_seconds)
+    if X_test is not None:
+        with rows_of(None, f"{where}, external test cohort", cohort="test"):
+            out["test_risk"] = np.asarray(model.predict(X_test), dtype=np.float64)
+            if hasattr(model, "predict_mask") and "mask" in (X_test.dtype.names or ()):
+                out["test_dice"] = dice_score(X_test["mask"], model.predict_mask(X_test))
+    if verbose:
+        held_out = y[test]
+        c = (
+            f"C-index {concordance_index(held_out, out['risk']):.3f}"
+            if held_out[held_out.dtype.names[0]].any()
+            else "no event"
+        )
+        print(
+            f"[benchmark] {name}, fold {fold + 1}: {c}, fitted in {out['fit_seconds']:.0f} s",
+            flush=True,
+        )
+    return out, model
+
+
+def _held_out(name, model, X, y, test, fold, times, horizon) -> dict:
+    """A fitted fold model's risks, Dice and survival curves on its held-out patients."""
+    out = {"risk": np.asarray(model.predict(X[test]), dtype=np.float64)}
     if hasattr(model, "predict_mask") and "mask" in (X.dtype.names or ()):
         out["dice"] = dice_score(X["mask"][test], model.predict_mask(X[test]))
     if "nodes" in getattr(model, "regions_", ()) and "nodes" in (X.dtype.names or ()):
@@ -140,22 +169,7 @@ def _fit_fold(
                 out["surv_horizon"] = survival_at(fns, horizon)
         except (ValueError, AttributeError, NotImplementedError) as exc:
             warnings.warn(f"{name}: no survival functions on fold {fold} ({exc}).", stacklevel=2)
-    if X_test is not None:
-        out["test_risk"] = np.asarray(model.predict(X_test), dtype=np.float64)
-        if hasattr(model, "predict_mask") and "mask" in (X_test.dtype.names or ()):
-            out["test_dice"] = dice_score(X_test["mask"], model.predict_mask(X_test))
-    if verbose:
-        held_out = y[test]
-        c = (
-            f"C-index {concordance_index(held_out, out['risk']):.3f}"
-            if held_out[held_out.dtype.names[0]].any()
-            else "no event"
-        )
-        print(
-            f"[benchmark] {name}, fold {fold + 1}: {c}, fitted in {out['fit_seconds']:.0f} s",
-            flush=True,
-        )
-    return out, model
+    return out
 
 
 def _zscore(risk):

@@ -57,6 +57,7 @@ from dataclasses import dataclass
 import numpy as np
 from scipy.stats import chi2
 
+from ..data.errors import PatientError
 from ..data.validation import survival_arrays
 
 __all__ = [
@@ -105,8 +106,9 @@ def _check_probabilities(s, n, what):
     bad = ~np.isfinite(s) | (s < -1e-9) | (s > 1 + 1e-9)
     if bad.any():
         i = int(np.flatnonzero(bad)[0])
-        raise ValueError(
-            f"{what} must be survival probabilities in [0, 1]; patient {i} has {float(s[i])}."
+        raise PatientError(
+            f"{what} must be survival probabilities in [0, 1]; {{patient}} has {float(s[i])}.",
+            patient=i,
         )
     return np.clip(s, 0.0, 1.0)
 

@@ -16,6 +16,7 @@ from tqdm.auto import tqdm
 
 from .._parallel import parallel_run
 from ..data.cohort import SPACING_FIELD, cohort_spacing, image_fields
+from ..data.errors import PatientError
 from ..data.mapped import release_pages
 from ..data.validation import check_cohort, check_fitted_cohort, cohort_signature
 from .backends import BACKENDS, check_backend, extract_unit
@@ -312,10 +313,11 @@ class RadiomicsExtractor(TransformerMixin, BaseEstimator):
                     if np.allclose(rows[i][::-1], given, rtol=1e-6, atol=0)
                     else ""
                 )
-                raise ValueError(
+                raise PatientError(
                     f"spacing={list(given)} conflicts with the cohort's own voxel spacing "
-                    f"{rows[i].tolist()} (mm, D, H, W) for patient {i}{hint}; drop the "
-                    "spacing parameter to use the cohort's."
+                    f"{rows[i].tolist()} (mm, D, H, W) for {{patient}}{hint}; drop the "
+                    "spacing parameter to use the cohort's.",
+                    patient=i,
                 )
         return rows
 
@@ -568,8 +570,9 @@ class RadiomicsExtractor(TransformerMixin, BaseEstimator):
         if tumour is not None:
             t = np.asarray(tumour[i])
             if ((t != 0) & (t != 1)).any():
-                raise ValueError(
-                    f"the tumour mask of patient {i} is not binary (values other than 0/1)."
+                raise PatientError(
+                    "the tumour mask of {patient} is not binary (values other than 0/1).",
+                    patient=i,
                 )
             out["tumour"] = t
             for d, shell in zip(self.shells_, shell_masks(t, spacing, self.shells_), strict=True):
@@ -577,8 +580,9 @@ class RadiomicsExtractor(TransformerMixin, BaseEstimator):
         if nodes is not None:
             n = np.asarray(nodes[i])
             if ((n != 0) & (n != 1)).any():
-                raise ValueError(
-                    f"the lymph-node mask of patient {i} is not binary (values other than 0/1)."
+                raise PatientError(
+                    "the lymph-node mask of {patient} is not binary (values other than 0/1).",
+                    patient=i,
                 )
             out["nodes"] = n
         return out
@@ -599,11 +603,12 @@ class RadiomicsExtractor(TransformerMixin, BaseEstimator):
 
     def _fail(self, i, region, unit, reason, failures):
         where = "the shape features" if unit == "shape" else f"modality {unit!r}"
-        message = f"patient {i}: {reason} ({where} of region {region!r})"
         if self.empty_mask == "raise" and region != "nodes":
-            raise ValueError(
-                f"cannot extract radiomics features for {message}. Fix the mask, drop the "
-                "patient, or pass empty_mask='nan' to get NaN features for it."
+            raise PatientError(
+                f"cannot extract radiomics features for {{patient}}: {reason} ({where} of "
+                f"region {region!r}). Fix the mask, drop the patient, or pass "
+                "empty_mask='nan' to get NaN features for it.",
+                patient=i,
             )
         failures.append((i, region, reason))
 

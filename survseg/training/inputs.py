@@ -9,6 +9,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
+from ..data.errors import PatientError
 from ..data.mapped import CHUNK, read_field
 
 __all__ = ["Standardiser", "check_intensity", "image_tensor", "mask_tensor", "normalise"]
@@ -87,9 +88,10 @@ def normalise(images: torch.Tensor, fields, methods: dict, rows=None) -> torch.T
             if not (flat_std > 0).all():
                 bad = int(np.flatnonzero(~(flat_std > 0))[0])
                 patient = bad if rows is None else int(np.asarray(rows)[bad])
-                raise ValueError(
-                    f"intensity: patient {patient}'s {field!r} image is constant, so it cannot "
-                    "be z-scored."
+                raise PatientError(
+                    f"intensity: the {field!r} image of {{patient}} is constant, so it cannot "
+                    "be z-scored.",
+                    patient=patient,
                 )
             shape = (-1,) + (1,) * (x.dim() - 1)
             x = ((x.double() - mean.view(shape)) / std.view(shape)).to(images.dtype)

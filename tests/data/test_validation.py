@@ -76,7 +76,7 @@ def test_integer_image_is_an_image_and_missing_modality():
 
 def test_clinical_nan_and_missing():
     X = volumes(pet=np.ones((3, 3, 3, 3)), age=[1.0, np.nan, 2.0])
-    with pytest.raises(ValueError, match=r"'age' is NaN or infinite for patient\(s\) \[1\]"):
+    with pytest.raises(ValueError, match=r"'age' is NaN or infinite for patient 1;"):
         check_cohort(X, clinical=["age"])
     with pytest.raises(ValueError, match="clinical field"):
         check_cohort(X, clinical=["stage"])

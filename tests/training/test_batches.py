@@ -64,7 +64,7 @@ def test_balanced_sampler_gives_half_events():
 def test_constant_image_names_the_patient():
     X, _ = _cohort()
     X["pet"][4] = 1.0
-    with pytest.raises(ValueError, match="patient 4's 'pet' image is constant"):
+    with pytest.raises(ValueError, match="the 'pet' image of patient 4 is constant"):
         CohortBatches(
             X,
             np.arange(6),

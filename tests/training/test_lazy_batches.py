@@ -137,7 +137,7 @@ def test_lazy_storage_reports_a_constant_image_before_training(tmp_path):
     pet[3] = 2.0
     save_cohort(tmp_path / "c.npy", volumes(pet=pet, ct=rng.normal(0, 1, (5, 8, 8, 8))))
     Xm = load_cohort(tmp_path / "c.npy")
-    with pytest.raises(ValueError, match="patient 3's 'pet' image is constant"):
+    with pytest.raises(ValueError, match="the 'pet' image of patient 3 is constant"):
         CohortBatches(
             Xm, np.arange(5), ("pet", "ct"), device=CPU, intensity=METHODS, storage="lazy"
         )
