@@ -87,12 +87,11 @@ from ._deep import (
     DEEP_PARAMETER_CONSTRAINTS,
     DeepSurvivalBase,
     autocast,
-    label_map,
     mean_dice,
-    region_channel,
     segmented_regions,
     voxel_ml,
 )
+from ._segmentation import SegmentationMixin
 
 __all__ = ["AdaMSSRegressor", "transfer_pretrained_weights", "PAPER_AUGMENTATION"]
 
@@ -182,7 +181,7 @@ def _discrete_time_head(est) -> bool:
     return not has_cox_head(est)
 
 
-class AdaMSSRegressor(DeepSurvivalBase):
+class AdaMSSRegressor(SegmentationMixin, DeepSurvivalBase):
     """AdaMSS survival model with tumour segmentation, as a scikit-learn estimator.
 
     Parameters
@@ -1356,45 +1355,14 @@ class AdaMSSRegressor(DeepSurvivalBase):
             return values
         return np.array([StepFunction(self.time_bins_, v) for v in values], dtype=object)
 
-    def predict_proba_mask(self, X, region="tumour"):
-        """Probability per voxel of one region, shape (n_patients, D, H, W), float32.
-
-        Parameters
-        ----------
-        X : cohort
-        region : {"tumour", "nodes"}, default="tumour"
-            One of ``regions_``; ``"nodes"`` needs a model fitted with ``nodes_field`` in X.
-        """
-        channel = region_channel(self, region)
+    def _region_probabilities(self, X) -> np.ndarray:
+        """Probabilities of every region, ``(n, R, D, H, W)``: for ``"ssl"`` and ``"stl"``
+        from the stage-I network (stage II is tuned for survival only), for ``"mtl"`` from
+        the multi-task network."""
         self._check_X(X)
         return self._probabilities(
             self._module("segmentation_network_"), X, self.modalities_, self.intensity_
-        )[:, channel]
-
-    def predict_mask(self, X, region="tumour"):
-        """Masks of one region (probability > ``mask_threshold``), uint8 of shape
-        (n_patients, D, H, W); ``region`` as in :meth:`predict_proba_mask`.
-
-        For ``"ssl"`` and ``"stl"`` these come from the stage-I network (stage II is tuned
-        for survival only), for ``"mtl"`` from the multi-task network.
-        """
-        return self._masks(self.predict_proba_mask(X, region), nonempty=False)
-
-    def predict_label_map(self, X):
-        r"""Every region in one label image, HECKTOR's convention: ``(n_patients, D, H, W)``
-        uint8 with 0 background and :math:`k` the ``regions_[k - 1]`` (1 = tumour, 2 = nodes
-        when fitted with node labels, as HECKTOR's GTVp / GTVn).
-
-        A voxel takes the region of highest probability among those above
-        ``mask_threshold`` (exclusive labels; a tie goes to the lower label), from the same
-        network as :meth:`predict_mask`; with one region it equals :meth:`predict_mask`.
-        """
-        check_is_fitted(self, "segmentation_network_")
-        self._check_X(X)
-        prob = self._probabilities(
-            self._module("segmentation_network_"), X, self.modalities_, self.intensity_
         )
-        return label_map(prob, self.mask_threshold)
 
     def fusion_weights(self, X, stage="survival", per_patient=False):
         r"""Mean fusion-gate weight :math:`w_{fuse}` of each encoder level (the paper's Table IV).

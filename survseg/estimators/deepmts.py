@@ -57,12 +57,11 @@ from ._deep import (
     DEEP_PARAMETER_CONSTRAINTS,
     DeepSurvivalBase,
     autocast,
-    label_map,
     mean_dice,
-    region_channel,
     segmented_regions,
     voxel_ml,
 )
+from ._segmentation import SegmentationMixin
 
 __all__ = ["DeepMTSRegressor"]
 
@@ -85,13 +84,7 @@ def _has_survival_head(est) -> bool:
     return True
 
 
-def _segments(est) -> bool:
-    if not est.segmentation:
-        raise AttributeError("this DeepMTSRegressor was built with segmentation=False.")
-    return True
-
-
-class DeepMTSRegressor(CoxSurvivalMixin, TransformerMixin, DeepSurvivalBase):
+class DeepMTSRegressor(SegmentationMixin, CoxSurvivalMixin, TransformerMixin, DeepSurvivalBase):
     r"""DeepMTS: deep multi-task survival model with tumour segmentation (Meng et al. 2022).
 
     A residual 3D U-Net segments the primary tumour from PET/CT; its encoder features
@@ -809,41 +802,15 @@ class DeepMTSRegressor(CoxSurvivalMixin, TransformerMixin, DeepSurvivalBase):
         """Cumulative hazard functions through the Breslow baseline hazard."""
         return super().predict_cumulative_hazard_function(X, return_array=return_array)
 
-    @available_if(_segments)
-    def predict_proba_mask(self, X, region="tumour"):
-        """Probability map of one region, ``(n_patients, D, H, W)`` float32 in [0, 1].
+    def _can_segment(self) -> bool:
+        if not self.segmentation:
+            raise AttributeError("this DeepMTSRegressor was built with segmentation=False.")
+        return True
 
-        Parameters
-        ----------
-        X : cohort
-        region : {"tumour", "nodes"}, default="tumour"
-            One of ``regions_``; ``"nodes"`` needs a model fitted with ``nodes_field`` in X.
-        """
-        channel = region_channel(self, region)
-        logits = self._forward(X, want_seg=True)[2][:, channel]
-        return torch.sigmoid(torch.from_numpy(logits)).numpy()
-
-    @available_if(_segments)
-    def predict_mask(self, X, region="tumour"):
-        """Binary mask of one region (probability > ``mask_threshold``), ``(n_patients, D,
-        H, W)`` uint8; ``region`` as in :meth:`predict_proba_mask`."""
-        return (self.predict_proba_mask(X, region) > self.mask_threshold).astype(np.uint8)
-
-    @available_if(_segments)
-    def predict_label_map(self, X):
-        r"""Every region in one label image, HECKTOR's convention: ``(n_patients, D, H, W)``
-        uint8 with 0 background and :math:`k` the ``regions_[k - 1]`` (1 = tumour, 2 = nodes
-        when fitted with node labels, as HECKTOR's GTVp / GTVn).
-
-        A voxel takes the region of highest probability among those above
-        ``mask_threshold``: :math:`\ell_v = 1 + \arg\max_k p_{k,v}` if
-        :math:`\max_k p_{k,v} > t`, else 0 (labels are exclusive; a tie goes to the lower
-        label). One forward pass for all regions. With one region it equals
-        :meth:`predict_mask`.
-        """
-        check_is_fitted(self, "network_")
+    def _region_probabilities(self, X) -> np.ndarray:
+        """The U-Net's sigmoid probabilities of every region, ``(n, R, D, H, W)``."""
         logits = torch.from_numpy(self._forward(X, want_seg=True)[2])
-        return label_map(torch.sigmoid(logits).numpy(), self.mask_threshold)
+        return torch.sigmoid(logits).numpy()
 
     @available_if(_has_survival_head)
     def transform(self, X):

@@ -42,6 +42,7 @@ from ..base import SurvivalMixin
 from ..data.errors import rows_of
 from ..data.validation import check_survival
 from ..evaluation.metrics import concordant_pairs
+from ._segmentation import SegmentationMixin
 
 __all__ = ["FoldEnsemble"]
 
@@ -113,7 +114,7 @@ def _zscore(risk, mean, scale):
     return (risk - mean) / scale
 
 
-class FoldEnsemble(SurvivalMixin, BaseEstimator):
+class FoldEnsemble(SegmentationMixin, SurvivalMixin, BaseEstimator):
     """Average of per-fold models with standardised risks (DeepMTS Sec. 4.7).
 
     Parameters
@@ -152,6 +153,11 @@ class FoldEnsemble(SurvivalMixin, BaseEstimator):
     unique_times_ : ndarray
         Time grid of the survival functions (the union of the members' grids); only when
         the estimator has ``predict_survival_function``.
+    regions_ : tuple of str
+        The regions the members segment (``("tumour",)`` or ``("tumour", "nodes")``); only
+        when the estimator segments. ``predict_proba_mask``, ``predict_mask`` and
+        ``predict_label_map`` then average the members' probabilities and threshold the mean
+        at the estimator's ``mask_threshold``.
 
     Notes
     -----
@@ -245,24 +251,46 @@ class FoldEnsemble(SurvivalMixin, BaseEstimator):
                 scores[k] = self._safe_cindex(y[test], risk)
                 bar.set_postfix_str(f"fold {k + 1}: C-index {scores[k]:.3f}")
                 bar.update()
-        # fitted state is set only once every member is fitted (fit is atomic)
-        self.estimators_, self.folds_, self.oof_risk_, self.fold_scores_ = (
-            members,
-            folds,
-            oof,
-            scores,
-        )
+        state = dict(estimators_=members, folds_=folds, oof_risk_=oof, fold_scores_=scores)
         if self.standardize == "fit":
-            risks = self._member_risks(X)
-            self.risk_mean_ = risks.mean(axis=1)
+            risks = np.vstack([np.asarray(m.predict(X), np.float64).ravel() for m in members])
             sd = risks.std(axis=1)
-            self.risk_scale_ = np.where(sd > 0, sd, 1.0)
+            state.update(risk_mean_=risks.mean(axis=1), risk_scale_=np.where(sd > 0, sd, 1.0))
         if hasattr(self.estimator, "predict_survival_function"):
             first = _safe_indexing(X, [0])
-            self.unique_times_ = np.unique(
+            state["unique_times_"] = np.unique(
                 np.concatenate([m.predict_survival_function(first)[0].x for m in members])
             )
+        if self._segmenting_members():
+            state["regions_"] = tuple(members[0].regions_)
+        # the fitted state is set only once all of it is computed (fit is atomic)
+        for key, value in state.items():
+            setattr(self, key, value)
         return self
+
+    def _segmenting_members(self) -> bool:
+        return hasattr(self.estimator, "predict_mask") and hasattr(
+            self.estimator, "_region_probabilities"
+        )
+
+    def _can_segment(self) -> bool:
+        if not self._segmenting_members():
+            raise AttributeError(
+                f"{type(self.estimator).__name__} does not segment, so neither does its ensemble."
+            )
+        return True
+
+    def _mask_threshold(self) -> float:
+        return self.estimator.mask_threshold
+
+    def _region_probabilities(self, X) -> np.ndarray:
+        """The members' mean probabilities of every region, ``(n, R, D, H, W)`` float32."""
+        check_is_fitted(self, "estimators_")
+        total = None
+        for member in self.estimators_:  # a running sum: one member's maps in memory at once
+            p = member._region_probabilities(X).astype(np.float32)
+            total = p if total is None else total + p
+        return total / len(self.estimators_)
 
     @staticmethod
     def _safe_cindex(y, risk):
@@ -340,17 +368,6 @@ class FoldEnsemble(SurvivalMixin, BaseEstimator):
         per_member = [m.predict_cumulative_hazard_function(X) for m in self.estimators_]
         _, mean, fns = _mean_step_functions(per_member, "cumulative hazard")
         return mean if return_array else np.asarray(fns)
-
-    @available_if(_estimator_has("predict_proba_mask"))
-    def predict_mask(self, X, threshold=0.5):
-        """Majority tumour mask: the members' mean probability above ``threshold``."""
-        return (self.predict_proba_mask(X) > threshold).astype(np.uint8)
-
-    @available_if(_estimator_has("predict_proba_mask"))
-    def predict_proba_mask(self, X):
-        """Members' mean tumour probability map."""
-        check_is_fitted(self, "estimators_")
-        return np.mean([m.predict_proba_mask(X) for m in self.estimators_], axis=0)
 
     def __sklearn_tags__(self):
         tags = super().__sklearn_tags__()

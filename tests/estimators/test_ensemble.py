@@ -145,6 +145,50 @@ def test_works_with_deepmts_on_a_cohort():
     assert ens.estimators_[0].random_state != ens.estimators_[1].random_state
 
 
+def test_segments_both_regions_at_the_members_threshold():
+    from sksurv.util import Surv
+
+    from survseg.estimators._deep import label_map
+
+    rng = np.random.default_rng(1)
+    n, shape = 8, (20, 20, 20)
+    mask = np.zeros((n, *shape), np.uint8)
+    mask[:, 8:12, 8:12, 8:12] = 1
+    nodes = np.zeros_like(mask)
+    nodes[::2, 2:5, 2:5, 14:17] = 1
+    X = volumes(
+        pet=rng.normal(size=(n, *shape)) + 2 * mask + 2 * nodes,
+        ct=rng.normal(size=(n, *shape)),
+        mask=mask,
+        nodes=nodes,
+    )
+    y = Surv.from_arrays(np.arange(n) % 2 == 0, rng.uniform(1, 10, n))
+    member = DeepMTSRegressor(
+        network_params=DEEPMTS_NETWORK_MINI, max_iter=1, batch_size=2, mask_threshold=0.3
+    )
+    ens = FoldEnsemble(member, cv=2, random_state=0).fit(X, y)
+    assert ens.regions_ == ("tumour", "nodes")
+    per_region = {
+        r: np.mean([m.predict_proba_mask(X, region=r) for m in ens.estimators_], axis=0)
+        for r in ens.regions_
+    }
+    for r, prob in per_region.items():
+        np.testing.assert_allclose(ens.predict_proba_mask(X, region=r), prob, rtol=1e-6)
+        np.testing.assert_array_equal(ens.predict_mask(X, region=r), (prob > 0.3).astype(np.uint8))
+    expected = label_map(np.stack([per_region["tumour"], per_region["nodes"]], axis=1), 0.3)
+    np.testing.assert_array_equal(ens.predict_label_map(X), expected)
+    with pytest.raises(ValueError, match="region must be one of"):
+        ens.predict_mask(X, region="shell")
+
+
+def test_no_mask_methods_when_the_members_do_not_segment(cox_ensemble):
+    for name in ("predict_mask", "predict_proba_mask", "predict_label_map"):
+        assert not hasattr(cox_ensemble, name)
+    assert not hasattr(cox_ensemble, "regions_")
+    no_seg = FoldEnsemble(DeepMTSRegressor(segmentation=False))
+    assert not hasattr(no_seg, "predict_mask")
+
+
 def test_fold_without_comparable_pair_is_named_before_any_fit(whas):
     X, y = whas
     X, y = X.iloc[:12].reset_index(drop=True), y[:12].copy()
