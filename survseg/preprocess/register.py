@@ -55,7 +55,11 @@ def register_rigid(
         Start by aligning the image centres (``'geometry'``) or centres of mass
         (``'moments'``); ``None`` starts from the identity.
     random_state : int
-        Seed of the metric's voxel sampling.
+        Seed of the metric's voxel sampling. It fixes the sampled voxels, not the result:
+        ITK sums the metric over threads, so the last digits, and sometimes the iteration at
+        which the optimiser stops, vary from run to run unless ITK runs on one thread
+        (``SimpleITK.ProcessObject.SetGlobalDefaultNumberOfThreads(1)``; SimpleITK's
+        registration overview, "Reproducibility").
 
     Returns
     -------

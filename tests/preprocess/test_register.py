@@ -5,6 +5,17 @@ import SimpleITK as sitk
 from survseg.preprocess import register_rigid, resample_to_reference
 from tests.preprocess.conftest import make_patient, sample
 
+
+@pytest.fixture(autouse=True)
+def one_itk_thread():
+    """ITK's multi-threaded metric sums make registration vary in the last digits from run
+    to run (more under load); one thread makes these tests deterministic."""
+    before = sitk.ProcessObject.GetGlobalDefaultNumberOfThreads()
+    sitk.ProcessObject.SetGlobalDefaultNumberOfThreads(1)
+    yield
+    sitk.ProcessObject.SetGlobalDefaultNumberOfThreads(before)
+
+
 BLOBS = [
     ((6.0, 0.0, -4.0), 6.0, 800.0),
     ((-8.0, 10.0, 2.0), 4.0, -600.0),
