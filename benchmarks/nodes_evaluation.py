@@ -30,7 +30,10 @@ segment, the radiomics models read the ground-truth masks (their usual, advantag
 
 Seeds 2, 3, 7 and 2026 are kept for evaluation: they need ``--evaluation``, and no setting
 of this script was chosen on them. Fold results are kept in ``--output-dir`` so an interrupted
-run resumes (same estimator parameters, same data, same folds).
+run resumes (same estimator parameters, same data, same folds). ``--merge`` adds the rows of
+a run (``--only`` some rows, say a row that an earlier run did not finish) to the result file
+of the same cohort and settings: it refuses when the cohort, the folds, the true risk's
+C-index or a row both runs have (the RadiomicsCox reference of the p-values) differ.
 
 Usage (from the repository root)::
 
@@ -110,6 +113,9 @@ def main(argv=None) -> dict:
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--output-dir", help="fold files (resume); default: under /tmp")
     parser.add_argument("--output", help="JSON path (default under benchmarks/results/)")
+    parser.add_argument(
+        "--merge", action="store_true", help="add this run's rows to the existing --output"
+    )
     args = parser.parse_args(argv)
     if args.seed in EVALUATION_SEEDS and not args.evaluation:
         parser.error(f"seed {args.seed} is reserved for evaluation; pass --evaluation.")
@@ -186,8 +192,40 @@ def main(argv=None) -> dict:
         },
     }
     path = args.output or os.path.join(RESULTS, f"nodes_evaluation_seed{args.seed}.json")
+    if args.merge:
+        out = merged(path, out)
     write_result(out, path)
     return out
+
+
+def merged(path, new: dict) -> dict:
+    """The result file at ``path`` with ``new``'s rows added (see the module docstring)."""
+    import json
+
+    import numpy as np
+
+    with open(path) as f:
+        old = json.load(f)
+    for key in ("cohort", "folds", "iterations", "clinical"):
+        if old[key] != new[key]:
+            raise SystemExit(f"--merge: {key} differs: {old[key]} in {path}, {new[key]} here.")
+    if not np.isclose(
+        old["true_risk"]["cindex_within_fold"], new["true_risk"]["cindex_within_fold"]
+    ):
+        raise SystemExit("--merge: the true risk's C-index differs: not the same folds.")
+    added = [name for name in new["models"] if name not in old["models"]]
+    for name in set(new["models"]) - set(added):
+        a, b = old["models"][name]["cindex_within_fold"], new["models"][name]["cindex_within_fold"]
+        if not np.isclose(a, b):
+            raise SystemExit(f"--merge: {name} differs ({a} in {path}, {b} here).")
+    for name in added:
+        old["models"][name] = new["models"][name]
+        if name in new["targets"]:
+            old["targets"][name] = new["targets"][name]
+    old.setdefault("merged_runs", []).append(
+        {"rows": added, "seconds": new["seconds"], "machine": new["machine"]}
+    )
+    return old
 
 
 if __name__ == "__main__":
