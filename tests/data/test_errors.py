@@ -84,3 +84,11 @@ def test_unsliced_checks_name_the_row():
     X, _ = _cohort_with_empty_mask(4)
     with pytest.raises(PatientError, match=r"^mask field 'mask' is empty for patient 4\.$"):
         check_cohort(X, require_mask=True)
+
+
+def test_module_examples_run():
+    import doctest
+
+    import survseg.data.errors
+
+    assert doctest.testmod(survseg.data.errors).failed == 0
