@@ -1,7 +1,7 @@
 """Two-region radiomics: RadiomicsCox on the tumour, tumour + lymph nodes, and + peritumoral shells.
 
 A measurement, not a test. Cohort: ``make_petct_cohort`` on a *development* seed (default 1;
-seeds 2, 3, 7 and 2026 are kept for evaluation and refused here), ``--patients`` patients at
+the evaluation seeds of ``nodes_evaluation.py`` are refused here), ``--patients`` patients at
 ``--size``^3 voxels (160 mm field of view, so 5 mm voxels at 32^3). Models, all
 ``RadiomicsCox`` with the same extractor (first-order, GLCM, GLRLM, GLSZM, NGTDM and shape on
 the original images only, no wavelets, to fit in minutes; PET bins 0.25 SUV, CT bins 25 HU):
@@ -32,9 +32,9 @@ import platform
 import time
 
 from _rows import rows_with_truth, write_result
+from nodes_evaluation import EVALUATION_SEEDS
 
 RESULTS = os.path.join(os.path.dirname(os.path.abspath(__file__)), "results")
-EVALUATION_SEEDS = {2, 3, 7, 2026}
 
 
 def main(argv=None) -> dict:
