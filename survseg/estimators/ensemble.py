@@ -253,7 +253,7 @@ class FoldEnsemble(SegmentationMixin, SurvivalMixin, BaseEstimator):
                 bar.update()
         state = dict(estimators_=members, folds_=folds, oof_risk_=oof, fold_scores_=scores)
         if self.standardize == "fit":
-            risks = np.vstack([np.asarray(m.predict(X), np.float64).ravel() for m in members])
+            risks = self._member_risks(X, members)
             sd = risks.std(axis=1)
             state.update(risk_mean_=risks.mean(axis=1), risk_scale_=np.where(sd > 0, sd, 1.0))
         if hasattr(self.estimator, "predict_survival_function"):
@@ -299,11 +299,10 @@ class FoldEnsemble(SegmentationMixin, SurvivalMixin, BaseEstimator):
         event, _ = check_survival(y, require_events=False)
         return concordance_index(y, risk) if event.any() else np.nan
 
-    def _member_risks(self, X):
-        """``(n_members, n_samples)`` raw risks."""
-        return np.vstack(
-            [np.asarray(m.predict(X), dtype=np.float64).ravel() for m in self.estimators_]
-        )
+    def _member_risks(self, X, members=None):
+        """``(n_members, n_samples)`` raw risks of ``members`` (default: the fitted ones)."""
+        members = self.estimators_ if members is None else members
+        return np.vstack([np.asarray(m.predict(X), dtype=np.float64).ravel() for m in members])
 
     def predict(self, X):
         """Mean standardised risk of the members (higher = earlier event).
