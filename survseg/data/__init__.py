@@ -12,11 +12,12 @@ from .cohort import (
     volume_shape,
     volumes,
 )
-from .errors import PatientError
+from .errors import PatientError, PatientWarning
 from .validation import check_cohort, check_masks, check_nodes, check_survival
 
 __all__ = [
     "PatientError",
+    "PatientWarning",
     "check_cohort",
     "check_masks",
     "check_nodes",

@@ -1,10 +1,11 @@
-"""Bad-input errors that name patients, and the renaming that makes those names the user's.
+"""Errors and warnings that name patients, and the renaming that makes those names the user's.
 
 A check sees only the ``X`` it was given. Inside ``benchmark`` that is ``X[train]`` of one
 fold, so "patient 3" would be the fourth patient of the fold, not of the cohort; behind the
 command line the user knows patients by their ids, not by row. So a check raises a
 :class:`PatientError`, which keeps the rows apart from the words, and whoever sliced ``X``
-or holds the ids renames them on the way out:
+or holds the ids renames them on the way out. A :class:`PatientWarning` (a patient given NaN
+features, say) is renamed the same way by the same context managers:
 
 >>> from survseg.data.errors import PatientError
 >>> err = PatientError("mask field 'mask' is empty for {patient}.", patient=[1])
@@ -18,34 +19,19 @@ or holds the ids renames them on the way out:
 
 from __future__ import annotations
 
+import warnings
 from contextlib import contextmanager
 
 import numpy as np
 
-__all__ = ["PatientError", "naming_patients", "rows_of"]
+__all__ = ["PatientError", "PatientWarning", "naming_patients", "rows_of"]
 
 #: How many patients a message lists before "and N more".
 MAX_LISTED = 10
 
 
-class PatientError(ValueError):
-    """A ``ValueError`` about particular patients, named by row until someone knows better.
-
-    Parameters
-    ----------
-    template : str
-        The message, with a placeholder ``{name}`` for each group of patients (replaced as
-        text, so other braces in the message need no escaping).
-    context : str, default=""
-        Prefixed to the message (``"RadiomicsCox, fold 2"``).
-    cohort : str or None, default=None
-        Which cohort the rows index (``None``: the one being fitted; ``"test"``: an external
-        test cohort), so that :meth:`with_ids` picks the right ids.
-    ids : sequence or None, default=None
-        Patient ids of that cohort, by row; set by :meth:`with_ids`.
-    **groups : int or sequence of int
-        Each template field's patients, as rows of the ``X`` the raising code was given.
-    """
+class _NamesPatients:
+    """A message about particular patients, named by row until someone knows better."""
 
     def __init__(self, template: str, *, context="", cohort=None, ids=None, **groups):
         self.template = template
@@ -76,12 +62,12 @@ class PatientError(ValueError):
             text = text.replace("{" + name + "}", self._group(rows))
         return f"{self.context}: {text}" if self.context else text
 
-    def _copy(self, **changes) -> PatientError:
+    def _copy(self, **changes) -> _NamesPatients:
         kw = dict(context=self.context, cohort=self.cohort, ids=self.ids, **self.groups)
         kw.update(changes)
         return type(self)(self.template, **kw)
 
-    def in_cohort(self, index, context: str = "", cohort=None) -> PatientError:
+    def in_cohort(self, index, context: str = "", cohort=None) -> _NamesPatients:
         """The same error with rows of ``X[index]`` turned into rows of ``X``.
 
         ``index`` may be integer or boolean, or ``None`` to keep the rows; ``context`` is
@@ -97,7 +83,7 @@ class PatientError(ValueError):
         prefix = ": ".join(c for c in (context, self.context) if c)
         return self._copy(context=prefix, cohort=cohort, **groups)
 
-    def with_ids(self, ids_by_cohort: dict) -> PatientError:
+    def with_ids(self, ids_by_cohort: dict) -> _NamesPatients:
         """The same error naming patients by id, from ``{cohort: ids by row}``.
 
         Unchanged when its cohort is not in the mapping or it already has ids.
@@ -116,16 +102,63 @@ def _rebuild(cls, template, kw):
     return cls(template, **kw)
 
 
+class PatientError(_NamesPatients, ValueError):
+    """A ``ValueError`` about particular patients, named by row until someone knows better.
+
+    Parameters
+    ----------
+    template : str
+        The message, with a placeholder ``{name}`` for each group of patients (replaced as
+        text, so other braces in the message need no escaping).
+    context : str, default=""
+        Prefixed to the message (``"RadiomicsCox, fold 2"``).
+    cohort : str or None, default=None
+        Which cohort the rows index (``None``: the one being fitted; ``"test"``: an external
+        test cohort), so that :meth:`with_ids` picks the right ids.
+    ids : sequence or None, default=None
+        Patient ids of that cohort, by row; set by :meth:`with_ids`.
+    **groups : int or sequence of int
+        Each template field's patients, as rows of the ``X`` the raising code was given.
+    """
+
+
+class PatientWarning(_NamesPatients, UserWarning):
+    """A ``UserWarning`` about particular patients, renamed like :class:`PatientError`.
+
+    Parameters are those of :class:`PatientError`: a ``template`` with ``{name}``
+    placeholders, ``context``, ``cohort``, ``ids`` and the groups of rows.
+    """
+
+
+@contextmanager
+def _renaming_warnings(rename):
+    """Re-emit the block's warnings, each :class:`PatientWarning` passed through ``rename``.
+
+    The others are re-emitted unchanged, at their own file and line, so the caller's filters
+    still decide what is shown; also when the block raises.
+    """
+    caught = []
+    try:
+        with warnings.catch_warnings(record=True) as caught:
+            yield
+    finally:
+        for w in caught:
+            message = rename(w.message) if isinstance(w.message, PatientWarning) else w.message
+            warnings.warn_explicit(message, w.category, w.filename, w.lineno, source=w.source)
+
+
 @contextmanager
 def naming_patients(ids_by_cohort: dict):
-    """Re-raise a :class:`PatientError` of the block naming patients by id.
+    """Re-raise a :class:`PatientError` of the block naming patients by id (and re-emit its
+    :class:`PatientWarning` so).
 
     ``ids_by_cohort`` maps a cohort (``None`` for the one being fitted, ``"test"`` for an
     external test cohort) to its patient ids, by row. The traceback is kept.
     """
     try:
-        yield
-    except PatientError as exc:
+        with _renaming_warnings(lambda w: w.with_ids(ids_by_cohort)):
+            yield
+    except (PatientError, PatientWarning) as exc:  # a warning under an "error" filter
         renamed = exc.with_ids(ids_by_cohort)
         if renamed is exc:
             raise
@@ -135,8 +168,10 @@ def naming_patients(ids_by_cohort: dict):
 @contextmanager
 def rows_of(index, context: str = "", cohort=None):
     """Re-raise a :class:`PatientError` of a block that was given ``X[index]``, naming the
-    patients as rows of ``X`` (see :meth:`PatientError.in_cohort`). The traceback is kept."""
+    patients as rows of ``X`` (see :meth:`PatientError.in_cohort`), and re-emit its
+    :class:`PatientWarning` so. The traceback is kept."""
     try:
-        yield
-    except PatientError as exc:
+        with _renaming_warnings(lambda w: w.in_cohort(index, context, cohort)):
+            yield
+    except (PatientError, PatientWarning) as exc:  # a warning under an "error" filter
         raise exc.in_cohort(index, context, cohort).with_traceback(exc.__traceback__) from None

@@ -16,7 +16,7 @@ from tqdm.auto import tqdm
 
 from .._parallel import parallel_run
 from ..data.cohort import SPACING_FIELD, cohort_spacing, image_fields
-from ..data.errors import PatientError
+from ..data.errors import PatientError, PatientWarning
 from ..data.mapped import release_pages
 from ..data.validation import check_cohort, check_fitted_cohort, cohort_signature
 from .backends import BACKENDS, check_backend, extract_unit
@@ -706,7 +706,7 @@ class RadiomicsExtractor(TransformerMixin, BaseEstimator):
                     disk_cache.put(keys[(i, region, unit)], names, values)
                 self._store(out, columns, i, region, unit, names, values)
         if failures:
-            warnings.warn(_failure_summary(failures), UserWarning, stacklevel=3)
+            warnings.warn(_failure_summary(failures), stacklevel=3)
         return out
 
     @staticmethod
@@ -786,25 +786,24 @@ class RadiomicsExtractor(TransformerMixin, BaseEstimator):
 _NAME_CACHE: dict = {}
 
 
-def _failure_summary(failures) -> str:
+def _failure_summary(failures) -> PatientWarning:
     """One warning for all failed extractions of a transform, grouped by region and reason.
 
     A predicted node region of a voxel or two fails for every modality and the shape
-    features alike; listing each extraction would make one warning per fit pages long.
+    features alike; listing each extraction would make one warning per fit pages long. The
+    patients are rows of the ``X`` given, renamed by whoever sliced it (see
+    :mod:`survseg.data.errors`).
     """
     groups: dict = {}
     for i, region, reason in failures:
         groups.setdefault((region, reason.split("\n")[0][:160].rstrip(". ")), set()).add(i)
-    parts = []
-    for (region, reason), patients in groups.items():
-        ids = sorted(patients)
-        shown = ", ".join(map(str, ids[:8])) + (
-            f", ... ({len(ids)} in all)" if len(ids) > 8 else ""
-        )
-        word = "patient" if len(ids) == 1 else "patients"
-        parts.append(f"region {region!r} ({reason}): {word} {shown}")
+    parts, rows = [], {}
+    for k, ((region, reason), patients) in enumerate(groups.items()):
+        parts.append(f"region {region!r} ({reason}): {{g{k}}}")
+        rows[f"g{k}"] = sorted(patients)
     n = len({i for i, _, _ in failures})
-    return (
+    return PatientWarning(
         f"radiomics features set to NaN for {len(failures)} extraction(s) of {n} "
-        f"patient{'s' if n > 1 else ''}; " + "; ".join(parts) + "."
+        f"patient{'s' if n > 1 else ''}; " + "; ".join(parts) + ".",
+        **rows,
     )

@@ -1,13 +1,14 @@
-"""PatientError: errors about patients keep naming the right ones after slicing and ids."""
+"""PatientError and PatientWarning keep naming the right patients after slicing and ids."""
 
 from __future__ import annotations
 
 import pickle
+import warnings
 
 import numpy as np
 import pytest
 
-from survseg.data import PatientError, check_cohort
+from survseg.data import PatientError, PatientWarning, check_cohort
 from survseg.data.errors import naming_patients, rows_of
 from survseg.estimators import FoldEnsemble
 from survseg.evaluation.benchmark import benchmark
@@ -64,6 +65,44 @@ def _cohort_with_empty_mask(row, n=12):
     X, y = sphere_cohort(n=n, seed=3)
     X["mask"][row] = 0
     return X, y
+
+
+def test_warnings_are_renamed_like_errors_and_others_pass_unchanged():
+    with pytest.warns(Warning) as record:
+        with naming_patients({None: ["A", "B", "C", "D"]}):
+            with rows_of([2, 3], "fold 1"):
+                warnings.warn(
+                    PatientWarning("NaN features for {patient}.", patient=1), stacklevel=1
+                )
+                warnings.warn("unrelated", RuntimeWarning, stacklevel=1)
+    (patient,) = [w for w in record if issubclass(w.category, PatientWarning)]
+    assert str(patient.message) == "fold 1: NaN features for patient 'D' (row 3)."
+    (other,) = [w for w in record if w.category is RuntimeWarning]
+    assert str(other.message) == "unrelated" and other.filename == __file__
+
+
+def test_warnings_of_a_block_that_raises_are_not_lost():
+    with pytest.warns(PatientWarning, match="patient 7") as record:
+        with pytest.raises(PatientError, match="patient 8"):
+            with rows_of([7, 8]):
+                warnings.warn(PatientWarning("first {patient}", patient=0), stacklevel=1)
+                raise PatientError("then {patient}", patient=1)
+    assert len(record) == 1
+
+
+def test_caller_filters_still_decide():
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", PatientWarning)
+        with warnings.catch_warnings(record=True) as seen:
+            warnings.simplefilter("ignore", PatientWarning)
+            with rows_of([4]):
+                warnings.warn(PatientWarning("x {patient}", patient=0), stacklevel=1)
+    assert seen == []
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", PatientWarning)
+        with pytest.raises(PatientWarning, match="patient 4"):
+            with rows_of([4]):
+                warnings.warn(PatientWarning("x {patient}", patient=0), stacklevel=1)
 
 
 def test_benchmark_names_the_cohort_row_not_the_fold_row():

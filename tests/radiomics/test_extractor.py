@@ -435,4 +435,22 @@ def test_failed_extractions_are_one_short_warning_grouped_by_reason(cohort):
     assert len(messages) == 1
     assert "of 2 patients" in messages[0]
     assert messages[0].count("pyradiomics rejected the mask") == 1
-    assert "patients 0, 2" in messages[0]
+    assert "patients [0, 2]" in messages[0]
+
+
+def test_failure_warning_names_the_patients_of_the_cohort_a_caller_sliced(cohort):
+    # inside benchmark or FoldEnsemble the extractor sees X[train]: rows_of renames the
+    # warning's rows to the cohort's, as it does for errors
+    from survseg.data.errors import PatientWarning, rows_of
+
+    X = cohort.copy()
+    X["mask"][1] = 0
+    X["mask"][1][10, 10, 10] = 1
+    index = np.arange(1, len(X))  # the caller's slice: row 0 of it is cohort row 1
+    with pytest.warns(PatientWarning) as record:
+        with rows_of(index, "fold 2"):
+            RadiomicsExtractor(**FAST, empty_mask="nan").fit_transform(X[index])
+    messages = [str(w.message) for w in record if "set to NaN" in str(w.message)]
+    assert len(messages) == 1
+    assert messages[0].startswith("fold 2: ")
+    assert messages[0].endswith(": patient 1.")
