@@ -42,5 +42,8 @@ def test_reproduces_recorded_predictions(family, row, data, recorded):
     }
     assert expected, f"no recorded outputs for row {row!r}"
     assert set(got) == set(expected)
+    # Float32 training on another CPU (other SIMD kernels, other summation order) drifts by
+    # up to 1.4e-3 absolute / 8e-3 relative after the tiny fits (measured on two machines);
+    # a change of behaviour moves these outputs by far more.
     for name, value in expected.items():
-        np.testing.assert_allclose(got[name], value, rtol=1e-4, atol=1e-5, err_msg=name)
+        np.testing.assert_allclose(got[name], value, rtol=1e-2, atol=3e-3, err_msg=name)
