@@ -131,23 +131,29 @@ class PatientWarning(_NamesPatients, UserWarning):
 
 
 @contextmanager
-def _renaming_warnings(rename):
-    """Re-emit the block's warnings, each :class:`PatientWarning` passed through ``rename``.
+def _renaming(rename):
+    """Pass the block's patient messages through ``rename``: re-raise a :class:`PatientError`
+    (or a :class:`PatientWarning` raised under an ``"error"`` filter) renamed, with its
+    traceback, and re-emit each caught :class:`PatientWarning` renamed.
 
-    The others are re-emitted unchanged, at their own file and line, so the caller's filters
-    still decide what is shown; also when the block raises.
+    Other warnings are re-emitted unchanged, at their own file and line, so the caller's
+    filters still decide what is shown; also when the block raises.
     """
     caught = []
     try:
         with warnings.catch_warnings(record=True) as caught:
             yield
+    except (PatientError, PatientWarning) as exc:
+        renamed = rename(exc)
+        if renamed is exc:
+            raise
+        raise renamed.with_traceback(exc.__traceback__) from None
     finally:
         for w in caught:
             message = rename(w.message) if isinstance(w.message, PatientWarning) else w.message
             warnings.warn_explicit(message, w.category, w.filename, w.lineno, source=w.source)
 
 
-@contextmanager
 def naming_patients(ids_by_cohort: dict):
     """Re-raise a :class:`PatientError` of the block naming patients by id (and re-emit its
     :class:`PatientWarning` so).
@@ -155,23 +161,11 @@ def naming_patients(ids_by_cohort: dict):
     ``ids_by_cohort`` maps a cohort (``None`` for the one being fitted, ``"test"`` for an
     external test cohort) to its patient ids, by row. The traceback is kept.
     """
-    try:
-        with _renaming_warnings(lambda w: w.with_ids(ids_by_cohort)):
-            yield
-    except (PatientError, PatientWarning) as exc:  # a warning under an "error" filter
-        renamed = exc.with_ids(ids_by_cohort)
-        if renamed is exc:
-            raise
-        raise renamed.with_traceback(exc.__traceback__) from None
+    return _renaming(lambda msg: msg.with_ids(ids_by_cohort))
 
 
-@contextmanager
 def rows_of(index, context: str = "", cohort=None):
     """Re-raise a :class:`PatientError` of a block that was given ``X[index]``, naming the
     patients as rows of ``X`` (see :meth:`PatientError.in_cohort`), and re-emit its
     :class:`PatientWarning` so. The traceback is kept."""
-    try:
-        with _renaming_warnings(lambda w: w.in_cohort(index, context, cohort)):
-            yield
-    except (PatientError, PatientWarning) as exc:  # a warning under an "error" filter
-        raise exc.in_cohort(index, context, cohort).with_traceback(exc.__traceback__) from None
+    return _renaming(lambda msg: msg.in_cohort(index, context, cohort))
