@@ -33,6 +33,7 @@ def _cmd_demo(args) -> int:
         args.output,
         n_patients=args.n_patients,
         shape=args.shape,
+        event_rate=args.event_rate,
         n_folds=args.folds,
         iterations=args.iterations,
         models=args.models,
@@ -59,15 +60,23 @@ def build_parser() -> argparse.ArgumentParser:
         "demo", help="benchmark every model on a synthetic PET/CT cohort", formatter_class=defaults
     )
     demo.add_argument("--output", default="survseg_demo_output", help="output folder")
-    demo.add_argument("--n-patients", type=int, default=80, help="patients in the cohort")
+    demo.add_argument("--n-patients", type=int, default=300, help="patients in the cohort")
     demo.add_argument("--shape", type=_shape, default="24", help="volume size, e.g. 24 or 32x32x24")
+    demo.add_argument(
+        "--event-rate", type=float, default=0.5, help="expected fraction of observed events"
+    )
     demo.add_argument("--folds", type=int, default=3, help="cross-validation folds")
     demo.add_argument(
         "--iterations", type=int, default=200, help="training iterations of the deep models"
     )
     demo.add_argument("--models", nargs="+", help="subset of the demo models (default: all)")
     demo.add_argument("--seed", type=int, default=0, help="seed of the cohort and the models")
-    demo.add_argument("--n-jobs", type=int, default=None, help="folds in parallel (joblib)")
+    demo.add_argument(
+        "--n-jobs",
+        type=int,
+        default=2,
+        help="(model, fold) fits in parallel (joblib; -1: all cores)",
+    )
     demo.add_argument("--no-plots", action="store_true", help="skip the figures")
     demo.set_defaults(func=_cmd_demo)
 

@@ -22,7 +22,13 @@ def test_help_shows_defaults(capsys):
     with pytest.raises(SystemExit):
         main(["demo", "--help"])
     out = " ".join(capsys.readouterr().out.split())
-    for text in ("(default: 80)", "(default: 24)", "(default: 3)", "(default: 200)"):
+    for text in (
+        "(default: 300)",
+        "(default: 0.5)",
+        "(default: 24)",
+        "(default: 3)",
+        "(default: 200)",
+    ):
         assert text in out
     assert "(default: None)" not in out and "(default: False)" not in out
 
@@ -30,15 +36,17 @@ def test_help_shows_defaults(capsys):
 def test_docs_list_the_parsers_demo_defaults():
     demo = build_parser().parse_args(["demo"])
     line = re.search(r"`survseg demo (\[.*?)`", DOCS.read_text(encoding="utf-8"), re.S).group(1)
-    documented = dict(re.findall(r"\[--([a-z-]+) ([^\].]+)\]", line))
+    documented = dict(re.findall(r"\[--([a-z-]+) ([^\]]+)\]", line))
+    assert documented.pop("models") == "..."
     assert documented == {
         "output": demo.output,
         "n-patients": str(demo.n_patients),
         "shape": str(demo.shape[0]),
+        "event-rate": str(demo.event_rate),
         "folds": str(demo.folds),
         "iterations": str(demo.iterations),
         "seed": str(demo.seed),
-        "n-jobs": "N",
+        "n-jobs": str(demo.n_jobs),
     }
     assert demo.shape == (24, 24, 24)
 
