@@ -27,21 +27,68 @@ from .metrics import check_groups, concordance_index, concordant_pairs, group_me
 __all__ = ["concordance_ci", "compare_concordance", "ConcordanceComparison"]
 
 
+#: largest group whose pair matrices (n x n float64 per model) are built for the bootstrap;
+#: a larger group is scored replicate by replicate with scikit-survival (same numbers, slower)
+_MAX_PAIR_MATRIX = 4000
+
+
+def _harrell_pairs(event, time, risk):
+    r"""Comparable and concordant pairs of Harrell's C as ``n x n`` matrices.
+
+    ``comparable[i, j] = 1`` when patient :math:`i` has an event and :math:`T_j > T_i`, or
+    :math:`T_j = T_i` and :math:`j` is censored (scikit-survival's definition);
+    ``concordant[i, j]`` is 1 there when :math:`r_i > r_j`, 1/2 when the risks tie (within
+    scikit-survival's tolerance of 1e-8). A patient never pairs with itself, so a resample in
+    which patient :math:`i` appears :math:`w_i` times has
+    :math:`w^\top\,\mathrm{concordant}\,w` concordant and :math:`w^\top\,\mathrm{comparable}\,w`
+    comparable pairs, exactly what scikit-survival counts on the resampled arrays.
+    """
+    later = time[None, :] > time[:, None]
+    tied_censored = (time[None, :] == time[:, None]) & ~event[None, :]
+    comparable = (event[:, None] & (later | tied_censored)).astype(np.float64)
+    out = []
+    for r in risk:
+        tie = np.abs(r[None, :] - r[:, None]) <= 1e-8
+        score = np.where(tie, 0.5, (r[:, None] > r[None, :]).astype(np.float64))
+        out.append(comparable * score)
+    return comparable, out
+
+
 def _bootstrap_cindex(event, time, risks, n_bootstrap, rng, groups):
     """C-index of each risk vector on the same ``n_bootstrap`` patient resamples.
 
     Patients are resampled within each group (a stratified bootstrap that keeps every
     group's size; one group is the ordinary bootstrap) and the C-index counts pairs within
-    groups only.
+    groups only. Each group's pairs are counted once (:func:`_harrell_pairs`) and every
+    replicate is a quadratic form in its resampling counts, so the bootstrap costs a matrix
+    product instead of ``n_bootstrap`` calls of scikit-survival.
     """
     members = group_members(groups)
-    out = np.full((n_bootstrap, len(risks)), np.nan)
-    for b in range(n_bootstrap):
-        resampled = [m[rng.randint(0, len(m), len(m))] for m in members]
-        for k, risk in enumerate(risks):
-            conc, comparable = concordant_pairs(event, time, risk, resampled)
-            if comparable:  # else C is undefined (no event or no pair): the replicate is skipped
-                out[b, k] = conc / comparable
+    draws = [[m[rng.randint(0, len(m), len(m))] for m in members] for _ in range(n_bootstrap)]
+    concordant = np.zeros((n_bootstrap, len(risks)))
+    comparable = np.zeros((n_bootstrap, len(risks)))
+    for g, m in enumerate(members):
+        if not event[m].any():
+            continue  # no event: no comparable pair in this group
+        if len(m) > _MAX_PAIR_MATRIX:
+            for b in range(n_bootstrap):
+                for k, risk in enumerate(risks):
+                    conc, comp = concordant_pairs(event, time, risk, [draws[b][g]])
+                    concordant[b, k] += conc
+                    comparable[b, k] += comp
+            continue
+        position = np.full(len(event), -1)
+        position[m] = np.arange(len(m))
+        counts = np.stack([np.bincount(position[d[g]], minlength=len(m)) for d in draws])
+        counts = counts.astype(np.float64)
+        comp_m, conc_m = _harrell_pairs(event[m], time[m], [r[m] for r in risks])
+        pairs = np.einsum("bi,ij,bj->b", counts, comp_m, counts)
+        for k, c in enumerate(conc_m):
+            concordant[:, k] += np.einsum("bi,ij,bj->b", counts, c, counts)
+            comparable[:, k] += pairs
+    with np.errstate(invalid="ignore", divide="ignore"):
+        out = np.where(comparable > 0, concordant / comparable, np.nan)
+    # a replicate without comparable pairs has no C: it is skipped
     return out[np.isfinite(out).all(axis=1)]
 
 
