@@ -1,6 +1,7 @@
 """`run_demo`: the built-in demo writes its table inside the folder it was given."""
 
 import pandas as pd
+import pytest
 
 from survseg.demo import run_demo
 
@@ -29,8 +30,6 @@ def test_run_demo_writes_the_table_only_in_its_folder(tmp_path, capsys):
 
 
 def test_run_demo_rejects_an_unknown_model_before_writing(tmp_path):
-    import pytest
-
     with pytest.raises(ValueError, match="unknown demo model"):
         run_demo(tmp_path / "demo", models=["NoSuchModel"])
     assert not (tmp_path / "demo").exists()  # nothing written for a bad argument

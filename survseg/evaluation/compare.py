@@ -66,7 +66,7 @@ def _bootstrap_cindex(event, time, risks, n_bootstrap, rng, groups):
     members = group_members(groups)
     draws = [[m[rng.randint(0, len(m), len(m))] for m in members] for _ in range(n_bootstrap)]
     concordant = np.zeros((n_bootstrap, len(risks)))
-    comparable = np.zeros((n_bootstrap, len(risks)))
+    comparable = np.zeros(n_bootstrap)  # the same pairs for every risk vector
     for g, m in enumerate(members):
         if not event[m].any():
             continue  # no event: no comparable pair in this group
@@ -75,19 +75,18 @@ def _bootstrap_cindex(event, time, risks, n_bootstrap, rng, groups):
                 for k, risk in enumerate(risks):
                     conc, comp = concordant_pairs(event, time, risk, [draws[b][g]])
                     concordant[b, k] += conc
-                    comparable[b, k] += comp
+                comparable[b] += comp  # the same for every risk vector
             continue
         position = np.full(len(event), -1)
         position[m] = np.arange(len(m))
         counts = np.stack([np.bincount(position[d[g]], minlength=len(m)) for d in draws])
         counts = counts.astype(np.float64)
         comp_m, conc_m = _harrell_pairs(event[m], time[m], [r[m] for r in risks])
-        pairs = np.einsum("bi,ij,bj->b", counts, comp_m, counts)
+        comparable += np.einsum("bi,ij,bj->b", counts, comp_m, counts)
         for k, c in enumerate(conc_m):
             concordant[:, k] += np.einsum("bi,ij,bj->b", counts, c, counts)
-            comparable[:, k] += pairs
     with np.errstate(invalid="ignore", divide="ignore"):
-        out = np.where(comparable > 0, concordant / comparable, np.nan)
+        out = np.where(comparable[:, None] > 0, concordant / comparable[:, None], np.nan)
     # a replicate without comparable pairs has no C: it is skipped
     return out[np.isfinite(out).all(axis=1)]
 
