@@ -146,8 +146,6 @@ def run_demo(
         all_models = {k: v for k, v in all_models.items() if k in models}
     out = Path(output_dir)
     out.mkdir(parents=True, exist_ok=True)
-    for model in all_models.values():
-        _share_radiomics_cache(model, out / "radiomics_cache")
     t0 = time.perf_counter()
     X, y, truth = make_petct_cohort(
         n_patients=n_patients,
@@ -213,21 +211,6 @@ def run_demo(
             f"results in {out.resolve()} ({time.perf_counter() - t0:.0f} s)"
         )
     return result.table
-
-
-def _share_radiomics_cache(model, directory) -> None:
-    """Point every radiomics extractor of ``model`` at one on-disk feature cache.
-
-    The (model, fold) fits run in worker processes, whose in-memory caches die with them; the
-    figures then predict every fold's training patients again in the main process. A shared
-    directory (inside the demo's folder) serves those features instead of extracting them a
-    second time (about 80 s of a 300-patient demo on 2 cores).
-    """
-    from .radiomics import RadiomicsExtractor
-
-    params = model.get_params(deep=True)
-    extractors = [k for k, v in params.items() if isinstance(v, RadiomicsExtractor)]
-    model.set_params(**{f"{k}__memory": str(directory) for k in extractors})
 
 
 def write_figures(out, X, y, result) -> None:

@@ -66,8 +66,11 @@ class BenchmarkResult:
         Per patient and model: fold, out-of-fold risk (and the Dice of the tumour, ``dice``,
         and of the nodes, ``dice_nodes``: NaN for a patient without nodes), the out-of-fold
         predicted survival at the calibration horizon (``surv_horizon``) and at the patient's
-        own time (``surv_own``; both NaN without survival functions), plus the test cohort's
-        ensemble risks (``set == "test"``).
+        own time (``surv_own``; both NaN without survival functions): ``set == "train_cv"``.
+        The test cohort's ensemble risks: ``set == "test"``. Each fold model's risks on the
+        patients it was fitted on (resubstitution, e.g. the training median that splits
+        risk groups): ``set == "fold_train"``, one row per (fold, training patient), absent
+        for folds restored from fold files of older versions.
     models : dict
         ``{name: [fitted estimator per fold]}`` (empty for folds restored from disk unless
         ``keep_models``).
@@ -128,6 +131,11 @@ def _fit_fold(
         fit_seconds = time_module.perf_counter() - start
     with rows_of(test, where):
         out = _held_out(name, model, X, y, test, fold, times, horizon)
+    with rows_of(train, where):
+        # in the worker, where a radiomics model's training features are still in memory:
+        # the figures split each fold at its training patients' median risk, and the main
+        # process would otherwise have to extract them again (or keep every fold model)
+        out["train_risk"] = np.asarray(model.predict(X[train]), dtype=np.float64)
     out["fit_seconds"] = np.float64(fit_seconds)
     if X_test is not None:
         with rows_of(None, f"{where}, external test cohort", cohort="test"):
@@ -404,7 +412,7 @@ def benchmark(
             with atomic_path(path) as tmp, open(tmp, "wb") as fh:
                 np.savez(fh, test_index=test, resume_key=np.str_(keys[(name, k)]), **out)
 
-    rows, pred_rows, models = [], [], {}
+    rows, pred_rows, train_rows, models = [], [], [], {}
     pooled = {}
     fold_of = np.empty(len(X), dtype=np.int64)  # test fold of each patient
     for k, (_, test) in enumerate(splits):
@@ -440,6 +448,18 @@ def benchmark(
                 test_dice.append(out["test_dice"])
             if keep_models and model is not None:
                 models.setdefault(name, []).append(model)
+            if "train_risk" in out:
+                train_rows.append(
+                    pd.DataFrame(
+                        {
+                            "model": name,
+                            "set": "fold_train",
+                            "fold": k,
+                            "patient": train,
+                            "risk": out["train_risk"],
+                        }
+                    )
+                )
             pred_rows.append(
                 pd.DataFrame(
                     {
@@ -540,7 +560,7 @@ def benchmark(
     table = pd.DataFrame(rows)
     table.attrs["reference"] = reference
     table.attrs["calibration_horizon"] = horizon
-    predictions = pd.concat(pred_rows, ignore_index=True)
+    predictions = pd.concat(pred_rows + train_rows, ignore_index=True)
     if out_dir is not None:
         table.to_csv(out_dir / "results.csv", index=False)
         predictions.to_csv(out_dir / "predictions.csv", index=False)

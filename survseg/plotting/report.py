@@ -5,9 +5,9 @@ For a :class:`~survseg.evaluation.benchmark.BenchmarkResult` this writes
 * ``cindex.png`` — forest plot of the cross-validated C-indices with 95 % CIs and p-values
   against the reference model (``cindex_test.png`` for an external test cohort);
 * ``km_<model>.png`` — Kaplan–Meier curves of the out-of-fold high- and low-risk groups. Each
-  patient is split at the median risk of *its fold's training patients* (the papers' protocol)
-  when the fold models were kept (``keep_models=True``); otherwise at the median of its fold's
-  out-of-fold risks, and the title says so;
+  patient is split at the median risk of *its fold's training patients* (the papers' protocol),
+  which the benchmark records (or, for results of older versions, the kept fold models
+  predict); otherwise at the median of its fold's out-of-fold risks, and the title says so;
 * ``overlay_<model>.png`` — for models that segment: the patient with the largest tumour, its
   true and out-of-fold predicted masks on PET and CT;
 * ``calibration.png`` — for the models that give survival functions: observed (Kaplan–Meier)
@@ -53,26 +53,31 @@ def fold_thresholds(result, model: str, X=None) -> tuple[np.ndarray, np.ndarray,
     risk : ndarray (n_patients,)
         Out-of-fold risks, in patient order.
     threshold : ndarray (n_patients,)
-        Median risk of the fold's training patients, predicted by the fold's model, if the
-        fold models and ``X`` are available; otherwise the median of the fold's out-of-fold
-        risks.
+        Median risk of the fold's training patients, predicted by the fold's model: from
+        the benchmark's ``"fold_train"`` predictions, or else by the kept fold models on
+        ``X``; otherwise the median of the fold's out-of-fold risks.
     from_training : bool
         Whether the thresholds come from the training patients.
     """
     pred = result.predictions
-    rows = pred[(pred["model"] == model) & (pred["set"] == "train_cv")]
+    mine = pred[pred["model"] == model]
+    rows = mine[mine["set"] == "train_cv"]
     if rows.empty:
         raise ValueError(f"no out-of-fold predictions for model {model!r}.")
     n = int(rows["patient"].max()) + 1
     risk, threshold = np.full(n, np.nan), np.full(n, np.nan)
     fold_models = result.models.get(model) or []
     folds = sorted(rows["fold"].unique())
-    from_training = X is not None and len(fold_models) == len(folds)
+    fitted = mine[mine["set"] == "fold_train"]
+    recorded = set(fitted["fold"].unique()) >= set(folds)
+    from_training = recorded or (X is not None and len(fold_models) == len(folds))
     for fold in folds:
         part = rows[rows["fold"] == fold]
         test = part["patient"].to_numpy()
         risk[test] = part["risk"].to_numpy()
-        if from_training:
+        if recorded:
+            threshold[test] = np.median(fitted.loc[fitted["fold"] == fold, "risk"])
+        elif from_training:
             train = np.setdiff1d(rows["patient"].to_numpy(), test)
             threshold[test] = np.median(fold_models[fold].predict(X[train]))
         else:

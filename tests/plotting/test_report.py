@@ -77,9 +77,46 @@ def test_thresholds_are_training_medians_of_each_fold(run):
         np.testing.assert_allclose(threshold[test], np.median(model.predict(X[train])))
 
 
-def test_without_models_thresholds_fall_back_to_fold_medians(run, tmp_path):
+def _without_fold_train(result, models):
+    """The result as a benchmark of an older version gave it: no ``fold_train`` rows."""
+    pred = result.predictions
+    return type(result)(
+        table=result.table, predictions=pred[pred["set"] != "fold_train"], models=models
+    )
+
+
+def test_thresholds_need_neither_models_nor_images(run):
     X, y, result = run
     bare = type(result)(table=result.table, predictions=result.predictions, models={})
+    risk, threshold, from_training = fold_thresholds(bare, "threshold")  # no X either
+    assert from_training
+    expected = fold_thresholds(result, "threshold", X)
+    np.testing.assert_array_equal(risk, expected[0])
+    np.testing.assert_array_equal(threshold, expected[1])
+
+
+def test_fold_train_rows_are_each_fold_models_training_risks(run):
+    X, y, result = run
+    folds = list(StratifiedKFold(3, shuffle=True, random_state=0).split(X, y["event"]))
+    rows = result.predictions.query("model == 'threshold' and set == 'fold_train'")
+    for k, (train, _) in enumerate(folds):
+        part = rows[rows["fold"] == k]
+        np.testing.assert_array_equal(np.sort(part["patient"]), np.sort(train))
+        model = PetThreshold().fit(X[train], y[train])
+        np.testing.assert_allclose(part["risk"], model.predict(X[part["patient"].to_numpy()]))
+
+
+def test_older_results_take_thresholds_from_kept_models(run):
+    X, y, result = run
+    old = _without_fold_train(result, result.models)
+    risk, threshold, from_training = fold_thresholds(old, "threshold", X)
+    assert from_training
+    np.testing.assert_allclose(threshold, fold_thresholds(result, "threshold", X)[1])
+
+
+def test_without_models_thresholds_fall_back_to_fold_medians(run, tmp_path):
+    X, y, result = run
+    bare = _without_fold_train(result, {})
     risk, threshold, from_training = fold_thresholds(bare, "age", X)
     assert not from_training
     pred = result.predictions.query("model == 'age' and set == 'train_cv'")
