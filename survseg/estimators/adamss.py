@@ -80,7 +80,7 @@ from ..losses.discrete_time import (
 )
 from ..losses.segmentation import focal_loss, region_dice_loss
 from ..networks.adamss import AdaMSS
-from ..networks.heads import SegmentationFeatures
+from ..networks.heads import SEGMENTATION_STATISTICS, SegmentationFeatures, check_statistics
 from ._cox import CoxSurvivalMixin
 from ._cox_head import cox_head_risk, fit_cox_head, has_cox_head
 from ._deep import (
@@ -268,6 +268,11 @@ class AdaMSSRegressor(SegmentationMixin, DeepSurvivalBase):
         lesion; on DeepMTS's development cohorts the segmentation features learned much more
         (``benchmarks/heads/RESULTS.md``); with ``survival_head="cox"`` AdaMSS beat tumour
         radiomics on evaluation seed 3 (``benchmarks/README.md``).
+    segmentation_statistics : sequence of str, \
+            default=("log_volume", "log_uptake", "mean_suv")
+        Which statistics of each region's map, in order; as
+        :class:`~survseg.estimators.DeepMTSRegressor`'s (any of
+        :data:`~survseg.networks.heads.PET_STATISTICS`).
     feature_scaling : {"standardize"} or None, default=None
         z-score the head's image-derived inputs, :math:`(x - \\mu) / \\sigma`: the pooled
         decoder features with running statistics of the training batches (momentum 0.05, the
@@ -389,7 +394,7 @@ class AdaMSSRegressor(SegmentationMixin, DeepSurvivalBase):
         Selected radiomics features (empty without radiomics).
     tabular_features_ : list of str
         Tabular inputs of the survival head: the segmentation features
-        (``<region>_log_volume``, ``<region>_log_uptake``, ``<region>_mean_suv``; with
+        (``<region>_<statistic>`` for each ``segmentation_statistics``; with
         ``survival_inputs`` other than ``"pooled"``), the selected radiomics, then clinical.
     regions_ : tuple of str
         The segmented regions, in output-channel order: ``("tumour",)`` or
@@ -449,6 +454,7 @@ class AdaMSSRegressor(SegmentationMixin, DeepSurvivalBase):
         "max_radiomics_features": [None, Interval(numbers.Integral, 1, None, closed="left")],
         "radiomics_cv": [None, Interval(numbers.Integral, 2, None, closed="left")],
         "survival_inputs": [StrOptions({"pooled", "segmentation", "pooled+segmentation"})],
+        "segmentation_statistics": [list, tuple],
         "feature_scaling": [None, StrOptions({"standardize"})],
         "survival_head": [StrOptions({"network", "cox"})],
         "cox_alpha": [Interval(numbers.Real, 0, None, closed="left")],
@@ -486,6 +492,7 @@ class AdaMSSRegressor(SegmentationMixin, DeepSurvivalBase):
         max_radiomics_features=10,
         radiomics_cv=None,
         survival_inputs="pooled",
+        segmentation_statistics=SEGMENTATION_STATISTICS,
         feature_scaling=None,
         survival_head="network",
         cox_alpha=10.0,
@@ -528,6 +535,7 @@ class AdaMSSRegressor(SegmentationMixin, DeepSurvivalBase):
         self.max_radiomics_features = max_radiomics_features
         self.radiomics_cv = radiomics_cv
         self.survival_inputs = survival_inputs
+        self.segmentation_statistics = segmentation_statistics
         self.feature_scaling = feature_scaling
         self.survival_head = survival_head
         self.cox_alpha = cox_alpha
@@ -594,6 +602,7 @@ class AdaMSSRegressor(SegmentationMixin, DeepSurvivalBase):
                 f"{self.survival_inputs!r}; pooled decoder features exist only in a stage-II "
                 "network)."
             )
+        check_statistics(self.segmentation_statistics, "segmentation_statistics")
         if self._seg_features and "pet" not in modalities:
             raise ValueError(
                 f"survival_inputs={self.survival_inputs!r} measures uptake in the 'pet' "
@@ -1086,10 +1095,10 @@ class AdaMSSRegressor(SegmentationMixin, DeepSurvivalBase):
             del sub.data
 
     def _segmentation_features(self, net, X, modalities, intensity) -> np.ndarray:
-        """``(n, 3 R)`` soft volume / uptake / mean-SUV features of ``net``'s region maps on
-        the whole volumes (:class:`~survseg.networks.heads.SegmentationFeatures`)."""
+        """``(n, S R)`` ``segmentation_statistics`` of ``net``'s region maps on the whole
+        volumes (:class:`~survseg.networks.heads.SegmentationFeatures`)."""
         device = next(net.parameters()).device
-        features = SegmentationFeatures(detach=True)
+        features = SegmentationFeatures(detach=True, statistics=self.segmentation_statistics)
         vox = torch.from_numpy(voxel_ml(X))
         net.eval()
 
@@ -1105,9 +1114,8 @@ class AdaMSSRegressor(SegmentationMixin, DeepSurvivalBase):
         out = training.forward_in_batches(step, len(X), self.predict_batch_size)
         return out.astype(np.float64)
 
-    @staticmethod
-    def _segmentation_feature_names(regions) -> list:
-        return [f"{r}_{what}" for r in regions for what in ("log_volume", "log_uptake", "mean_suv")]
+    def _segmentation_feature_names(self, regions) -> list:
+        return [f"{r}_{what}" for r in regions for what in self.segmentation_statistics]
 
     def _radiomics_extractor(self, masks: dict, modalities):
         """The configured extractor on the predicted ``masks`` ({region: (n, D, H, W)}):

@@ -27,7 +27,7 @@ from torch import nn
 
 from .blocks import ConvBNReLU, PlainBlock, ResidualBlock
 from .densenet import DenseNet3d, _check_positive, _check_rate
-from .heads import FeatureStandardizer, SegmentationFeatures
+from .heads import SEGMENTATION_STATISTICS, FeatureStandardizer, SegmentationFeatures
 
 __all__ = ["DeepMTSOutput", "SegmentationBackbone", "DeepMTS"]
 
@@ -287,6 +287,10 @@ class DeepMTS(nn.Module):
         total uptake (:class:`~survseg.networks.heads.SegmentationFeatures`), then
         dropout-FC(``fc_units``)-ReLU into FC-3. Needs ``segmentation`` and ``forward``'s
         ``suv``. Not in the paper.
+    segmentation_statistics : sequence of str, default=SEGMENTATION_STATISTICS
+        Which per-region statistics that branch computes (any of
+        :data:`~survseg.networks.heads.PET_STATISTICS`, e.g. adding SUVmax and the SUV
+        coefficient of variation).
     feature_scaling : bool, default=False
         z-score each branch's features before its FC layer with running training statistics
         (:class:`~survseg.networks.heads.FeatureStandardizer` with ``scaling_momentum``):
@@ -341,6 +345,7 @@ class DeepMTS(nn.Module):
         seg_prior: float | None = 0.01,
         n_regions: int = 1,
         segmentation_features: bool = False,
+        segmentation_statistics=SEGMENTATION_STATISTICS,
         feature_scaling: bool = False,
         scaling_momentum: float = 0.05,
     ):
@@ -407,8 +412,10 @@ class DeepMTS(nn.Module):
         self.seg_features = self.fc_seg = None
         self.n_seg_features = 0
         if segmentation_features:
-            self.seg_features = SegmentationFeatures(detach=True)
-            self.n_seg_features = 3 * int(n_regions)
+            self.seg_features = SegmentationFeatures(
+                detach=True, statistics=segmentation_statistics
+            )
+            self.n_seg_features = len(self.seg_features.statistics) * int(n_regions)
             self.fc_seg = _FC(self.n_seg_features, fc_units, fc_dropout)
             self.n_features += self.n_seg_features
         self.scale_shared = self.scale_cascade = self.scale_seg = None
@@ -473,7 +480,7 @@ class DeepMTS(nn.Module):
         voxel_ml: torch.Tensor | None = None,
     ) -> DeepMTSOutput:
         """``suv`` (N, 1, D, H, W), the un-normalised PET, and ``voxel_ml`` (N,) are needed
-        with ``segmentation_features`` only; ``features`` then ends with the 3R segmentation
+        with ``segmentation_features`` only; ``features`` then ends with the S R segmentation
         features (before scaling)."""
         n = images.shape[0]
         if self.seg_features is not None and suv is None:

@@ -39,11 +39,37 @@ from torch import nn
 
 from ..losses.cox import cox_partial_likelihood_loss
 
-__all__ = ["SegmentationFeatures", "FeatureStandardizer", "RiskHead", "RiskMemoryBank"]
+__all__ = [
+    "SEGMENTATION_STATISTICS",
+    "PET_STATISTICS",
+    "check_statistics",
+    "SegmentationFeatures",
+    "FeatureStandardizer",
+    "RiskHead",
+    "RiskMemoryBank",
+]
+
+#: The default per-region statistics: log soft volume, log soft total uptake, mean SUV.
+SEGMENTATION_STATISTICS = ("log_volume", "log_uptake", "mean_suv")
+#: The standard quantitative PET set (MTV, TLG, SUVmean, SUVmax, and the SUV coefficient of
+#: variation as a first-order heterogeneity measure), every statistic
+#: :class:`SegmentationFeatures` knows.
+PET_STATISTICS = ("log_volume", "log_uptake", "mean_suv", "log_max_suv", "suv_cv")
+
+
+def check_statistics(statistics, name: str = "statistics") -> tuple:
+    """``statistics`` as a tuple of distinct :data:`PET_STATISTICS` names, or a ValueError."""
+    values = (statistics,) if isinstance(statistics, str) else tuple(statistics)
+    unknown = [s for s in values if s not in PET_STATISTICS]
+    if unknown or not values or len(set(values)) < len(values):
+        raise ValueError(
+            f"{name} must be distinct names from {list(PET_STATISTICS)}; got {statistics!r}."
+        )
+    return values
 
 
 class SegmentationFeatures(nn.Module):
-    r"""Soft volume, total uptake and mean uptake of each predicted region.
+    r"""PET statistics of each predicted region: soft volume, uptake, mean, peak, spread.
 
     Parameters
     ----------
@@ -54,20 +80,40 @@ class SegmentationFeatures(nn.Module):
         Stop the survival loss's gradient at the probability maps, so that the survival head
         cannot change the segmentation (e.g. inflate a region to raise a risk); the maps are
         then learned from the segmentation loss only.
+    statistics : sequence of str, default=SEGMENTATION_STATISTICS
+        Which statistics, in this order, for every region; any of :data:`PET_STATISTICS`.
 
     Notes
     -----
     ``forward(prob, suv, voxel_ml=None)`` with ``prob`` (N, R, D, H, W) in [0, 1], ``suv``
-    (N, 1, D, H, W) and optionally ``voxel_ml`` (N,) returns (N, 3R): for each region r, :math:`\log(1 + V_r)`, :math:`\log(1 + U_r)` and
-    :math:`U_r / \max(V_r, v)`. A region with no probability anywhere gives 0, 0 and 0.
+    (N, 1, D, H, W) and optionally ``voxel_ml`` (N,) returns (N, S R), the S statistics of
+    region 1, then of region 2, ... With :math:`p = p_r(x)`, :math:`s = \mathrm{SUV}(x)` and
+    :math:`v` the voxel volume (ml):
+
+    - ``log_volume``: :math:`\log(1 + V_r)`, :math:`V_r = v \sum_x p` (the metabolic tumour
+      volume, MTV, of a soft mask);
+    - ``log_uptake``: :math:`\log(1 + U_r)`, :math:`U_r = v \sum_x p\, s` (total lesion
+      glycolysis, TLG);
+    - ``mean_suv``: :math:`U_r / \max(V_r, v)` (SUVmean);
+    - ``log_max_suv``: :math:`\log(1 + \max_x p\, s)` (SUVmax of the voxels the region
+      surely holds: a hot voxel of probability 0.1 counts a tenth);
+    - ``suv_cv``: :math:`\min(\sum_x p, 1)\, \sigma_r / \max(\mu_r, 10^{-3})` with
+      :math:`\mu_r, \sigma_r^2` the :math:`p`-weighted mean and variance of :math:`s` (the
+      coefficient of variation, a first-order heterogeneity measure; the first factor takes
+      it to 0 for a region of less than one voxel's probability).
+
+    A region with no probability anywhere gives 0 for every statistic.
     """
 
-    def __init__(self, voxel_ml: float = 1.0, detach: bool = True):
+    def __init__(
+        self, voxel_ml: float = 1.0, detach: bool = True, statistics=SEGMENTATION_STATISTICS
+    ):
         super().__init__()
         if not voxel_ml > 0:
             raise ValueError(f"voxel_ml must be > 0; got {voxel_ml}.")
         self.voxel_ml = float(voxel_ml)
         self.detach = bool(detach)
+        self.statistics = check_statistics(statistics)
 
     def forward(self, prob: torch.Tensor, suv: torch.Tensor, voxel_ml=None) -> torch.Tensor:
         if prob.ndim != 5 or suv.ndim != 5 or suv.shape[1] != 1:
@@ -86,10 +132,28 @@ class SegmentationFeatures(nn.Module):
             v = torch.as_tensor(voxel_ml, dtype=prob.dtype, device=prob.device).reshape(-1, 1)
             if v.shape[0] != prob.shape[0] or not (v > 0).all():
                 raise ValueError(f"voxel_ml must be {prob.shape[0]} positive volumes.")
-        volume = prob.sum(dim=(2, 3, 4)) * v  # (N, R)
-        uptake = (prob * suv).sum(dim=(2, 3, 4)) * v
-        mean = uptake / torch.maximum(volume, v * torch.ones_like(volume))
-        return torch.stack([torch.log1p(volume), torch.log1p(uptake), mean], dim=2).flatten(1)
+        dims = (2, 3, 4)
+        weight = prob.sum(dim=dims)  # (N, R), in voxels
+        weighted = prob * suv
+        volume, uptake = weight * v, weighted.sum(dim=dims) * v
+        out = {
+            "log_volume": lambda: torch.log1p(volume),
+            "log_uptake": lambda: torch.log1p(uptake),
+            "mean_suv": lambda: uptake / torch.maximum(volume, v * torch.ones_like(volume)),
+            "log_max_suv": lambda: torch.log1p(weighted.amax(dim=dims)),
+            "suv_cv": lambda: self._cv(prob, suv, weight),
+        }
+        return torch.stack([out[s]() for s in self.statistics], dim=2).flatten(1)
+
+    @staticmethod
+    def _cv(prob, suv, weight):
+        norm = torch.clamp(weight, min=1e-6)
+        mean = (prob * suv).sum(dim=(2, 3, 4)) / norm
+        centred = suv - mean[:, :, None, None, None]
+        var = (prob * centred**2).sum(dim=(2, 3, 4)) / norm
+        cv = torch.sqrt(var + 1e-12) / torch.clamp(mean, min=1e-3)
+        # fades to 0 below one voxel's worth of probability: no region, no spread
+        return cv * torch.clamp(weight, max=1.0)
 
 
 class FeatureStandardizer(nn.Module):

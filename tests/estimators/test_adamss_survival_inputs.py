@@ -117,6 +117,24 @@ def test_segmentation_inputs_reach_the_risk(cohort):
     np.testing.assert_allclose(after[1:], base[1:], rtol=1e-6)
 
 
+def test_pet_statistics_follow_segmentation_statistics(cohort):
+    X, y = cohort
+    stats = ("log_max_suv", "log_volume", "suv_cv")
+    est = tiny(segmentation_statistics=stats).fit(X, y)
+    assert est.tabular_features_ == [f"{r}_{w}" for r in ("tumour", "nodes") for w in stats]
+    pet = np.asarray(X["pet"], dtype=np.float64).reshape(len(X), -1)
+    cols = []
+    for region in est.regions_:
+        p = est.predict_proba_mask(X, region=region).astype(np.float64).reshape(len(X), -1)
+        mean = np.average(pet, weights=p, axis=1)
+        sd = np.sqrt(np.average((pet - mean[:, None]) ** 2, weights=p, axis=1))
+        cols += [np.log1p((p * pet).max(1)), np.log1p(8.0 / 1000 * p.sum(1)), sd / mean]
+    np.testing.assert_allclose(est._tabular(X), np.stack(cols, 1), rtol=2e-4, atol=1e-5)
+    assert est.network_.survival_head.net[1].in_features == 6
+    with pytest.raises(ValueError, match="segmentation_statistics"):
+        tiny(segmentation_statistics=["mean_suv", "mean_suv"]).fit(X, y)
+
+
 def test_bad_combinations(cohort):
     X, y = cohort
     with pytest.raises(ValueError, match="no stage I"):

@@ -139,9 +139,37 @@ def test_segmentation_inputs_rank_by_predicted_tumour_volume():
     assert c > 0.7, c
 
 
+def _pet_statistics(p, pet, v):
+    """MTV, TLG, SUVmean, SUVmax, COV of probability maps ``p`` (n, ...), by numpy."""
+    p, pet = p.reshape(len(p), -1), pet.reshape(len(pet), -1)
+    vol, upt = p.sum(1) * v, (p * pet).sum(1) * v
+    mean = np.average(pet, weights=p, axis=1)
+    sd = np.sqrt(np.average((pet - mean[:, None]) ** 2, weights=p, axis=1))
+    peak = (p * pet).max(1)
+    return np.stack(
+        [np.log1p(vol), np.log1p(upt), upt / np.maximum(vol, v), np.log1p(peak), sd / mean], 1
+    )
+
+
+def test_pet_statistics_reach_the_cox_head(cohort):
+    X, y = cohort
+    stats = ("log_volume", "log_uptake", "mean_suv", "log_max_suv", "suv_cv")
+    est = tiny(segmentation_statistics=stats, survival_head="cox").fit(X, y)
+    assert list(est.get_feature_names_out()) == [f"tumour_{s}" for s in stats]
+    p = est.predict_proba_mask(X).astype(np.float64)
+    want = _pet_statistics(p, np.asarray(X["pet"], dtype=np.float64), 2.0**3 / 1000)
+    np.testing.assert_allclose(est.transform(X), want, rtol=2e-4)
+    assert est.head_coef_.shape == (5,) and np.isfinite(est.predict(X)).all()
+    # the network is rebuilt with the same branch from a pickle
+    again = pickle.loads(pickle.dumps(est))
+    np.testing.assert_allclose(again.predict(X), est.predict(X), rtol=1e-6)
+
+
 @pytest.mark.parametrize(
     ("kwargs", "match"),
     [
+        (dict(segmentation_statistics=("log_volume", "suv_peak")), "segmentation_statistics"),
+        (dict(segmentation_statistics=()), "segmentation_statistics"),
         (dict(segmentation=False), "needs segmentation=True"),
         (dict(modalities=("ct",), intensity=None), "'pet' modality"),
         (dict(survival_inputs="radiomics"), "survival_inputs"),

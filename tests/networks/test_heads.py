@@ -5,6 +5,7 @@ import pytest
 import torch
 
 from survseg.networks.heads import (
+    PET_STATISTICS,
     FeatureStandardizer,
     RiskHead,
     RiskMemoryBank,
@@ -49,6 +50,47 @@ class TestSegmentationFeatures:
         else:
             f.sum().backward()
             assert prob.grad.abs().sum() > 0
+
+    def test_pet_statistics_of_a_hard_mask(self):
+        # a 2x2x2 region with SUV 1..8: SUVmax 8, CV = population SD / mean
+        prob = torch.zeros(1, 2, 4, 4, 4)
+        prob[0, 0, :2, :2, :2] = 1.0
+        suv = torch.full((1, 1, 4, 4, 4), 20.0)  # hotter outside: must not leak in
+        suv[0, 0, :2, :2, :2] = torch.arange(1.0, 9.0).reshape(2, 2, 2)
+        f = SegmentationFeatures(voxel_ml=0.5, statistics=PET_STATISTICS)(prob, suv)
+        values = np.arange(1.0, 9.0)
+        expected = [np.log(5.0), np.log(19.0), 4.5, np.log(9.0), values.std() / values.mean()]
+        np.testing.assert_allclose(f.numpy()[0], expected + [0.0] * 5, rtol=1e-5, atol=1e-6)
+
+    def test_pet_statistics_of_soft_maps_are_weighted_moments(self):
+        gen = torch.Generator().manual_seed(0)
+        prob = torch.rand(3, 2, 5, 5, 5, generator=gen, dtype=torch.float64)
+        suv = torch.rand(3, 1, 5, 5, 5, generator=gen, dtype=torch.float64) * 6
+        got = SegmentationFeatures(statistics=("log_max_suv", "suv_cv"))(prob, suv).numpy()
+        for i in range(3):
+            for r in range(2):
+                w, s = prob[i, r].numpy().ravel(), suv[i, 0].numpy().ravel()
+                mean = np.average(s, weights=w)
+                sd = np.sqrt(np.average((s - mean) ** 2, weights=w))
+                np.testing.assert_allclose(
+                    got[i, 2 * r : 2 * r + 2], [np.log1p((w * s).max()), sd / mean], rtol=1e-6
+                )
+
+    def test_spread_fades_to_zero_with_the_region(self):
+        suv = torch.rand(1, 1, 3, 3, 3) + 1
+        prob = torch.zeros(1, 1, 3, 3, 3)
+        prob[0, 0, 0, 0, :2] = 0.25  # half a voxel's worth of probability
+        sf = SegmentationFeatures(statistics=("suv_cv",))
+        # the same weighted moments at 4x the probability (2 voxels' worth): the full CV
+        full = sf(prob * 4, suv).item()
+        assert full > 0
+        np.testing.assert_allclose(sf(prob, suv).item(), 0.5 * full, rtol=1e-5)
+        assert sf(torch.zeros_like(prob), suv).item() == 0.0
+
+    @pytest.mark.parametrize("bad", [(), ("log_volume", "log_volume"), ("suv_peak",)])
+    def test_rejects_unknown_or_repeated_statistics(self, bad):
+        with pytest.raises(ValueError, match="statistics must be distinct names"):
+            SegmentationFeatures(statistics=bad)
 
     def test_bad_shapes(self):
         sf = SegmentationFeatures(voxel_ml=1.0)
