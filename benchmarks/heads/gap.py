@@ -19,6 +19,9 @@ the test patients with:
 - ``soft3 gt->pred``: the head fitted on ground-truth features, applied to predicted ones
   (is it the training patients' masks that mislead the head?).
 
+Each feature set of the predicted maps and of the true masks is also refitted at ridge
+strengths ``ALPHAS`` (``... alpha <a>`` rows; added after seeds 1 and 11 had run).
+
 It also reports train and test Dice per region (do the training patients' masks look like
 the test patients'?).
 
@@ -40,6 +43,7 @@ from common import DEV_SEEDS, folds  # noqa: E402
 
 HERE = Path(__file__).resolve().parent
 CLINICAL = ("age", "hpv", "tnm_stage")
+ALPHAS = (1.0, 3.0, 10.0, 30.0, 100.0)
 
 
 def soft_features(prob, suv, voxel_ml, extended):
@@ -94,6 +98,7 @@ def main(argv=None):
     suv = X["pet"]
     names = ["estimator", "soft3 pred", "soft5 pred", "soft3 hard", "soft5 hard", "soft3 gt"]
     names += ["soft5 gt", "soft3 gt->pred"]
+    names += [f"soft{k} {w} alpha {a:g}" for k in (3, 5) for w in ("pred", "gt") for a in ALPHAS]
     risk = {k: np.zeros(len(y)) for k in names}
     dices, start = [], time.perf_counter()
     for k in np.unique(fold):
@@ -134,6 +139,10 @@ def main(argv=None):
             scaler = StandardScaler().fit(F[tr])
             cox = CoxPHSurvivalAnalysis(alpha=1.0).fit(scaler.transform(F[tr]), y[tr])
             risk[name][te] = cox.predict(scaler.transform(F[te]))
+            for a in ALPHAS:  # the ridge strength (the estimator's cox_alpha is 10)
+                cox_a = CoxPHSurvivalAnalysis(alpha=a).fit(scaler.transform(F[tr]), y[tr])
+                if f"{name} alpha {a:g}" in risk:
+                    risk[f"{name} alpha {a:g}"][te] = cox_a.predict(scaler.transform(F[te]))
             if name == "soft3 gt":
                 P = np.c_[feats["soft3 pred"], clinical]
                 risk["soft3 gt->pred"][te] = cox.predict(scaler.transform(P[te]))
