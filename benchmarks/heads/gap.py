@@ -126,11 +126,12 @@ def main(argv=None):
                 row[f"dice_{region}_{part}"] = dice(pred[idx, r] > 0.5, gt[idx, r] > 0.5)
         dices.append(row)
         print(row, flush=True)
+        hard = (pred > 0.5).astype(np.float32)
         feats = {
             "soft3 pred": soft_features(pred, suv, voxel_ml, False),
             "soft5 pred": soft_features(pred, suv, voxel_ml, True),
-            "soft3 hard": soft_features((pred > 0.5).astype(np.float32), suv, voxel_ml, False),
-            "soft5 hard": soft_features((pred > 0.5).astype(np.float32), suv, voxel_ml, True),
+            "soft3 hard": soft_features(hard, suv, voxel_ml, False),
+            "soft5 hard": soft_features(hard, suv, voxel_ml, True),
             "soft3 gt": soft_features(gt, suv, voxel_ml, False),
             "soft5 gt": soft_features(gt, suv, voxel_ml, True),
         }
@@ -140,9 +141,10 @@ def main(argv=None):
             cox = CoxPHSurvivalAnalysis(alpha=1.0).fit(scaler.transform(F[tr]), y[tr])
             risk[name][te] = cox.predict(scaler.transform(F[te]))
             for a in ALPHAS:  # the ridge strength (the estimator's cox_alpha is 10)
+                if f"{name} alpha {a:g}" not in risk:  # swept for maps and true masks only
+                    continue
                 cox_a = CoxPHSurvivalAnalysis(alpha=a).fit(scaler.transform(F[tr]), y[tr])
-                if f"{name} alpha {a:g}" in risk:
-                    risk[f"{name} alpha {a:g}"][te] = cox_a.predict(scaler.transform(F[te]))
+                risk[f"{name} alpha {a:g}"][te] = cox_a.predict(scaler.transform(F[te]))
             if name == "soft3 gt":
                 P = np.c_[feats["soft3 pred"], clinical]
                 risk["soft3 gt->pred"][te] = cox.predict(scaler.transform(P[te]))

@@ -135,20 +135,21 @@ class SegmentationFeatures(nn.Module):
         dims = (2, 3, 4)
         weight = prob.sum(dim=dims)  # (N, R), in voxels
         weighted = prob * suv
-        volume, uptake = weight * v, weighted.sum(dim=dims) * v
+        weighted_sum = weighted.sum(dim=dims)
+        volume, uptake = weight * v, weighted_sum * v
         out = {
             "log_volume": lambda: torch.log1p(volume),
             "log_uptake": lambda: torch.log1p(uptake),
             "mean_suv": lambda: uptake / torch.maximum(volume, v * torch.ones_like(volume)),
             "log_max_suv": lambda: torch.log1p(weighted.amax(dim=dims)),
-            "suv_cv": lambda: self._cv(prob, suv, weight),
+            "suv_cv": lambda: self._cv(prob, suv, weight, weighted_sum),
         }
         return torch.stack([out[s]() for s in self.statistics], dim=2).flatten(1)
 
     @staticmethod
-    def _cv(prob, suv, weight):
+    def _cv(prob, suv, weight, weighted_sum):
         norm = torch.clamp(weight, min=1e-6)
-        mean = (prob * suv).sum(dim=(2, 3, 4)) / norm
+        mean = weighted_sum / norm
         centred = suv - mean[:, :, None, None, None]
         var = (prob * centred**2).sum(dim=(2, 3, 4)) / norm
         cv = torch.sqrt(var + 1e-12) / torch.clamp(mean, min=1e-3)
