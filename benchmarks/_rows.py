@@ -32,8 +32,10 @@ def write_result(out: dict, path) -> None:
 
 def benchmark_folds(result, name):
     """Each patient's test fold in a :func:`survseg.evaluation.benchmark` result, by patient."""
-    predictions = result.predictions
-    return predictions[predictions["model"] == name].sort_values("patient")["fold"].to_numpy()
+    p = result.predictions
+    # the test rows only: since session 9 each fold model's training risks are rows too
+    p = p[(p["model"] == name) & (p["set"] == "train_cv")]
+    return p.sort_values("patient")["fold"].to_numpy()
 
 
 def fold_node_dice(result, name) -> list:
