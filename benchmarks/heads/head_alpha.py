@@ -24,9 +24,9 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import numpy as np  # noqa: E402
 from common import DEV_SEEDS, folds  # noqa: E402
+from gap import CLINICAL  # noqa: E402  (the clinical covariates of nodes_evaluation.py)
 
 HERE = Path(__file__).resolve().parent
-CLINICAL = ("age", "hpv", "tnm_stage")
 ALPHAS = (1.0, 10.0, 30.0, 100.0, 300.0, 1000.0)
 
 
