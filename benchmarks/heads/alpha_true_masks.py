@@ -20,7 +20,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import numpy as np  # noqa: E402
-from common import DEV_SEEDS, folds  # noqa: E402
+from common import DEV_SEEDS, evaluation_cohort, folds  # noqa: E402
 from gap import CLINICAL, soft_features  # noqa: E402
 
 HERE = Path(__file__).resolve().parent
@@ -32,13 +32,12 @@ def main():
     from sklearn.preprocessing import StandardScaler
     from sksurv.linear_model import CoxPHSurvivalAnalysis
 
-    from survseg.datasets import make_petct_cohort
     from survseg.evaluation import concordance_index
 
     rows = []
     for n in SIZES:
         for seed in DEV_SEEDS:
-            X, y, truth = make_petct_cohort(n, (32,) * 3, random_state=seed, return_truth=True)
+            X, y, truth = evaluation_cohort(seed, n)
             fold = folds(y)
             voxel_ml = float(truth.spacing_mm) ** 3 / 1000.0
             gt = np.stack([X["mask"], X["nodes"]], axis=1).astype(np.float32)

@@ -32,19 +32,18 @@ sys.path.insert(0, str(HERE.parent))
 
 import numpy as np  # noqa: E402
 from _rows import learned_ceilings  # noqa: E402
-from common import DEV_SEEDS, folds  # noqa: E402
+from common import DEV_SEEDS, evaluation_cohort, folds  # noqa: E402
 
 SIZES = (150, 300, 600)
 
 
 def main():
-    from survseg.datasets import make_petct_cohort
     from survseg.evaluation import concordance_index
 
     rows, start = [], time.perf_counter()
     for n in SIZES:
         for seed in DEV_SEEDS:
-            X, y, truth = make_petct_cohort(n, (32,) * 3, random_state=seed, return_truth=True)
+            X, y, truth = evaluation_cohort(seed, n)
             fold = folds(y)
             true = float(concordance_index(y, truth.risk, groups=fold))
             ceilings = learned_ceilings(y, truth, fold)

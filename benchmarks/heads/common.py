@@ -36,6 +36,17 @@ def cohort(seed: int, n: int = N_PATIENTS, shape=SHAPE):
     return make_petct_cohort(n, shape, random_state=seed, event_rate=EVENT_RATE, return_truth=True)
 
 
+def evaluation_cohort(seed: int, n: int = N_PATIENTS, shape=SHAPE):
+    """``X, y, truth`` of a development seed drawn as ``nodes_evaluation.py`` draws its cohorts.
+
+    The generator's default event rate (about a third), not :func:`cohort`'s 0.35, so that the
+    numbers compare with the evaluation seeds' JSONs.
+    """
+    if seed in RESERVED or seed not in DEV_SEEDS:
+        raise ValueError(f"seed {seed} is not a development seed {DEV_SEEDS}.")
+    return make_petct_cohort(n, shape, random_state=seed, return_truth=True)
+
+
 def folds(y, n_folds: int = 3) -> np.ndarray:
     """Test-fold label of each patient."""
     fold = np.empty(len(y), dtype=int)

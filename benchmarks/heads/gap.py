@@ -39,7 +39,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import numpy as np  # noqa: E402
-from common import DEV_SEEDS, folds  # noqa: E402
+from common import DEV_SEEDS, evaluation_cohort, folds  # noqa: E402
 
 HERE = Path(__file__).resolve().parent
 CLINICAL = ("age", "hpv", "tnm_stage")
@@ -84,13 +84,11 @@ def main(argv=None):
     from sklearn.preprocessing import StandardScaler
     from sksurv.linear_model import CoxPHSurvivalAnalysis
 
-    from survseg.datasets import make_petct_cohort
     from survseg.evaluation import concordance_index
     from survseg.registry import SMALL_DATA_HEAD, make_model
 
     torch.set_num_threads(args.threads)
-    # the cohort of nodes_evaluation.py (its default event rate), not common.cohort's
-    X, y, truth = make_petct_cohort(150, (32,) * 3, random_state=args.seed, return_truth=True)
+    X, y, truth = evaluation_cohort(args.seed)
     fold = folds(y)
     voxel_ml = float(truth.spacing_mm) ** 3 / 1000.0
     clinical = np.stack([X[c].astype(float) for c in CLINICAL], axis=1)

@@ -23,7 +23,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import numpy as np  # noqa: E402
-from common import DEV_SEEDS, folds  # noqa: E402
+from common import DEV_SEEDS, evaluation_cohort, folds  # noqa: E402
 from gap import CLINICAL  # noqa: E402  (the clinical covariates of nodes_evaluation.py)
 
 HERE = Path(__file__).resolve().parent
@@ -44,7 +44,6 @@ def main(argv=None):
 
     import survseg.estimators.adamss as adamss_module
     import survseg.estimators.deepmts as deepmts_module
-    from survseg.datasets import make_petct_cohort
     from survseg.estimators._cox_head import fit_cox_head
     from survseg.evaluation import concordance_index
     from survseg.registry import ADAMSS_SMALL_DATA_HEAD, SMALL_DATA_HEAD, make_model
@@ -59,8 +58,7 @@ def main(argv=None):
 
     module.fit_cox_head = recording_fit_cox_head
     head = ADAMSS_SMALL_DATA_HEAD if args.model == "AdaMSS" else SMALL_DATA_HEAD
-    # the cohort of nodes_evaluation.py (its default event rate)
-    X, y, truth = make_petct_cohort(150, (32,) * 3, random_state=args.seed, return_truth=True)
+    X, y, truth = evaluation_cohort(args.seed)
     fold = folds(y)
     risk = {a: np.zeros(len(y)) for a in ALPHAS}
     own = np.zeros(len(y))
