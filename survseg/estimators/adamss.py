@@ -353,7 +353,8 @@ class AdaMSSRegressor(SegmentationMixin, DeepSurvivalBase):
         Iterations between validations; default 2 % of the stage (the paper's 200 of 10,000).
     monitor : {"c_index", "loss", "dice"} or None, default="c_index"
         Validation score that picks the kept iteration of the survival stage (stage I always
-        keeps its best validation Dice). ``"c_index"``: Harrell's C of the validation
+        keeps its best validation Dice of the tumour, ``val_dice``, also when it segments the
+        nodes too). ``"c_index"``: Harrell's C of the validation
         patients (``val_c_index``; for ``"mtl"`` its mean with the Dice,
         ``val_dice_c_index``), as the paper does. ``"loss"``: the discrete-time negative
         log-likelihood of the validation patients (``val_loss``; for ``"mtl"`` plus
