@@ -80,13 +80,10 @@ def learned_ceilings(y, truth, folds, alpha=1.0):
       clinical covariates: hand-made features a perfect segmentation would give;
     - ``Cox on measured tumour``: the same without the nodes.
 
-    Ridge Cox (``alpha``) on z-scored features, fitted on each fold's training patients.
+    Ridge Cox (``alpha``) on z-scored features, fitted on each fold's training patients
+    (:func:`refitted_cox_cindex`).
     """
     import numpy as np
-    from sklearn.preprocessing import StandardScaler
-    from sksurv.linear_model import CoxPHSurvivalAnalysis
-
-    from survseg.evaluation import concordance_index
 
     m = truth.measurements
     clinical = np.c_[truth.covariates["age"], truth.covariates["hpv"]]
@@ -96,14 +93,23 @@ def learned_ceilings(y, truth, folds, alpha=1.0):
         "Cox on measured tumour + nodes": np.c_[tumour, np.log1p(m["node_volume_ml"])],
         "Cox on measured tumour": tumour,
     }
+    return {name: refitted_cox_cindex(F, y, folds, alpha) for name, F in features.items()}
+
+
+def refitted_cox_cindex(features, y, folds, alpha) -> float:
+    """Within-fold C of a ridge Cox model (``alpha``, z-scored) refitted on each fold's
+    training patients and applied to its test patients."""
+    import numpy as np
+    from sklearn.preprocessing import StandardScaler
+    from sksurv.linear_model import CoxPHSurvivalAnalysis
+
+    from survseg.evaluation import concordance_index
+
     folds = np.asarray(folds)
-    out = {}
-    for name, F in features.items():
-        risk = np.zeros(len(folds))
-        for k in np.unique(folds):
-            train, test = folds != k, folds == k
-            scaler = StandardScaler().fit(F[train])
-            cox = CoxPHSurvivalAnalysis(alpha=alpha).fit(scaler.transform(F[train]), y[train])
-            risk[test] = cox.predict(scaler.transform(F[test]))
-        out[name] = concordance_index(y, risk, groups=folds)
-    return out
+    risk = np.zeros(len(folds))
+    for k in np.unique(folds):
+        train, test = folds != k, folds == k
+        scaler = StandardScaler().fit(features[train])
+        cox = CoxPHSurvivalAnalysis(alpha=alpha).fit(scaler.transform(features[train]), y[train])
+        risk[test] = cox.predict(scaler.transform(features[test]))
+    return float(concordance_index(y, risk, groups=folds))

@@ -30,7 +30,9 @@ import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import numpy as np  # noqa: E402
+from _rows import refitted_cox_cindex  # noqa: E402
 from common import DEV_SEEDS, RESERVED  # noqa: E402
 from gap import CLINICAL, soft_features  # noqa: E402
 
@@ -53,18 +55,7 @@ def demo_folds(y, seed: int) -> np.ndarray:
 
 def head_cindex(features, y, fold) -> float:
     """Within-fold C of the head (z-scored ridge Cox) refitted fold by fold on ``features``."""
-    from sklearn.preprocessing import StandardScaler
-    from sksurv.linear_model import CoxPHSurvivalAnalysis
-
-    from survseg.evaluation import concordance_index
-
-    risk = np.zeros(len(y))
-    for k in np.unique(fold):
-        tr, te = fold != k, fold == k
-        scaler = StandardScaler().fit(features[tr])
-        cox = CoxPHSurvivalAnalysis(alpha=COX_ALPHA).fit(scaler.transform(features[tr]), y[tr])
-        risk[te] = cox.predict(scaler.transform(features[te]))
-    return float(concordance_index(y, risk, groups=fold))
+    return refitted_cox_cindex(features, y, fold, COX_ALPHA)
 
 
 def main():
