@@ -19,7 +19,9 @@ import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import numpy as np  # noqa: E402
+from _rows import refitted_cox_cindex  # noqa: E402
 from common import DEV_SEEDS, evaluation_cohort, folds  # noqa: E402
 from gap import CLINICAL, soft_features  # noqa: E402
 
@@ -29,9 +31,6 @@ SIZES = (150, 300)
 
 
 def main():
-    from sklearn.preprocessing import StandardScaler
-    from sksurv.linear_model import CoxPHSurvivalAnalysis
-
     from survseg.evaluation import concordance_index
 
     rows = []
@@ -43,21 +42,9 @@ def main():
             gt = np.stack([X["mask"], X["nodes"]], axis=1).astype(np.float32)
             clinical = np.stack([X[c].astype(float) for c in CLINICAL], axis=1)
             F = np.c_[soft_features(gt, X["pet"], voxel_ml, False), clinical]
-            risk = {a: np.zeros(len(y)) for a in ALPHAS}
-            for k in np.unique(fold):
-                tr, te = fold != k, fold == k
-                scaler = StandardScaler().fit(F[tr])
-                for a in ALPHAS:
-                    cox = CoxPHSurvivalAnalysis(alpha=a).fit(scaler.transform(F[tr]), y[tr])
-                    risk[a][te] = cox.predict(scaler.transform(F[te]))
             true = float(concordance_index(y, truth.risk, groups=fold))
             row = {"patients": n, "seed": seed, "events": int(y["event"].sum()), "true_risk": true}
-            row.update(
-                {
-                    f"alpha {a:g}": float(concordance_index(y, r, groups=fold))
-                    for a, r in risk.items()
-                }
-            )
+            row.update({f"alpha {a:g}": refitted_cox_cindex(F, y, fold, a) for a in ALPHAS})
             rows.append(row)
             print(json.dumps(row), flush=True)
     summary = {

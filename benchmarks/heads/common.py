@@ -47,10 +47,11 @@ def evaluation_cohort(seed: int, n: int = N_PATIENTS, shape=SHAPE):
     return make_petct_cohort(n, shape, random_state=seed, return_truth=True)
 
 
-def folds(y, n_folds: int = 3) -> np.ndarray:
-    """Test-fold label of each patient."""
+def folds(y, n_folds: int = 3, random_state: int = 0) -> np.ndarray:
+    """Test-fold label of each patient, as :func:`survseg.evaluation.benchmark` splits with
+    ``random_state`` (0: the evaluation scripts' folds; ``survseg demo --seed s`` uses ``s``)."""
     fold = np.empty(len(y), dtype=int)
-    skf = StratifiedKFold(n_folds, shuffle=True, random_state=0)
+    skf = StratifiedKFold(n_folds, shuffle=True, random_state=random_state)
     for k, (_, test) in enumerate(skf.split(np.zeros(len(y)), y["event"])):
         fold[test] = k
     return fold

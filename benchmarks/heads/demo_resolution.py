@@ -33,24 +33,13 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import numpy as np  # noqa: E402
 from _rows import refitted_cox_cindex  # noqa: E402
-from common import DEV_SEEDS, RESERVED  # noqa: E402
+from common import DEV_SEEDS, RESERVED, folds  # noqa: E402
 from gap import CLINICAL, soft_features  # noqa: E402
 
 HERE = Path(__file__).resolve().parent
 DEMO_SEED = 0
 SHAPES = (24, 32)
 COX_ALPHA = 100.0  # the estimators' cox_alpha
-
-
-def demo_folds(y, seed: int) -> np.ndarray:
-    """Test-fold label of each patient, as :func:`survseg.evaluation.benchmark` splits."""
-    from sklearn.model_selection import StratifiedKFold
-
-    fold = np.empty(len(y), dtype=int)
-    skf = StratifiedKFold(3, shuffle=True, random_state=seed)
-    for k, (_, test) in enumerate(skf.split(np.zeros(len(y)), y["event"])):
-        fold[test] = k
-    return fold
 
 
 def head_cindex(features, y, fold) -> float:
@@ -69,7 +58,7 @@ def main():
             X, y, truth = make_petct_cohort(
                 300, (size,) * 3, event_rate=0.5, random_state=seed, return_truth=True
             )
-            fold = demo_folds(y, seed)
+            fold = folds(y, random_state=seed)  # the demo's folds
             voxel_ml = float(truth.spacing_mm) ** 3 / 1000.0
             masks = np.stack([X["mask"], X["nodes"]], axis=1).astype(np.float32)
             clinical = np.stack([X[c].astype(float) for c in CLINICAL], axis=1)
