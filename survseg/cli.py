@@ -33,6 +33,7 @@ def _cmd_demo(args) -> int:
         args.output,
         n_patients=args.n_patients,
         shape=args.shape,
+        field_of_view_mm=args.fov,
         event_rate=args.event_rate,
         n_folds=args.folds,
         iterations=args.iterations,
@@ -62,6 +63,12 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--output", default="survseg_demo_output", help="output folder")
     demo.add_argument("--n-patients", type=int, default=300, help="patients in the cohort")
     demo.add_argument("--shape", type=_shape, default="24", help="volume size, e.g. 24 or 32x32x24")
+    demo.add_argument(
+        "--fov",
+        type=float,
+        default=144.0,
+        help="field of view in mm along the longest axis (voxels of FOV / max(shape) mm)",
+    )
     demo.add_argument(
         "--event-rate", type=float, default=0.5, help="expected fraction of observed events"
     )

@@ -26,6 +26,7 @@ def test_help_shows_defaults(capsys):
         "(default: 300)",
         "(default: 0.5)",
         "(default: 24)",
+        "(default: 144.0)",
         "(default: 3)",
         "(default: 200)",
     ):
@@ -42,6 +43,7 @@ def test_docs_list_the_parsers_demo_defaults():
         "output": demo.output,
         "n-patients": str(demo.n_patients),
         "shape": str(demo.shape[0]),
+        "fov": str(demo.fov),
         "event-rate": str(demo.event_rate),
         "folds": str(demo.folds),
         "iterations": str(demo.iterations),

@@ -25,6 +25,40 @@ def test_run_demo_writes_the_table_only_in_its_folder(tmp_path, capsys):
     assert {p.name for p in tmp_path.iterdir()} == {"demo"}
     printed = capsys.readouterr().out
     assert "30 patients" in printed and "p_value_within_fold" in printed
+    assert "voxels of 9.0 mm" in printed  # HECKTOR 2021's 144 mm box over 16 voxels
+
+
+def test_run_demo_draws_the_field_of_view_it_is_given(tmp_path, monkeypatch):
+    import survseg.datasets as datasets
+
+    drawn = {}
+    real = datasets.make_petct_cohort
+
+    def spy(*args, **kwargs):
+        drawn.update(kwargs)
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(datasets, "make_petct_cohort", spy)
+    run_demo(
+        tmp_path / "demo",
+        n_patients=20,
+        shape=(16, 20, 16),
+        field_of_view_mm=120.0,
+        event_rate=0.6,
+        models=["ClinicalCox"],
+        n_bootstrap=10,
+        n_jobs=1,
+        plots=False,
+        verbose=0,
+    )
+    assert drawn["voxel_size_mm"] == pytest.approx(6.0)  # the longest axis, 20 voxels, spans 120 mm
+
+
+@pytest.mark.parametrize("fov", [0.0, -10.0, float("nan")])
+def test_run_demo_rejects_a_bad_field_of_view_before_writing(tmp_path, fov):
+    with pytest.raises(ValueError, match="field_of_view_mm"):
+        run_demo(tmp_path / "demo", field_of_view_mm=fov, models=["ClinicalCox"])
+    assert not (tmp_path / "demo").exists()
 
 
 def test_run_demo_rejects_an_unknown_model_before_writing(tmp_path):
