@@ -297,3 +297,40 @@ def test_cross_fitted_radiomics_masks_come_from_networks_that_did_not_see_the_pa
     )
     with pytest.raises(ValueError, match="radiomics=True"):
         tiny(radiomics_cv=2).fit(X, y)
+
+
+@pytest.mark.parametrize("monitor", ["tumour", "mean"])
+def test_stage_one_keeps_the_iteration_of_its_segmentation_monitor(cohort, monitor):
+    X, y = cohort
+    est = tiny(
+        max_iter_segmentation=16,
+        max_iter_survival=2,
+        lr=1e-2,
+        lr_factors=(1.0, 1.0),
+        validation_fraction=0.4,
+        validate_every=2,
+        batch_size=4,
+        segmentation_monitor=monitor,
+    ).fit(X, y)
+    h = est.history_
+    val = h[(h["stage"] == "segmentation") & h["val_dice"].notna()]
+    mean = (val["val_dice"] + val["val_dice_nodes"]) / 2  # every validation split has nodes
+    np.testing.assert_allclose(val["val_dice_mean"], mean, rtol=1e-12)
+    score = mean if monitor == "mean" else val["val_dice"]
+    best = val["iteration"][score == score.max()]
+    assert est.best_iteration_["segmentation"] == best.iloc[0]
+
+
+def test_mean_segmentation_monitor_is_the_tumour_dice_without_nodes(cohort):
+    X, y = cohort
+    bare = volumes(pet=X["pet"], ct=X["ct"], mask=X["mask"], spacing=X["spacing"])
+    est = tiny(validation_fraction=0.4, validate_every=2, segmentation_monitor="mean")
+    h = est.fit(bare, y).history_
+    val = h[(h["stage"] == "segmentation") & h["val_dice"].notna()]
+    assert len(val) and (val["val_dice_mean"] == val["val_dice"]).all()
+
+
+def test_unknown_segmentation_monitor_is_refused(cohort):
+    X, y = cohort
+    with pytest.raises(ValueError, match="segmentation_monitor"):
+        tiny(segmentation_monitor="nodes").fit(X, y)
