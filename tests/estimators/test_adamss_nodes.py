@@ -49,6 +49,12 @@ def tiny(**kw):
     return AdaMSSRegressor(**params)
 
 
+def trained(**kw):
+    """``tiny`` with a stage I that learns (lr 1e-2, batches of 4, 40 % held out)."""
+    base = dict(max_iter_survival=2, lr=1e-2, lr_factors=(1.0, 1.0), batch_size=4)
+    return tiny(**{**base, "validation_fraction": 0.4, **kw})
+
+
 def _dice(a, b):
     a, b = a.astype(bool), b.astype(bool)
     return 2.0 * (a & b).sum() / (a.sum() + b.sum())
@@ -63,15 +69,7 @@ def cohort():
 def fitted(cohort):
     """Trained long enough (stage I: 40 iterations at lr 1e-2) for non-trivial Dice values."""
     X, y = cohort
-    return tiny(
-        max_iter_segmentation=40,
-        max_iter_survival=2,
-        lr=1e-2,
-        lr_factors=(1.0, 1.0),
-        validation_fraction=0.4,
-        validate_every=40,
-        batch_size=4,
-    ).fit(X, y)
+    return trained(max_iter_segmentation=40, validate_every=40).fit(X, y)
 
 
 def test_segmentation_loss_summed_over_regions_against_hand_computation():
@@ -302,16 +300,8 @@ def test_cross_fitted_radiomics_masks_come_from_networks_that_did_not_see_the_pa
 @pytest.mark.parametrize("monitor", ["tumour", "mean"])
 def test_stage_one_keeps_the_iteration_of_its_segmentation_monitor(cohort, monitor):
     X, y = cohort
-    est = tiny(
-        max_iter_segmentation=16,
-        max_iter_survival=2,
-        lr=1e-2,
-        lr_factors=(1.0, 1.0),
-        validation_fraction=0.4,
-        validate_every=2,
-        batch_size=4,
-        segmentation_monitor=monitor,
-    ).fit(X, y)
+    est = trained(max_iter_segmentation=16, validate_every=2, segmentation_monitor=monitor)
+    est.fit(X, y)
     h = est.history_
     val = h[(h["stage"] == "segmentation") & h["val_dice"].notna()]
     mean = (val["val_dice"] + val["val_dice_nodes"]) / 2  # every validation split has nodes
