@@ -367,7 +367,7 @@ class AdaMSSRegressor(SegmentationMixin, DeepSurvivalBase):
         validation patient has nodes), as MONAI's ``DiceMetric`` averages the classes; with
         the tumour only it is ``val_dice``. ``"mean"`` keeps a node channel that learns after
         the tumour's Dice has peaked: on a development cohort of the demo (24^3, batches of
-        4, 200 iterations) ``"tumour"`` kept iteration 112 of 200, at a validation node Dice
+        4, ``lr=(3e-3, 5e-4)``, 200 iterations) ``"tumour"`` kept iteration 112 of 200, at a validation node Dice
         of about 0.1 instead of the last iteration's 0.48 (``benchmarks/README.md``).
     mask_threshold : float, default=0.5
         Probability above which a voxel is tumour.
