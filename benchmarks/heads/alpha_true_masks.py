@@ -23,7 +23,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import numpy as np  # noqa: E402
 from _rows import refitted_cox_cindex  # noqa: E402
 from common import DEV_SEEDS, evaluation_cohort, folds  # noqa: E402
-from gap import CLINICAL, soft_features  # noqa: E402
+from gap import true_mask_features  # noqa: E402
 
 HERE = Path(__file__).resolve().parent
 ALPHAS = (1.0, 10.0, 30.0, 100.0, 300.0, 1000.0, 10000.0)
@@ -38,10 +38,8 @@ def main():
         for seed in DEV_SEEDS:
             X, y, truth = evaluation_cohort(seed, n)
             fold = folds(y)
-            voxel_ml = float(truth.spacing_mm) ** 3 / 1000.0
-            gt = np.stack([X["mask"], X["nodes"]], axis=1).astype(np.float32)
-            clinical = np.stack([X[c].astype(float) for c in CLINICAL], axis=1)
-            F = np.c_[soft_features(gt, X["pet"], voxel_ml, False), clinical]
+            features, clinical = true_mask_features(X, truth.spacing_mm)
+            F = np.c_[features, clinical]
             true = float(concordance_index(y, truth.risk, groups=fold))
             row = {"patients": n, "seed": seed, "events": int(y["event"].sum()), "true_risk": true}
             row.update({f"alpha {a:g}": refitted_cox_cindex(F, y, fold, a) for a in ALPHAS})

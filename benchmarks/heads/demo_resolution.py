@@ -39,7 +39,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import numpy as np  # noqa: E402
 from _rows import refitted_cox_cindex  # noqa: E402
 from common import DEV_SEEDS, RESERVED, folds  # noqa: E402
-from gap import CLINICAL, soft_features  # noqa: E402
+from gap import CLINICAL, true_mask_features  # noqa: E402
 
 HERE = Path(__file__).resolve().parent
 DEMO_SEED = 0
@@ -80,10 +80,7 @@ def main():
                 voxel_size_mm=fov / size,
             )
             fold = folds(y, random_state=seed)  # the demo's folds
-            voxel_ml = float(truth.spacing_mm) ** 3 / 1000.0
-            masks = np.stack([X["mask"], X["nodes"]], axis=1).astype(np.float32)
-            clinical = np.stack([X[c].astype(float) for c in CLINICAL], axis=1)
-            both = soft_features(masks, X["pet"], voxel_ml, False)
+            both, clinical = true_mask_features(X, truth.spacing_mm)
             burden = np.asarray(truth.covariates["node_burden"], dtype=float)
             row = {
                 "shape": size,

@@ -29,7 +29,7 @@ import numpy as np  # noqa: E402
 from _rows import learned_ceilings  # noqa: E402
 from common import folds  # noqa: E402
 from demo_resolution import COX_ALPHA, head_cindex  # noqa: E402
-from gap import CLINICAL, soft_features  # noqa: E402
+from gap import true_mask_features  # noqa: E402
 
 #: evaluation seeds already opened, with the JSON of their current-settings node rows
 OPENED = {
@@ -59,10 +59,7 @@ def main():
         true = float(concordance_index(y, truth.risk, groups=fold))
         # the benchmark's folds: the true risk's C must be the published one
         assert abs(true - published["true_risk"]["cindex_within_fold"]) < 1e-9, seed
-        voxel_ml = float(truth.spacing_mm) ** 3 / 1000.0
-        masks = np.stack([X["mask"], X["nodes"]], axis=1).astype(np.float32)
-        clinical = np.stack([X[c].astype(float) for c in CLINICAL], axis=1)
-        both = soft_features(masks, X["pet"], voxel_ml, False)
+        both, clinical = true_mask_features(X, truth.spacing_mm)
         row = {
             "seed": seed,
             "true_risk": true,

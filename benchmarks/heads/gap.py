@@ -65,6 +65,18 @@ def soft_features(prob, suv, voxel_ml, extended):
     return np.stack(out, axis=1)
 
 
+def true_mask_features(X, spacing_mm):
+    """The head's three features per region on the *ground-truth* tumour and node masks.
+
+    Returns ``(features, clinical)``: ``soft_features`` of ``X``'s ``'mask'`` and ``'nodes'``
+    (``(n, 6)``: tumour, then nodes) and the ``CLINICAL`` covariates (``(n, 3)``).
+    """
+    voxel_ml = float(spacing_mm) ** 3 / 1000.0
+    masks = np.stack([X["mask"], X["nodes"]], axis=1).astype(np.float32)
+    clinical = np.stack([X[c].astype(float) for c in CLINICAL], axis=1)
+    return soft_features(masks, X["pet"], voxel_ml, False), clinical
+
+
 def dice(pred, gt):
     inter = (pred & gt).sum()
     den = pred.sum() + gt.sum()
